@@ -1,0 +1,153 @@
+"""Model adapter `sklearn-eiserver`: scikit-learn linear models served by EIServer (encrypted-inference 0.9)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction
+from sei_framework.isolation import call_isolated
+
+from .linear import LinearModel, NotLinearError, fold
+from .model_files import ModelFileError, load_model
+
+__all__ = ["EIServerAdapter", "EIServerClient"]
+
+LINEAR_FILE = "linear.json"
+ENCRYPTION = {
+    "library": "encrypted-inference 0.9 (Microsoft SEAL 3.5)",
+    "scheme": "CKKS",
+    "poly_modulus_degree": 8192,
+    "coeff_modulus_bits": [60, 40, 40, 60],
+    "scale_bits": 40,
+}
+
+
+class SklearnOptions(PluginOptions):
+    trusted_types: list[str] = []
+    """Extra types to trust when loading a .skops file."""
+
+
+def readout(model: LinearModel) -> dict[str, Any]:
+    """What a client needs to read scores: everything but the weights."""
+    data = model.to_dict()
+    data.pop("coef")
+    data.pop("intercept")
+    return data
+
+
+def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
+    """Load and fold a model file into `dest/linear.json`; a non-linear model is refused by name."""
+    try:
+        model = fold(load_model(source, trusted_types=options.trusted_types or None))
+    except (NotLinearError, ModelFileError) as exc:
+        raise PluginError(str(exc)) from None
+    (dest / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
+    metadata = {"estimator": model.estimator, "n_features": model.n_features, "n_outputs": model.n_outputs}
+    return model, metadata
+
+
+def load_linear(model_dir: Path) -> LinearModel:
+    return LinearModel.from_dict(json.loads((model_dir / LINEAR_FILE).read_text()))
+
+
+class EIServerAdapter(ModelAdapter):
+    """Each output is one EIServer dot product on the client's CKKS ciphertexts (the tutorial's wire format)."""
+
+    name: ClassVar[str] = "sklearn-eiserver"
+    Options = SklearnOptions
+    requirements = ("encrypted-inference==0.9", "scikit-learn", "joblib")
+
+    @classmethod
+    def prepare(cls, source: Path, options: SklearnOptions, dest: Path) -> dict[str, Any]:
+        return prepare_linear(source, options, dest)[1]
+
+    def __init__(self, model_dir: Path, metadata: dict[str, Any], options: SklearnOptions) -> None:
+        from .eiserver_native import EIServerKernel
+
+        super().__init__(model_dir, metadata, options)
+        self.model = load_linear(model_dir)
+        self.kernel = EIServerKernel(self.model.coef, self.model.intercept)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "n_features": self.model.n_features,
+            "n_outputs": self.model.n_outputs,
+            "estimator": self.model.estimator,
+            "readout": readout(self.model),
+            "encryption": ENCRYPTION,
+            "key_scheme": EIServerClient.key_scheme,
+            "ciphertexts_per_row": self.kernel.ciphertexts_per_row,
+        }
+
+    def load_public_keys(self, data: bytes) -> Any:
+        return self.kernel.convert_keys(data)
+
+    def count_rows(self, data: Any) -> int:
+        return len(data["rows"]) if isinstance(data, dict) and isinstance(data.get("rows"), list) else 0
+
+    def _rows(self, data: Any) -> list[bytes]:
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
+            raise InvalidRequest("data must be an object with a non-empty 'rows' list", code="invalid_data")
+        n_features = data.get("n_features")
+        if n_features != self.model.n_features:
+            raise InvalidRequest(
+                f"model takes {self.model.n_features} features; the request says {n_features!r}",
+                code="wrong_features",
+            )
+        return [self._decode(row) for row in data["rows"]]
+
+    def _decode(self, row: Any) -> bytes:
+        from .eiserver_native import decode_ciphertexts
+
+        return decode_ciphertexts(row, self.kernel.ciphertexts_per_row)
+
+    def predict(self, data: Any, keys: Any) -> Any:
+        rows = self._rows(data)
+        return call_isolated(
+            lambda: [self.kernel.dot_products(row, keys) for row in rows],
+            what="encrypted dot product (malformed ciphertext or public keys?)",
+        )
+
+    @classmethod
+    def client(cls, description: dict[str, Any]) -> EIServerClient:
+        return EIServerClient(description)
+
+
+class EIServerClient(AdapterClient):
+    """EILinearRegressionClient: encrypts each row, decrypts one ciphertext per output."""
+
+    key_scheme = "eiserver-ckks-8192"
+    max_rows_per_request = 4
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        super().__init__(description)
+        self.model = LinearModel.from_readout(description["readout"], description["n_features"])
+        self._client = None
+
+    def generate_keys(self) -> tuple[bytes, bytes]:
+        from encrypted.inference.eiclient import EILinearRegressionClient
+
+        client = EILinearRegressionClient(verbose=False)  # verbose mode prints the secret key
+        _, public = client.get_public_keys()
+        return base64.b64decode(client.secret_key()), public
+
+    def use_keys(self, secret: bytes, public: bytes) -> None:
+        from encrypted.inference.eiclient import EILinearRegressionClient
+
+        self._client = EILinearRegressionClient(secret_key=base64.b64encode(secret).decode("ascii"), verbose=False)
+
+    def encrypt(self, rows: np.ndarray) -> Any:
+        return {"n_features": int(rows.shape[1]), "rows": [self._client.encrypt(row) for row in rows]}
+
+    def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
+        if not isinstance(result, list) or len(result) != n_rows:
+            raise InvalidRequest(f"expected {n_rows} result rows from the service", code="invalid_response")
+        return np.array([self._client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
+
+    def interpret(self, scores: np.ndarray) -> Prediction:
+        return Prediction(scores, self.model.predict(scores), self.model.predict_proba(scores))

@@ -1,0 +1,113 @@
+"""EIServer's dot products, with public keys converted once instead of once per class.
+
+`EIServer.predict` copies the 9 MB public keys into a ctypes array element by element for
+every class (~0.9 s each). Here the keys are converted once per key id (a buffer copy) and
+reused; the wire format and the native computation are exactly EIServer's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ctypes
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from encrypted.inference.internal import einative
+
+from sei_framework import InvalidRequest
+
+__all__ = ["NativeKeys", "EIServerKernel", "SEAL_MAGIC"]
+
+SEAL_MAGIC = 0xA15E
+KEY_PARTS = 2  # two SEAL key objects, as EILinearRegressionClient.get_public_keys makes them
+_HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, reserved, size
+
+
+@dataclass(frozen=True)
+class NativeKeys:
+    """Public keys as the native library takes them."""
+
+    array: ctypes.Array
+    size: int
+
+
+def _check_header(blob: bytes, what: str) -> None:
+    """Cheap checks of a SEAL serialization header, before native code sees the bytes."""
+    code = "invalid_keys" if what.startswith("public key") else "invalid_ciphertext"
+    if len(blob) < _HEADER.size:
+        raise InvalidRequest(f"{what} is truncated ({len(blob)} bytes)", code=code)
+    magic, header_size, major, _minor, compression, _reserved, size = _HEADER.unpack_from(blob)
+    if magic != SEAL_MAGIC or header_size != _HEADER.size or major != 3 or compression > 2:
+        raise InvalidRequest(f"{what} is not a Microsoft SEAL 3 serialization", code=code)
+    if size != len(blob):
+        raise InvalidRequest(f"{what} is {len(blob)} bytes but its header says {size}", code=code)
+
+
+def decode_ciphertexts(row: object, expected: int) -> bytes:
+    """Base64 ciphertexts of one row, checked and concatenated as the native call takes them."""
+    if not isinstance(row, list) or not all(isinstance(c, str) for c in row):
+        raise InvalidRequest("each row must be a list of base64 ciphertext strings", code="invalid_ciphertext")
+    if len(row) != expected:
+        raise InvalidRequest(f"each row must have {expected} ciphertext(s), got {len(row)}", code="invalid_ciphertext")
+    blobs = []
+    for i, text in enumerate(row):
+        try:
+            blob = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
+        _check_header(blob, f"ciphertext {i}")
+        blobs.append(blob)
+    return b"".join(blobs)
+
+
+class EIServerKernel:
+    """The native EIServer computation for one weight matrix."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray) -> None:
+        self.coef = np.ascontiguousarray(coef, dtype=np.float64)
+        self.intercept = np.ascontiguousarray(intercept, dtype=np.float64)
+        self._server = einative.SEALServerInstance()
+        slots = ctypes.c_uint64()
+        einative._einative.GetServerSlotCount(self._server.native_ptr, ctypes.byref(slots))
+        self.ciphertexts_per_row = -(-self.coef.shape[1] // slots.value)
+        self._result_size = self._server.get_ciphertext_buffer_size() * self.ciphertexts_per_row
+
+    @staticmethod
+    def convert_keys(public_keys: bytes) -> NativeKeys:
+        """Check that the keys are the two SEAL objects EIServer expects, then convert them."""
+        offset, parts = 0, 0
+        while offset < len(public_keys):
+            part = public_keys[offset:]
+            if len(part) >= _HEADER.size:
+                part = part[: _HEADER.unpack_from(part)[-1]]
+            _check_header(part, f"public key part {parts}")
+            offset, parts = offset + len(part), parts + 1
+        if parts != KEY_PARTS:
+            raise InvalidRequest(f"public keys must hold {KEY_PARTS} SEAL objects, not {parts}", code="invalid_keys")
+        return NativeKeys((ctypes.c_byte * len(public_keys)).from_buffer_copy(public_keys), len(public_keys))
+
+    def dot_products(self, ciphertexts: bytes, keys: NativeKeys) -> list[str]:
+        """One base64 result ciphertext per output, as EIServer.predict returns them."""
+        cipher_array = (ctypes.c_byte * len(ciphertexts)).from_buffer_copy(ciphertexts)
+        results = []
+        for weights, intercept in zip(self.coef, self.intercept):
+            out = (ctypes.c_byte * self._result_size)()
+            out_size = ctypes.c_uint64(self._result_size)
+            error = einative._einative.ComputeDotProduct(
+                self._server.native_ptr,
+                ctypes.c_uint64(len(weights)),
+                weights.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                ctypes.c_double(intercept),
+                ctypes.c_uint64(len(ciphertexts)),
+                cipher_array,
+                ctypes.c_uint64(keys.size),
+                keys.array,
+                ctypes.byref(out_size),
+                out,
+            )
+            if error != 0:
+                raise InvalidRequest(f"native dot product failed with code {error & 0xFFFFFFFF:#x}", code="rejected_input")
+            results.append(base64.b64encode(ctypes.string_at(out, out_size.value)).decode("ascii"))
+        return results

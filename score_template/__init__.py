@@ -1,0 +1,1 @@
+"""The score.py that `sei build` copies into every build folder (a real, importable module)."""

@@ -1,0 +1,55 @@
+"""SEI: serve predictions on data the service never sees (homomorphic encryption, pluggy plugins)."""
+
+from __future__ import annotations
+
+from .base import AdapterClient, DeployTarget, Endpoint, KeyTransport, ModelAdapter, PluginOptions, Prediction
+from .build import Build
+from .client import Client
+from .deployment import Deployment
+from .errors import (
+    BuildError,
+    ConfigError,
+    DeployError,
+    DuplicatePluginError,
+    InvalidRequest,
+    KeyTransportError,
+    PluginError,
+    PluginLoadError,
+    SeiError,
+    ServiceError,
+    UnknownKey,
+    UnknownPluginError,
+)
+from .hookspecs import hookimpl
+from .keys import check_key_id, key_id_for, sei_home
+from .plugins import get_plugin_manager
+
+__all__ = [
+    "AdapterClient",
+    "Build",
+    "BuildError",
+    "Client",
+    "ConfigError",
+    "DeployError",
+    "DeployTarget",
+    "Deployment",
+    "DuplicatePluginError",
+    "Endpoint",
+    "InvalidRequest",
+    "KeyTransport",
+    "KeyTransportError",
+    "ModelAdapter",
+    "PluginError",
+    "PluginLoadError",
+    "PluginOptions",
+    "Prediction",
+    "SeiError",
+    "ServiceError",
+    "UnknownKey",
+    "UnknownPluginError",
+    "check_key_id",
+    "get_plugin_manager",
+    "hookimpl",
+    "key_id_for",
+    "sei_home",
+]

@@ -1,0 +1,178 @@
+"""Base classes that plugins subclass: model adapters, key transports and deploy targets.
+
+Each plugin class has a `name` and a nested pydantic `Options` model (extra fields forbidden),
+so the core validates plugin options without knowing their schema.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from .build import Build
+
+__all__ = [
+    "PluginOptions",
+    "ModelAdapter",
+    "AdapterClient",
+    "KeyTransport",
+    "DeployTarget",
+    "Endpoint",
+    "Prediction",
+]
+
+
+class PluginOptions(BaseModel):
+    """Base of every plugin's `Options`: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Decrypted scores and what the model's own `predict` (and `predict_proba`) would return."""
+
+    scores: np.ndarray
+    predictions: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a deployed service answers; `headers` (auth) are kept out of repr and logs."""
+
+    scoring_uri: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class AdapterClient(ABC):
+    """Client half of a model adapter: keys, encryption, decryption, and reading the scores."""
+
+    key_scheme: ClassVar[str]
+    """Keys made for one scheme serve every model with the same scheme and parameters."""
+
+    max_rows_per_request: int = 16
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        self.description = description
+
+    @abstractmethod
+    def generate_keys(self) -> tuple[bytes, bytes]:
+        """Make a fresh key pair; return (secret key bytes, public key bytes)."""
+
+    @abstractmethod
+    def use_keys(self, secret: bytes, public: bytes) -> None:
+        """Encrypt and decrypt with this key pair from now on."""
+
+    @abstractmethod
+    def encrypt(self, rows: np.ndarray) -> Any:
+        """Encrypt a 2-D array of rows into the JSON-serialisable `data` field of a request."""
+
+    @abstractmethod
+    def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
+        """Decrypt a response's `result` field into scores of shape (n_rows, n_outputs)."""
+
+    @abstractmethod
+    def interpret(self, scores: np.ndarray) -> Prediction:
+        """Turn decrypted scores into predictions (and probabilities where the model has them)."""
+
+
+class ModelAdapter(ABC):
+    """Server half of a model adapter: prepares a model at build time and scores ciphertexts."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+    requirements: ClassVar[tuple[str, ...]] = ()
+    """pip requirements the service needs for this adapter, besides sei-framework."""
+
+    @classmethod
+    @abstractmethod
+    def prepare(cls, source: Path, options: PluginOptions, dest: Path) -> dict[str, Any]:
+        """Build time: check the model file, write what serving needs into `dest`, return metadata."""
+
+    def __init__(self, model_dir: Path, metadata: dict[str, Any], options: PluginOptions) -> None:
+        self.model_dir = model_dir
+        self.metadata = metadata
+        self.options = options
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What a client needs: features, outputs, encryption parameters, key scheme."""
+
+    @abstractmethod
+    def load_public_keys(self, data: bytes) -> Any:
+        """Check and convert public key bytes once; the result is cached by key id."""
+
+    @abstractmethod
+    def predict(self, data: Any, keys: Any) -> Any:
+        """Score a request's `data` field with cached keys; return the response's `result` field."""
+
+    def count_rows(self, data: Any) -> int:
+        """Rows in a request's `data` field, for the rows-per-request limit."""
+        return len(data) if isinstance(data, list) else 1
+
+    @classmethod
+    @abstractmethod
+    def client(cls, description: dict[str, Any]) -> AdapterClient:
+        """The client half, configured from this adapter's `describe()` output."""
+
+
+class KeyTransport(ABC):
+    """Carries a client's public keys to the service, addressed by key id."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+    requirements: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: PluginOptions) -> None:
+        self.options = options
+
+    def client_options(self) -> dict[str, Any]:
+        """Options a client may learn from the service's `describe` answer (never secrets)."""
+        return {}
+
+    @abstractmethod
+    def publish(self, key_id: str, public_keys: bytes) -> dict[str, Any]:
+        """Client side: make the keys reachable; return fields to add to the next request."""
+
+    @abstractmethod
+    def fetch(self, key_id: str, request: dict[str, Any]) -> bytes | None:
+        """Service side: the public key bytes for `key_id`, or None when there are none."""
+
+
+class DeployTarget(ABC):
+    """Runs a build folder somewhere and gives back its endpoint."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+    requirements: ClassVar[tuple[str, ...]] = ()
+    """pip requirements of the machine that deploys (not of the service)."""
+
+    def __init__(self, options: PluginOptions) -> None:
+        self.options = options
+
+    @abstractmethod
+    def deploy(self, build: Build) -> Endpoint:
+        """Start (or update) the service for `build` and return its endpoint once it answers."""
+
+    @abstractmethod
+    def delete(self, name: str) -> bool:
+        """Stop and remove the deployment called `name`; False when there was none."""
+
+    def serve(self, build: Build) -> None:
+        """Serve `build` in the foreground until interrupted."""
+        from .errors import DeployError
+
+        raise DeployError(f"deploy target {self.name!r} cannot serve in the foreground")
+
+    def dry_run(self, build: Build, out: Path) -> list[Path]:
+        """Write what `deploy` would submit into `out` without deploying; return the files."""
+        from .errors import DeployError
+
+        raise DeployError(f"deploy target {self.name!r} has no dry run")

@@ -1,0 +1,174 @@
+"""The `sei` command. Errors become one line on stderr and an exit code, here and nowhere else."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from .base import Endpoint
+from .deployment import Deployment
+from .errors import ConfigError, InvalidRequest, SeiError
+from .plugins import SeiPlugins, get_plugin_manager
+
+__all__ = ["main", "cli"]
+
+EXIT_CODES = {ConfigError: 2, InvalidRequest: 3}
+
+
+def _plugins() -> SeiPlugins:
+    """Load every plugin; a broken one is a warning here (it is fatal only in a service)."""
+    plugins = get_plugin_manager().collect()
+    for error in plugins.load_errors:
+        click.secho(f"warning: {error.message}", fg="yellow", err=True)
+    return plugins
+
+
+def handle_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SeiError as exc:
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            code = next((c for t, c in EXIT_CODES.items() if isinstance(exc, t)), 1)
+            sys.exit(code)
+
+    return wrapper
+
+
+def _deployment(config: str) -> Deployment:
+    return Deployment.from_file(config, plugins=_plugins())
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what SEI does (never keys or data).")
+def cli(verbose: bool) -> None:
+    """SEI: serve predictions on data the service never sees."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@handle_errors
+def validate(config: str) -> None:
+    """Check CONFIG: the core schema, then each named plugin's options."""
+    resolved = _deployment(config).validate()
+    models = ", ".join(f"{m.config.name} ({m.adapter.name})" for m in resolved.models)
+    click.echo(f"{config}: ok; models: {models}; keys: {resolved.transport.name}; target: {resolved.target.name}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Build folder to write.")
+@handle_errors
+def build(config: str, out: str) -> None:
+    """Write a build folder: score.py, resolved config, model files, requirements."""
+    result = _deployment(config).build(out)
+    click.echo(f"built {result.name} into {result.path}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Build folder (default $SEI_HOME/builds/NAME).")
+@click.option("--dry-run", "dry_run", type=click.Path(file_okay=False), help="Write what would be submitted into this folder; deploy nothing.")
+@handle_errors
+def deploy(config: str, out: str | None, dry_run: str | None) -> None:
+    """Build CONFIG and deploy it with its target; prints the scoring URI."""
+    deployment = _deployment(config)
+    if dry_run:
+        for path in deployment.dry_run(dry_run):
+            click.echo(f"wrote {path}")
+        return
+    click.echo(deployment.deploy(out).scoring_uri)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@handle_errors
+def delete(config: str) -> None:
+    """Stop and remove CONFIG's deployment."""
+    deployment = _deployment(config)
+    found = deployment.delete()
+    click.echo(f"deleted {deployment.name}" if found else f"{deployment.name} was not deployed")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Build folder (default $SEI_HOME/builds/NAME).")
+@handle_errors
+def serve(config: str, out: str | None) -> None:
+    """Build CONFIG and serve it in the foreground."""
+    _deployment(config).serve(out)
+
+
+def read_rows(path: Path) -> np.ndarray:
+    """Rows from a .npy or .csv file (a header line is skipped when it is not numeric)."""
+    if path.suffix == ".npy":
+        rows = np.load(path, allow_pickle=False)
+    elif path.suffix == ".csv":
+        with open(path, newline="") as handle:
+            lines = [line for line in csv.reader(handle) if line]
+        try:
+            rows = np.array(lines, dtype=np.float64)
+        except ValueError:
+            try:
+                rows = np.array(lines[1:], dtype=np.float64)
+            except ValueError:
+                raise InvalidRequest(f"{path}: every value must be a number") from None
+    else:
+        raise InvalidRequest(f"{path}: input must be a .npy or .csv file")
+    rows = np.atleast_2d(rows)
+    if rows.ndim != 2:
+        raise InvalidRequest(f"{path}: expected one row or a table of rows, got shape {rows.shape}")
+    return rows
+
+
+@cli.command()
+@click.option("--endpoint", required=True, help="Scoring URI of the service.")
+@click.option("--model", "model", required=True, help="Model name in the service.")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' (e.g. authorization).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def predict(endpoint: str, model: str, input_path: str, headers: tuple[str, ...], as_json: bool) -> None:
+    """Encrypt INPUT rows, score them on the service, decrypt and print the predictions."""
+    from tqdm import tqdm
+
+    from .client import Client
+
+    header_map = dict(h.split(":", 1) for h in headers)
+    client = Client(Endpoint(endpoint, {k.strip(): v.strip() for k, v in header_map.items()}), plugins=_plugins())
+    rows = read_rows(Path(input_path))
+    with tqdm(total=len(rows), unit="row", disable=len(rows) < 2, file=sys.stderr) as bar:
+        result = client.predict(model, rows, progress=bar.update)
+    if as_json:
+        out = {"scores": result.scores.tolist(), "predictions": result.predictions.tolist()}
+        if result.probabilities is not None:
+            out["probabilities"] = result.probabilities.tolist()
+        click.echo(json.dumps(out))
+        return
+    for i, (scores, label) in enumerate(zip(result.scores, result.predictions)):
+        shown = " ".join(f"{s:+.4f}" for s in scores)
+        click.echo(f"{i}\tprediction={label}\tscores=[{shown}]")
+
+
+@cli.command("plugins")
+@handle_errors
+def list_plugins() -> None:
+    """List every registered plugin, where it comes from and what it provides."""
+    for info in _plugins().plugin_infos():
+        source = f"{info.distribution} {info.version}" if info.distribution else "registered directly"
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
+        click.echo(f"{info.name}  ({source})  {provides}")
+
+
+def main() -> None:
+    cli(prog_name="sei")

@@ -1,0 +1,189 @@
+"""Deployment config files: the core schema, then each named plugin's own `Options`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .base import DeployTarget, KeyTransport, ModelAdapter, PluginOptions
+from .errors import ConfigError, UnknownPluginError
+from .plugins import SeiPlugins
+from .registry import Registry
+
+__all__ = [
+    "ModelConfig",
+    "TransportConfig",
+    "DeployConfig",
+    "LimitsConfig",
+    "SeiConfig",
+    "ResolvedModel",
+    "ResolvedConfig",
+    "load_config",
+    "parse_config",
+    "resolve_config",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """One model the service holds, served by the named adapter."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    adapter: str
+    path: Path
+    options: dict[str, Any] = {}
+
+
+class TransportConfig(_Strict):
+    """How clients' public keys reach the service."""
+
+    name: str = "inline"
+    options: dict[str, Any] = {}
+
+
+class DeployConfig(_Strict):
+    """Where the service runs."""
+
+    target: str = "local"
+    options: dict[str, Any] = {}
+
+
+class LimitsConfig(_Strict):
+    """What one service accepts; defaults suit the built-in adapters."""
+
+    max_request_mb: float = Field(default=64, gt=0)
+    max_rows_per_request: int = Field(default=64, ge=1)
+    max_public_key_mb: float = Field(default=32, gt=0)
+    key_cache_mb: float = Field(default=256, gt=0)
+
+
+class SeiConfig(_Strict):
+    """A deployment: several models, one key transport, one deploy target."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    models: list[ModelConfig] = Field(min_length=1)
+    key_transport: TransportConfig = TransportConfig()
+    deploy: DeployConfig = DeployConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [m.name for m in models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        return models
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    config: ModelConfig
+    adapter: type[ModelAdapter]
+    options: PluginOptions
+    source: Path
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A config whose plugin names exist and whose plugin options validated."""
+
+    config: SeiConfig
+    models: list[ResolvedModel]
+    transport: type[KeyTransport]
+    transport_options: PluginOptions
+    target: type[DeployTarget]
+    target_options: PluginOptions
+    plugins: list[str]
+    """Entry-point names of the plugins the config uses (what a service must load)."""
+
+    def transport_instance(self) -> KeyTransport:
+        return self.transport(self.transport_options)
+
+    def target_instance(self) -> DeployTarget:
+        return self.target(self.target_options)
+
+
+def _field_path(loc: Iterable[Any], prefix: str = "") -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "<top>"
+
+
+def _problems(error: ValidationError, prefix: str = "") -> list[str]:
+    return [f"{_field_path(e['loc'], prefix)}: {e['msg']}" for e in error.errors()]
+
+
+def parse_config(data: Any, *, base_dir: Path, source: str = "config") -> SeiConfig:
+    """Validate a mapping against the core schema; relative model paths resolve from base_dir."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        config = SeiConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source} is invalid:", problems=_problems(exc)) from None
+    for model in config.models:
+        if not model.path.is_absolute():
+            model.path = (base_dir / model.path).resolve()
+    return config
+
+
+def load_config(path: str | Path) -> SeiConfig:
+    """Read and validate a YAML config file (core schema only)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(data, base_dir=path.parent.resolve(), source=str(path))
+
+
+def _plugin_options(registry: Registry, name: str, options: dict, where: str, problems: list[str]):
+    try:
+        cls = registry.get(name)
+    except UnknownPluginError as exc:
+        problems.append(f"{where}: {exc}")
+        return None, None
+    try:
+        return cls, cls.Options.model_validate(options)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, prefix=where.rsplit(".", 1)[0] + ".options"))
+        return cls, None
+
+
+def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool = True) -> ResolvedConfig:
+    """Second phase: every named plugin exists and accepts its options; all problems at once."""
+    problems: list[str] = []
+    adapters = plugins.model_adapters()
+    models = []
+    for i, model in enumerate(config.models):
+        cls, options = _plugin_options(adapters, model.adapter, model.options, f"models[{i}].adapter", problems)
+        if check_files and not model.path.is_file():
+            problems.append(f"models[{i}].path: no such file: {model.path}")
+        if cls is not None and options is not None:
+            models.append(ResolvedModel(model, cls, options, model.path))
+    transports, targets = plugins.key_transports(), plugins.deploy_targets()
+    tcls, topts = _plugin_options(
+        transports, config.key_transport.name, config.key_transport.options, "key_transport.name", problems
+    )
+    dcls, dopts = _plugin_options(targets, config.deploy.target, config.deploy.options, "deploy.target", problems)
+    if problems:
+        raise ConfigError(f"config {config.name!r} is invalid:", problems=problems)
+    used = [adapters.entry(m.adapter).plugin for m in config.models]
+    used += [transports.entry(config.key_transport.name).plugin, targets.entry(config.deploy.target).plugin]
+    return ResolvedConfig(config, models, tcls, topts, dcls, dopts, sorted(set(used)))

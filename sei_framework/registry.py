@@ -1,0 +1,106 @@
+"""Typed registries that the `sei_register_*` hooks fill, with the plugin behind each entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from .base import DeployTarget, KeyTransport, ModelAdapter
+from .errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
+
+__all__ = ["Registration", "Registry", "AdapterRegistry", "TransportRegistry", "TargetRegistry"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Registration(Generic[T]):
+    """One registered class and the plugin (and distribution) that registered it."""
+
+    cls: type[T]
+    plugin: str
+    distribution: str | None
+
+
+class Registry(Generic[T]):
+    """Name -> plugin class; a name registered twice is an error naming both plugins."""
+
+    kind: ClassVar[str]
+    base: ClassVar[type]
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Registration[T]] = {}
+        self._owner: tuple[str, str | None] = ("<direct>", None)
+
+    @contextmanager
+    def owned_by(self, plugin: str, distribution: str | None) -> Iterator[None]:
+        """Attribute registrations made inside the block to `plugin`."""
+        previous, self._owner = self._owner, (plugin, distribution)
+        try:
+            yield
+        finally:
+            self._owner = previous
+
+    def register(self, cls: type[T]) -> type[T]:
+        """Add `cls` under `cls.name`; returns `cls` so it can be used as a decorator."""
+        plugin, distribution = self._owner
+        self._check(cls, plugin)
+        existing = self._entries.get(cls.name)
+        if existing is not None:
+            raise DuplicatePluginError(
+                f"{self.kind} {cls.name!r} is registered by both plugin {existing.plugin!r} "
+                f"and plugin {plugin!r}"
+            )
+        self._entries[cls.name] = Registration(cls, plugin, distribution)
+        return cls
+
+    def _check(self, cls: type, plugin: str) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise PluginLoadError(f"plugin {plugin!r} registered {cls!r}, which is not a {self.base.__name__}")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginLoadError(f"plugin {plugin!r} registered {cls.__name__} without a `name`")
+        options = getattr(cls, "Options", None)
+        if not (isinstance(options, type) and issubclass(options, BaseModel)):
+            raise PluginLoadError(f"{self.kind} {name!r} of plugin {plugin!r}: `Options` is not a pydantic model")
+
+    def get(self, name: str) -> type[T]:
+        """The class registered as `name`, or UnknownPluginError listing what there is."""
+        return self.entry(name).cls
+
+    def entry(self, name: str) -> Registration[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownPluginError(self.kind, name, self._entries) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Registration[T]]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class AdapterRegistry(Registry[ModelAdapter]):
+    kind = "model adapter"
+    base = ModelAdapter
+
+
+class TransportRegistry(Registry[KeyTransport]):
+    kind = "key transport"
+    base = KeyTransport
+
+
+class TargetRegistry(Registry[DeployTarget]):
+    kind = "deploy target"
+    base = DeployTarget
