@@ -21,6 +21,7 @@ from .errors import (
     UnknownPluginError,
 )
 from .hookspecs import hookimpl
+from .isolation import call_isolated
 from .keys import check_key_id, key_id_for, sei_home
 from .plugins import get_plugin_manager
 
@@ -47,6 +48,7 @@ __all__ = [
     "ServiceError",
     "UnknownKey",
     "UnknownPluginError",
+    "call_isolated",
     "check_key_id",
     "get_plugin_manager",
     "hookimpl",

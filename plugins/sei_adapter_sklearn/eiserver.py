@@ -9,8 +9,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction
-from sei_framework.isolation import call_isolated
+from sei_framework import (
+    AdapterClient,
+    InvalidRequest,
+    ModelAdapter,
+    PluginError,
+    PluginOptions,
+    Prediction,
+    call_isolated,
+)
 
 from .linear import LinearModel, NotLinearError, fold
 from .model_files import ModelFileError, load_model
@@ -38,6 +45,12 @@ def readout(model: LinearModel) -> dict[str, Any]:
     data.pop("coef")
     data.pop("intercept")
     return data
+
+
+def from_readout(description: dict[str, Any]) -> LinearModel:
+    """A weightless LinearModel that reads scores like the served one (the client never gets weights)."""
+    shape = (description["n_outputs"], description["n_features"])
+    return LinearModel.from_dict({**description["readout"], "coef": np.zeros(shape), "intercept": np.zeros(shape[0])})
 
 
 def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
@@ -126,7 +139,7 @@ class EIServerClient(AdapterClient):
 
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
-        self.model = LinearModel.from_readout(description["readout"], description["n_features"])
+        self.model = from_readout(description)
         self._client = None
 
     def generate_keys(self) -> tuple[bytes, bytes]:
