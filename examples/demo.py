@@ -8,24 +8,26 @@ prints agreement with plaintext predictions and latency per request, and stops t
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import joblib
 import numpy as np
-import yaml
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sei_framework import Client, Deployment
+from sei_framework import Deployment
+
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "demo-local.yaml"
 
 
 def train(workdir: Path) -> dict[str, tuple[object, np.ndarray]]:
-    """Fit both models, save them with joblib, return (model, held-out rows) by name."""
+    """Fit both models, save them where the demo config expects them, return (model, held-out rows)."""
     X, y = load_digits(return_X_y=True)
     X_train, X_digits, y_train, _ = train_test_split(X / 16.0, y, test_size=0.2, random_state=0)
     digits = LogisticRegression(max_iter=2000).fit(X_train, y_train)
@@ -37,53 +39,38 @@ def train(workdir: Path) -> dict[str, tuple[object, np.ndarray]]:
     return {"digits": (digits, X_digits), "diabetes": (diabetes, X_diabetes)}
 
 
-def write_config(workdir: Path) -> Path:
-    config = {
-        "name": "sei-demo",
-        "models": [
-            {"name": "digits", "adapter": "sklearn-eiserver", "path": "digits.joblib"},
-            {"name": "diabetes", "adapter": "sklearn-eiserver", "path": "diabetes.joblib"},
-        ],
-        "key_transport": {"name": "local-dir", "options": {"path": str(workdir / "keys")}},
-        "deploy": {"target": "local", "options": {"state_dir": str(workdir / "state")}},
-    }
-    path = workdir / "demo.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=24, help="rows to predict per model")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sei-demo-") as tmp:
-        workdir = Path(tmp)
-        models = train(workdir)
-        deployment = Deployment.from_file(write_config(workdir))
-        print(f"deploying {deployment.name} with models {', '.join(models)} ...", flush=True)
-        endpoint = deployment.deploy(workdir / "build")
-        print(f"serving at {endpoint.scoring_uri}")
-        try:
-            client = deployment.client(endpoint)
-            for name, (model, X) in models.items():
-                rows = X[: args.rows]
-                stamps = [time.perf_counter()]
-                result = client.predict(name, rows, progress=lambda n: stamps.append(time.perf_counter()))
-                latencies = np.diff(stamps)
-                plain = model.predict(rows)
-                if result.scores.shape[1] == 1:
-                    error = np.abs(result.predictions - plain).max()
-                    print(f"{name}: {len(rows)} encrypted predictions, max |encrypted - plaintext| = {error:.2e}")
-                else:
-                    agree = np.mean(result.predictions == plain)
-                    print(f"{name}: {len(rows)} encrypted predictions, {agree:.0%} agree with plaintext predict()")
-                print(
-                    f"  {len(latencies)} requests of up to {client.model(name).max_rows_per_request} rows: "
-                    f"median {np.median(latencies):.2f} s, first {latencies[0]:.2f} s (includes key upload)"
-                )
-        finally:
-            deployment.delete()
-            print("server stopped")
+    models_dir = ROOT / "examples" / "models"
+    models_dir.mkdir(exist_ok=True)
+    models = train(models_dir)
+    deployment = Deployment.from_file(CONFIG)
+    print(f"deploying {deployment.name} ({CONFIG.relative_to(ROOT)}) with models {', '.join(models)} ...", flush=True)
+    endpoint = deployment.deploy()
+    print(f"serving at {endpoint.scoring_uri}")
+    try:
+        client = deployment.client(endpoint)
+        for name, (model, X) in models.items():
+            rows = X[: args.rows]
+            stamps = [time.perf_counter()]
+            result = client.predict(name, rows, progress=lambda n: stamps.append(time.perf_counter()))
+            latencies = np.diff(stamps)
+            plain = model.predict(rows)
+            if result.scores.shape[1] == 1:
+                error = np.abs(result.predictions - plain).max()
+                print(f"{name}: {len(rows)} encrypted predictions, max |encrypted - plaintext| = {error:.2e}")
+            else:
+                agree = np.mean(result.predictions == plain)
+                print(f"{name}: {len(rows)} encrypted predictions, {agree:.0%} agree with plaintext predict()")
+            print(
+                f"  {len(latencies)} requests of up to {client.model(name).max_rows_per_request} rows: "
+                f"median {np.median(latencies):.2f} s, first {latencies[0]:.2f} s (includes key upload)"
+            )
+    finally:
+        deployment.delete()
+        print("server stopped")
 
 
 if __name__ == "__main__":
