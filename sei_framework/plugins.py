@@ -131,7 +131,7 @@ class SeiPlugins:
         if hook_name not in self._registries:
             registry = factory()
             hook = getattr(self._pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # in registration order
                 name = impl.plugin_name
                 with registry.owned_by(name, self.distribution_name(name)):
                     self._call(name, impl.function, registry=registry)
@@ -159,10 +159,11 @@ class SeiPlugins:
             for entry in registry:
                 provides.setdefault(entry.plugin, {}).setdefault(registry.kind, []).append(entry.cls.name)
         infos = []
-        for name, _plugin in sorted(self._pm.list_name_plugin(), key=lambda item: item[0]):
+        for name in self.plugin_names():
             dist = self._distributions.get(name)
             infos.append(PluginInfo(name, dist[0] if dist else None, dist[1] if dist else None, provides.get(name, {})))
         return infos
 
     def plugin_names(self) -> list[str]:
-        return sorted(name for name, _ in self._pm.list_name_plugin())
+        """Names of the registered plugins (blocked names excluded)."""
+        return sorted(name for name, plugin in self._pm.list_name_plugin() if plugin is not None)

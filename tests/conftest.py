@@ -1,0 +1,61 @@
+"""Shared fixtures: a private SEI_HOME per test, trained models, and the shared data when present."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_digits
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+pytest_plugins = ["sei_framework.testing"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+SEED_MODEL = SHARED / "seed-model" / "sklearn_mnist_model.pkl"
+MNIST_IMAGES = SHARED / "mnist" / "t10k-images-idx3-ubyte.gz"
+MNIST_LABELS = SHARED / "mnist" / "t10k-labels-idx1-ubyte.gz"
+
+
+@pytest.fixture(autouse=True)
+def sei_home(tmp_path_factory, monkeypatch) -> Path:
+    """Keys and local deployment state of each test stay in its own folder."""
+    home = tmp_path_factory.mktemp("sei-home")
+    monkeypatch.setenv("SEI_HOME", str(home))
+    monkeypatch.delenv("SEI_DISABLED_PLUGINS", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory) -> dict[str, tuple[Path, object, np.ndarray]]:
+    """A digits classifier and a diabetes regression pipeline: (file, model, test rows)."""
+    folder = tmp_path_factory.mktemp("models")
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    digits = LogisticRegression(max_iter=2000).fit(X[:1500], y[:1500])
+    Xd, yd = load_diabetes(return_X_y=True)
+    diabetes = make_pipeline(StandardScaler(), Ridge()).fit(Xd[:400], yd[:400])
+    joblib.dump(digits, folder / "digits.joblib")
+    joblib.dump(diabetes, folder / "diabetes.joblib")
+    return {
+        "digits": (folder / "digits.joblib", digits, X[1500:]),
+        "diabetes": (folder / "diabetes.joblib", diabetes, Xd[400:]),
+    }
+
+
+def needs_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"shared data {path} is absent (../shared not beside the repo)")
+
+
+def load_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` MNIST test images (pixels / 255) and labels."""
+    with gzip.open(MNIST_IMAGES) as handle:
+        images = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 784)
+    with gzip.open(MNIST_LABELS) as handle:
+        labels = np.frombuffer(handle.read(), np.uint8, offset=8)
+    return images[:count] / 255.0, labels[:count]

@@ -1,0 +1,123 @@
+"""Config files: every example validates; mistakes are reported with the path to the bad field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sei_framework import ConfigError, get_plugin_manager
+from sei_framework.cli import cli
+from sei_framework.config import load_config, parse_config, resolve_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_example_configs():
+    assert len(CONFIGS) >= 2
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_example_config_validates(path):
+    config = load_config(path)
+    resolved = resolve_config(config, get_plugin_manager(), check_files=False)
+    assert [m.config.name for m in resolved.models] == [m.name for m in config.models]
+    assert resolved.plugins, "a config always names the plugins a service must load"
+
+
+def problems_of(data: dict, tmp_path: Path, *, plugins=True) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        config = parse_config(data, base_dir=tmp_path)
+        if plugins:
+            resolve_config(config, get_plugin_manager())
+    return error.value.problems
+
+
+def good(tmp_path: Path, **changes) -> dict:
+    model = tmp_path / "m.joblib"
+    model.write_bytes(b"")
+    data = {"name": "svc", "models": [{"name": "a", "adapter": "sklearn-eiserver", "path": str(model)}]}
+    data.update(changes)
+    return data
+
+
+def test_good_config_resolves_with_defaults(tmp_path):
+    resolved = resolve_config(parse_config(good(tmp_path), base_dir=tmp_path), get_plugin_manager())
+    assert resolved.transport.name == "inline" and resolved.target.name == "local"
+    assert resolved.plugins == ["sei_adapter_sklearn", "sei_deploy_local", "sei_transport_inline"]
+
+
+def test_core_schema_errors_name_the_field(tmp_path):
+    data = good(tmp_path)
+    data["models"][0]["name"] = "Bad Name!"
+    data["models"].append({"name": "b", "adapter": "sklearn-eiserver"})
+    data["limits"] = {"max_rows_per_request": 0}
+    data["colour"] = "blue"
+    problems = problems_of(data, tmp_path, plugins=False)
+    assert any(p.startswith("models[0].name: String should match pattern") for p in problems)
+    assert "models[1].path: Field required" in problems
+    assert any(p.startswith("limits.max_rows_per_request: Input should be greater than or equal to 1") for p in problems)
+    assert "colour: Extra inputs are not permitted" in problems
+
+
+def test_duplicate_model_names_are_refused(tmp_path):
+    data = good(tmp_path)
+    data["models"].append(dict(data["models"][0]))
+    assert any("repeated: a" in p for p in problems_of(data, tmp_path, plugins=False))
+
+
+def test_plugin_options_are_validated_by_each_plugin(tmp_path):
+    data = good(
+        tmp_path,
+        key_transport={"name": "local-dir", "options": {"pth": "/tmp/keys"}},
+        deploy={"target": "local", "options": {"port": "eighty"}},
+    )
+    data["models"][0]["options"] = {"trusted_types": "sklearn.Foo"}
+    problems = problems_of(data, tmp_path)
+    assert "models[0].options.trusted_types: Input should be a valid list" in problems
+    assert "key_transport.options.path: Field required" in problems
+    assert "key_transport.options.pth: Extra inputs are not permitted" in problems
+    assert any(p.startswith("deploy.options.port: Input should be a valid integer") for p in problems)
+
+
+def test_unknown_plugin_and_missing_file(tmp_path):
+    data = good(tmp_path, deploy={"target": "moon"})
+    data["models"][0].update(adapter="sklearn-magic", path=str(tmp_path / "nope.pkl"))
+    problems = problems_of(data, tmp_path)
+    assert any(p.startswith("models[0].adapter: unknown model adapter 'sklearn-magic'; available: sklearn-eiserver") for p in problems)
+    assert f"models[0].path: no such file: {tmp_path / 'nope.pkl'}" in problems
+    assert any(p.startswith("deploy.target: unknown deploy target 'moon'; available:") for p in problems)
+
+
+def test_relative_model_paths_resolve_from_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "svc", "models": [{"name": "a", "adapter": "x", "path": "../m.pkl"}]}))
+    assert load_config(path).models[0].path == tmp_path / "m.pkl"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("name: [unclosed", "is not valid YAML"), ("- a\n- b\n", "expected a mapping at the top level, got list")],
+)
+def test_unreadable_configs(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_cli_validate_reports_field_paths_and_exit_code(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(good(tmp_path, key_transport={"name": "local-dir"})))
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "key_transport.options.path: Field required" in result.output
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(good(tmp_path)))
+    result = CliRunner().invoke(cli, ["validate", str(ok)])
+    assert result.exit_code == 0, result.output
+    assert "ok; models: a (sklearn-eiserver)" in result.output

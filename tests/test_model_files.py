@@ -1,0 +1,175 @@
+"""load_model: joblib/pickle/skops files, trust checks, clear errors, one version-mismatch log line."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.utils import Bunch
+
+from sei_adapter_sklearn.linear import fold
+from sei_adapter_sklearn.model_files import ModelFileError, load_model
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SEED_MODEL = SHARED_DATA / "seed-model" / "sklearn_mnist_model.pkl"
+MNIST_IMAGES = SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+
+
+class CustomScaler(StandardScaler):
+    """A user-defined type: skops must not load it unless told to trust it."""
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> object:
+    X, y = load_iris(return_X_y=True)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+
+
+def _same_predictions(a: object, b: object) -> None:
+    X = load_iris(return_X_y=True)[0]
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("suffix", [".joblib", ".pkl", ".pickle", ".PKL"])
+def test_loads_joblib_and_pickle(tmp_path: Path, pipeline: object, suffix: str) -> None:
+    path = tmp_path / f"model{suffix}"
+    if suffix == ".pickle":
+        path.write_bytes(pickle.dumps(pipeline))
+    else:
+        joblib.dump(pipeline, path)
+    _same_predictions(load_model(path), pipeline)
+
+
+def test_loads_skops_pipeline(tmp_path: Path, pipeline: object) -> None:
+    path = tmp_path / "model.skops"
+    sio.dump(pipeline, path)
+    loaded = load_model(path)
+    _same_predictions(loaded, pipeline)
+    assert fold(loaded).estimator == "Pipeline(StandardScaler, LogisticRegression)"
+
+
+def test_skops_trusts_reported_sklearn_and_numpy_types(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.skops"
+    sio.dump({"meta": Bunch(n=1), "dtype": np.dtype("float32")}, path)
+    assert set(sio.get_untrusted_types(file=path)) == {"sklearn.utils._bunch.Bunch", "numpy.dtype"}
+    loaded = load_model(path)
+    assert loaded["meta"].n == 1 and loaded["dtype"] == np.dtype("float32")  # type: ignore[index]
+
+
+def test_skops_refuses_untrusted_custom_type(tmp_path: Path) -> None:
+    X, y = load_iris(return_X_y=True)
+    path = tmp_path / "custom.skops"
+    sio.dump(make_pipeline(CustomScaler(), LogisticRegression(max_iter=1000)).fit(X, y), path)
+    custom = f"{CustomScaler.__module__}.CustomScaler"
+    with pytest.raises(ModelFileError, match=rf"{path}.*untrusted types: {custom}"):
+        load_model(path)
+    assert type(load_model(path, trusted_types=[custom])[0]).__name__ == "CustomScaler"  # type: ignore[index]
+
+
+def test_skops_refuses_function_reference(tmp_path: Path) -> None:
+    X = load_iris(return_X_y=True)[0]
+    path = tmp_path / "function.skops"
+    sio.dump(FunctionTransformer(os.getcwd).fit(X), path)
+    with pytest.raises(ModelFileError, match=r"untrusted types: posix\.getcwd"):
+        load_model(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.joblib"
+    with pytest.raises(ModelFileError, match=rf"model file {path} does not exist"):
+        load_model(path)
+
+
+def test_directory_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="is not a regular file"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model"])
+def test_unknown_extension(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    with pytest.raises(ModelFileError, match=rf"{path} has unknown extension .*expected one of .joblib, .pkl, .pickle, .skops"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("corrupt.pkl", b"not a pickle at all", "could not be unpickled"),
+        ("truncated.joblib", pickle.dumps(list(range(1000)))[:50], "could not be unpickled"),
+        ("empty.pickle", b"", "could not be unpickled"),
+        ("corrupt.skops", b"PK\x03\x04 broken zip", "is not a valid skops file"),
+    ],
+)
+def test_corrupt_file(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=rf"model file {path} {message}"):
+        load_model(path)
+
+
+def test_current_version_logs_nothing(tmp_path: Path, pipeline: object, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "model.joblib"
+    joblib.dump(pipeline, path)
+    with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
+        load_model(path)
+    assert caplog.records == []
+
+
+def _old_pickle(estimator: object) -> tuple[bytes, str]:
+    """Pickle `estimator` as if an older scikit-learn had saved it (same-length version string)."""
+    current = _sklearn_version()
+    old = "0" + current[1:]
+    data = pickle.dumps(estimator)
+    assert current.encode() in data  # pickle memoises the string shared by all three estimators
+    return data.replace(current.encode(), old.encode()), old
+
+
+def test_old_pipeline_logs_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    X, y = load_iris(return_X_y=True)
+    path = tmp_path / "old.pkl"
+    data, old = _old_pickle(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y))
+    path.write_bytes(data)
+    with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
+        load_model(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model file {path} was saved by scikit-learn {old} and is loaded by {_sklearn_version()}; check its predictions"
+    ]
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
+
+
+@needs_shared
+def test_seed_model_logs_once_and_folds(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
+        model = load_model(SEED_MODEL)
+    messages = [r.getMessage() for r in caplog.records if r.name == "sei_adapter_sklearn"]
+    assert messages == [
+        f"model file {SEED_MODEL} was saved by scikit-learn 0.22.1 and is loaded by {_sklearn_version()}; "
+        "check its predictions"
+    ]
+    folded = fold(model)
+    assert folded.coef.shape == (10, 784) and folded.decision == "argmax"
+    with gzip.open(MNIST_IMAGES) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:200] / 255.0
+    scores = folded.scores(images)
+    np.testing.assert_allclose(scores, model.decision_function(images), rtol=1e-8, atol=1e-10)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(folded.predict(scores), model.predict(images))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(folded.predict_proba(scores), model.predict_proba(images), atol=1e-12)  # type: ignore[attr-defined]

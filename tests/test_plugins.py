@@ -1,0 +1,187 @@
+"""Hooks and registries: discovery, duplicates, broken and misspelled plugins, blocking, import rules."""
+
+from __future__ import annotations
+
+import ast
+import types
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from click.testing import CliRunner
+
+import sei_framework
+from sei_framework import (
+    DuplicatePluginError,
+    KeyTransport,
+    PluginLoadError,
+    PluginOptions,
+    UnknownPluginError,
+    get_plugin_manager,
+    hookimpl,
+)
+from sei_framework.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILT_INS = {"sei_adapter_sklearn", "sei_transport_inline", "sei_transport_local_dir", "sei_deploy_local"}
+
+
+class MemoryTransport(KeyTransport):
+    name: ClassVar[str] = "memory"
+
+    class Options(PluginOptions):
+        capacity: int = 10
+
+    def publish(self, key_id, public_keys):
+        return {}
+
+    def fetch(self, key_id, request):
+        return None
+
+
+def transport_plugin(cls=MemoryTransport):
+    module = types.ModuleType("memory_plugin")
+
+    @hookimpl
+    def sei_register_key_transports(registry):
+        registry.register(cls)
+
+    module.sei_register_key_transports = sei_register_key_transports
+    return module
+
+
+def test_entry_points_load_built_ins_and_the_third_party_fixture():
+    plugins = get_plugin_manager().collect()
+    assert plugins.load_errors == []
+    infos = {info.name: info for info in plugins.plugin_infos()}
+    assert BUILT_INS <= set(infos)
+    assert {infos[name].distribution for name in BUILT_INS} == {"sei-framework"}
+    third_party = infos["sei_transport_sqlite"]
+    assert third_party.distribution == "sei-transport-sqlite"
+    assert third_party.provides == {"key transport": ["sqlite"]}
+    assert plugins.model_adapters().names() == ["sklearn-eiserver"]
+    assert {"inline", "local-dir", "sqlite"} <= set(plugins.key_transports().names())
+    assert "local" in plugins.deploy_targets().names()
+
+
+def test_inline_plugin_registers_and_unregisters(sei_plugins, register_plugin):
+    name = register_plugin(transport_plugin())
+    entry = sei_plugins.key_transports().entry("memory")
+    assert entry.cls is MemoryTransport and entry.plugin == name
+    sei_plugins.unregister(name)
+    assert "memory" not in sei_plugins.key_transports()
+
+
+def test_duplicate_name_is_rejected_naming_both_plugins(sei_plugins, register_plugin):
+    register_plugin(transport_plugin(), "first_plugin")
+    register_plugin(transport_plugin(), "second_plugin")
+    with pytest.raises(DuplicatePluginError) as error:
+        sei_plugins.key_transports()
+    assert "'memory'" in str(error.value)
+    assert "first_plugin" in str(error.value) and "second_plugin" in str(error.value)
+
+
+def test_builtin_name_cannot_be_taken_over():
+    class Impostor(MemoryTransport):
+        name: ClassVar[str] = "inline"
+
+    plugins = get_plugin_manager()
+    plugins.register(transport_plugin(Impostor), "impostor")
+    with pytest.raises(DuplicatePluginError, match="sei_transport_inline.*impostor"):
+        plugins.key_transports()
+
+
+def test_misspelled_hook_is_caught(sei_plugins):
+    module = types.ModuleType("typo_plugin")
+
+    @hookimpl
+    def sei_register_key_transport(registry):  # missing the final "s"
+        pass
+
+    module.sei_register_key_transport = sei_register_key_transport
+    with pytest.raises(PluginLoadError, match="sei_register_key_transport"):
+        sei_plugins.register(module, "typo_plugin")
+    assert "typo_plugin" not in sei_plugins.plugin_names()
+
+
+def test_plugin_failing_in_its_hook_is_reported_not_fatal():
+    module = types.ModuleType("broken_plugin")
+
+    @hookimpl
+    def sei_register_key_transports(registry):
+        raise RuntimeError("cannot find my configuration")
+
+    module.sei_register_key_transports = sei_register_key_transports
+    plugins = get_plugin_manager()
+    plugins.register(module, "broken_plugin")
+    assert "inline" in plugins.key_transports()
+    assert [e.message for e in plugins.load_errors] == [
+        "plugin 'broken_plugin' failed in its hook: RuntimeError: cannot find my configuration"
+    ]
+
+
+def test_registering_a_non_plugin_class_is_reported(sei_plugins, register_plugin):
+    register_plugin(transport_plugin(dict))
+    with pytest.raises(PluginLoadError, match="not a KeyTransport"):
+        sei_plugins.key_transports()
+
+
+def broken_distribution(tmp_path: Path, monkeypatch) -> None:
+    """An installed-looking distribution whose plugin module fails to import."""
+    (tmp_path / "sei_broken_plugin.py").write_text("raise ImportError('needs a library that is not installed')\n")
+    dist = tmp_path / "sei_broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sei-broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[sei_framework]\nsei_broken_plugin = sei_broken_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_broken_plugin_is_a_warning_in_the_cli_and_fatal_in_a_service(tmp_path, monkeypatch):
+    broken_distribution(tmp_path, monkeypatch)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0
+    assert "warning: plugin 'sei_broken_plugin' failed to import: ImportError" in result.output
+    assert "sklearn-eiserver" in result.output
+    with pytest.raises(PluginLoadError, match="sei_broken_plugin"):
+        get_plugin_manager(only=["sei_broken_plugin"], strict=True)
+    # a service loads only what its config names, so the broken plugin does not stop it
+    assert get_plugin_manager(only=["sei_transport_inline"], strict=True).key_transports().names() == ["inline"]
+
+
+def test_a_service_refuses_a_plugin_that_is_not_installed():
+    with pytest.raises(PluginLoadError, match="'sei_missing' is not installed"):
+        get_plugin_manager(only=["sei_missing"], strict=True)
+
+
+def test_blocked_plugin_is_not_loaded(monkeypatch):
+    monkeypatch.setenv("SEI_DISABLED_PLUGINS", "sei_transport_sqlite, sei_transport_local_dir")
+    plugins = get_plugin_manager().collect()
+    assert "sei_transport_sqlite" not in plugins.plugin_names()
+    assert set(plugins.key_transports().names()) == {"inline"}
+
+
+def test_unknown_name_lists_what_is_available():
+    with pytest.raises(UnknownPluginError, match="unknown key transport 'carrier-pigeon'; available: .*inline"):
+        get_plugin_manager().key_transports().get("carrier-pigeon")
+
+
+def plugin_sources() -> list[Path]:
+    files = sorted((ROOT / "plugins").rglob("*.py"))
+    files += sorted((ROOT / "tests" / "fixtures").rglob("*.py"))
+    return files
+
+
+@pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_import_only_the_public_api(path):
+    """A built-in plugin can use nothing a third-party plugin could not."""
+    public = set(sei_framework.__all__)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sei_framework"):
+            assert node.module == "sei_framework", f"{path.name} imports private module {node.module}"
+            assert {alias.name for alias in node.names} <= public, f"{path.name} imports non-public names"
+        if isinstance(node, ast.Import):
+            assert all(not a.name.startswith("sei_framework.") for a in node.names), path.name
+
+
+def test_plugins_folder_is_not_a_package():
+    assert not (ROOT / "plugins" / "__init__.py").exists()
