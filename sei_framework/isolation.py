@@ -7,6 +7,7 @@ error or a hang of the child into an InvalidRequest that says what went wrong.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import pickle
 import selectors
@@ -23,6 +24,7 @@ T = TypeVar("T")
 
 
 def _child(fn: Callable[[], object], out: int, err: int) -> None:
+    faulthandler.disable()  # a native abort is expected here; the parent reports it
     os.dup2(err, 2)
     try:
         payload = pickle.dumps(fn(), protocol=pickle.HIGHEST_PROTOCOL)

@@ -59,3 +59,26 @@ def load_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(MNIST_LABELS) as handle:
         labels = np.frombuffer(handle.read(), np.uint8, offset=8)
     return images[:count] / 255.0, labels[:count]
+
+
+@pytest.fixture
+def make_deployment(tmp_path, model_files):
+    """Build a Deployment from model names and transport/target settings, as a config file would."""
+    import yaml
+
+    from sei_framework import Deployment
+
+    def make(models=("digits", "diabetes"), transport=None, target=None, limits=None, name="svc"):
+        data = {
+            "name": name,
+            "models": [{"name": m, "adapter": "sklearn-eiserver", "path": str(model_files[m][0])} for m in models],
+            "key_transport": transport or {"name": "inline"},
+            "deploy": target or {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
+        }
+        if limits:
+            data["limits"] = limits
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return Deployment.from_file(path)
+
+    return make

@@ -63,6 +63,10 @@ pytestmark = [
 RTOL = 1e-8
 
 
+def logreg(**params: Any) -> LogisticRegression:
+    return LogisticRegression(max_iter=2000, **params)
+
+
 # --- data -----------------------------------------------------------------------------------
 
 
@@ -129,15 +133,15 @@ def assert_reproduces(estimator: Any, X: np.ndarray) -> LinearModel:
 
 CLASSIFIERS = [
     # (id, estimator factory, dataset, decision, proba)
-    ("logreg-binary", lambda: LogisticRegression(max_iter=2000), "binary", "sign", "sigmoid"),
-    ("logreg-multinomial", lambda: LogisticRegression(max_iter=2000), "multi", "argmax", "softmax"),
-    ("logreg-no-intercept", lambda: LogisticRegression(fit_intercept=False, max_iter=2000), "binary", "sign", "sigmoid"),
-    ("logreg-strings", lambda: LogisticRegression(max_iter=2000), "strings", "argmax", "softmax"),
+    ("logreg-binary", lambda: logreg(), "binary", "sign", "sigmoid"),
+    ("logreg-multinomial", lambda: logreg(), "multi", "argmax", "softmax"),
+    ("logreg-no-intercept", lambda: logreg(fit_intercept=False), "binary", "sign", "sigmoid"),
+    ("logreg-strings", lambda: logreg(), "strings", "argmax", "softmax"),
     ("logreg-bools", lambda: LogisticRegression(), "bools", "sign", "sigmoid"),
     ("logreg-cv", lambda: LogisticRegressionCV(Cs=2, cv=3, max_iter=2000), "multi", "argmax", "softmax"),
-    ("ovr-logreg", lambda: OneVsRestClassifier(LogisticRegression(max_iter=2000)), "multi", "argmax", "ovr-normalized"),
-    ("ovr-logreg-binary", lambda: OneVsRestClassifier(LogisticRegression(max_iter=2000)), "binary", "sign", "sigmoid"),
-    ("ovr-liblinear", lambda: OneVsRestClassifier(LogisticRegression(solver="liblinear")), "strings", "argmax", "ovr-normalized"),
+    ("ovr-logreg", lambda: OneVsRestClassifier(logreg()), "multi", "argmax", "ovr-normalized"),
+    ("ovr-logreg-binary", lambda: OneVsRestClassifier(logreg()), "binary", "sign", "sigmoid"),
+    ("ovr-liblinear", lambda: OneVsRestClassifier(logreg(solver="liblinear")), "strings", "argmax", "ovr-normalized"),
     ("ovr-linearsvc", lambda: OneVsRestClassifier(LinearSVC()), "multi", "argmax", None),
     ("linearsvc-binary", lambda: LinearSVC(), "binary", "sign", None),
     ("linearsvc-multi", lambda: LinearSVC(), "multi", "argmax", None),
@@ -156,11 +160,13 @@ CLASSIFIERS = [
     ("lda-binary", lambda: LinearDiscriminantAnalysis(), "binary", "sign", "sigmoid"),
     ("lda-multi", lambda: LinearDiscriminantAnalysis(), "multi", "argmax", "softmax"),
     ("svc-linear-binary", lambda: SVC(kernel="linear"), "binary", "sign", None),
-    ("grid-search", lambda: GridSearchCV(LogisticRegression(max_iter=2000), {"C": [0.1, 1.0]}, cv=3), "multi", "argmax", "softmax"),
+    ("grid-search", lambda: GridSearchCV(logreg(), {"C": [0.1, 1.0]}, cv=3), "multi", "argmax", "softmax"),
 ]
 
 
-@pytest.mark.parametrize(("factory", "dataset", "decision", "proba"), [c[1:] for c in CLASSIFIERS], ids=[c[0] for c in CLASSIFIERS])
+@pytest.mark.parametrize(
+    ("factory", "dataset", "decision", "proba"), [pytest.param(*c[1:], id=c[0]) for c in CLASSIFIERS]
+)
 def test_classifier_folds_exactly(factory: Any, dataset: str, decision: str, proba: str | None) -> None:
     estimator = fitted(factory(), dataset)
     model = assert_reproduces(estimator, data(dataset)[0])
@@ -169,7 +175,7 @@ def test_classifier_folds_exactly(factory: Any, dataset: str, decision: str, pro
 
 
 def test_string_labels_come_back_as_labels() -> None:
-    estimator = fitted(LogisticRegression(max_iter=2000), "strings")
+    estimator = fitted(logreg(), "strings")
     model = fold(estimator)
     assert set(model.predict(model.scores(data("strings")[0]))) == {"setosa", "versicolor", "virginica"}
     assert all(type(c) is str for c in model.classes)
@@ -203,7 +209,7 @@ REGRESSORS = [
 ]
 
 
-@pytest.mark.parametrize(("factory", "dataset", "decision"), [c[1:] for c in REGRESSORS], ids=[c[0] for c in REGRESSORS])
+@pytest.mark.parametrize(("factory", "dataset", "decision"), [pytest.param(*c[1:], id=c[0]) for c in REGRESSORS])
 def test_regressor_folds_exactly(factory: Any, dataset: str, decision: str) -> None:
     estimator = fitted(factory(), dataset)
     model = assert_reproduces(estimator, data(dataset)[0])
@@ -214,19 +220,23 @@ def test_regressor_folds_exactly(factory: Any, dataset: str, decision: str) -> N
 # --- pipelines ------------------------------------------------------------------------------
 
 PIPELINES = [
-    ("standard", lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), "multi"),
+    ("standard", lambda: make_pipeline(StandardScaler(), logreg()), "multi"),
     ("standard-no-mean", lambda: make_pipeline(StandardScaler(with_mean=False), LinearSVC()), "multi"),
     ("standard-no-std", lambda: make_pipeline(StandardScaler(with_std=False), Ridge()), "regression"),
     ("standard-off", lambda: make_pipeline(StandardScaler(with_mean=False, with_std=False), Ridge()), "regression"),
-    ("minmax", lambda: make_pipeline(MinMaxScaler((-1, 2)), LogisticRegression(max_iter=2000)), "binary"),
+    ("minmax", lambda: make_pipeline(MinMaxScaler((-1, 2)), logreg()), "binary"),
     ("maxabs", lambda: make_pipeline(MaxAbsScaler(), SGDClassifier(loss="log_loss", random_state=0)), "multi"),
     ("robust", lambda: make_pipeline(RobustScaler(), Lasso(alpha=0.1)), "multioutput"),
-    ("robust-partial", lambda: make_pipeline(RobustScaler(with_centering=False), RobustScaler(with_scaling=False), Ridge()), "regression"),
-    ("pca", lambda: make_pipeline(StandardScaler(), PCA(5), LogisticRegression(max_iter=2000)), "multi"),
+    (
+        "robust-partial",
+        lambda: make_pipeline(RobustScaler(with_centering=False), RobustScaler(with_scaling=False), Ridge()),
+        "regression",
+    ),
+    ("pca", lambda: make_pipeline(StandardScaler(), PCA(5), logreg()), "multi"),
     ("pca-whiten", lambda: make_pipeline(PCA(whiten=True), LinearRegression()), "multioutput"),
     ("incremental-pca", lambda: make_pipeline(IncrementalPCA(4, whiten=True), RidgeClassifier()), "binary"),
     ("truncated-svd", lambda: make_pipeline(TruncatedSVD(4, random_state=0), Perceptron(random_state=0)), "multi"),
-    ("digits", lambda: make_pipeline(MinMaxScaler(), PCA(20, whiten=True), LogisticRegression(max_iter=2000)), "digits"),
+    ("digits", lambda: make_pipeline(MinMaxScaler(), PCA(20, whiten=True), logreg()), "digits"),
     (
         "passthrough-and-none",
         lambda: Pipeline([("a", "passthrough"), ("scale", StandardScaler()), ("b", None), ("clf", LinearSVC())]),
@@ -237,18 +247,22 @@ PIPELINES = [
         lambda: Pipeline(
             [
                 ("prep", make_pipeline(StandardScaler(), make_pipeline(PCA(3), MaxAbsScaler()))),
-                ("clf", make_pipeline(RobustScaler(), LogisticRegression(max_iter=2000))),
+                ("clf", make_pipeline(RobustScaler(), logreg())),
             ]
         ),
         "strings",
     ),
     ("ovr-of-pipeline", lambda: OneVsRestClassifier(make_pipeline(StandardScaler(), LogisticRegression())), "multi"),
     ("pipeline-of-ovr", lambda: make_pipeline(MinMaxScaler(), OneVsRestClassifier(LinearSVC())), "multi"),
-    ("pipeline-of-search", lambda: make_pipeline(StandardScaler(), GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=3)), "regression"),
+    (
+        "pipeline-of-search",
+        lambda: make_pipeline(StandardScaler(), GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=3)),
+        "regression",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("factory", "dataset"), [c[1:] for c in PIPELINES], ids=[c[0] for c in PIPELINES])
+@pytest.mark.parametrize(("factory", "dataset"), [pytest.param(*c[1:], id=c[0]) for c in PIPELINES])
 def test_pipeline_folds_exactly(factory: Any, dataset: str) -> None:
     estimator = fitted(factory(), dataset)
     assert_reproduces(estimator, data(dataset)[0])
@@ -266,7 +280,7 @@ def test_pipeline_names_its_steps() -> None:
 
 
 def test_non_linear_pipeline_step_is_named() -> None:
-    pipe = fitted(Pipeline([("poly", PolynomialFeatures()), ("clf", LogisticRegression(max_iter=2000))]), "binary")
+    pipe = fitted(Pipeline([("poly", PolynomialFeatures()), ("clf", logreg())]), "binary")
     with pytest.raises(NotLinearError) as err:
         fold(pipe)
     assert str(err.value) == "pipeline step 'poly' (PolynomialFeatures) is not linear; SEI can only serve affine models"
@@ -283,13 +297,17 @@ def test_nested_step_path_is_named() -> None:
     ("factory", "dataset", "message"),
     [
         (lambda: KNeighborsClassifier(), "binary", r"^KNeighborsClassifier is not linear; SEI can only serve affine"),
-        (lambda: RandomForestClassifier(n_estimators=3, random_state=0), "binary", r"^RandomForestClassifier is not linear"),
+        (lambda: RandomForestClassifier(n_estimators=3), "binary", r"^RandomForestClassifier is not linear"),
         (lambda: SVC(kernel="rbf"), "binary", r"^SVC is not linear"),
         (lambda: SVC(kernel="linear"), "strings", r"SVC: decision_function .* SEI can only serve affine models"),
         (lambda: SVC(kernel="linear"), "multi", r"SVC has 6 score rows for 4 classes, which is not one-vs-rest"),
         (lambda: PoissonRegressor(), "diabetes", r"PoissonRegressor: predict is not X @ coef_"),
-        (lambda: make_pipeline(StandardScaler(), KNeighborsClassifier()), "binary", r"step 'kneighborsclassifier' \(KNeighborsClassifier\)"),
-        (lambda: make_pipeline(MinMaxScaler(clip=True), Ridge()), "regression", r"'minmaxscaler' \(MinMaxScaler\) clips"),
+        (
+            lambda: make_pipeline(StandardScaler(), KNeighborsClassifier()),
+            "binary",
+            r"^pipeline step 'kneighborsclassifier' \(KNeighborsClassifier\) is not linear",
+        ),
+        (lambda: make_pipeline(MinMaxScaler(clip=True), Ridge()), "regression", r"\(MinMaxScaler\) clips"),
         (lambda: make_pipeline(MaxAbsScaler(clip=True), Ridge()), "regression", r"\(MaxAbsScaler\) clips"),
         (lambda: make_pipeline(StandardScaler(), "passthrough"), "regression", r"Pipeline has no final estimator"),
         (lambda: OneVsRestClassifier(SVC()), "multi", r"^OneVsRestClassifier cannot be folded: SVC is not linear"),
@@ -305,7 +323,7 @@ def test_refuses_non_linear(factory: Any, dataset: str, message: str) -> None:
 
 def test_refuses_column_transformer_step() -> None:
     columns = ColumnTransformer([("scale", StandardScaler(), [0, 1])], remainder="passthrough")
-    pipe = fitted(Pipeline([("columns", columns), ("clf", LogisticRegression(max_iter=2000))]), "binary")
+    pipe = fitted(Pipeline([("columns", columns), ("clf", logreg())]), "binary")
     with pytest.raises(NotLinearError, match=r"pipeline step 'columns' \(ColumnTransformer\) is not linear"):
         fold(pipe)
 
@@ -328,7 +346,7 @@ def test_refuses_non_estimator() -> None:
 def test_refuses_multilabel_and_multioutput_classifiers() -> None:
     X, y = data("multi")
     Y = np.column_stack([y == 0, y == 1, y >= 2]).astype(int)
-    for estimator in (OneVsRestClassifier(LogisticRegression()), RidgeClassifier(), MultiOutputClassifier(LogisticRegression())):
+    for estimator in (OneVsRestClassifier(logreg()), RidgeClassifier(), MultiOutputClassifier(logreg())):
         with pytest.raises(NotLinearError, match="multi-label or multi-output"):
             fold(estimator.fit(X, Y))
 
@@ -339,7 +357,7 @@ def test_refuses_multilabel_and_multioutput_classifiers() -> None:
 @pytest.mark.parametrize(
     ("factory", "dataset"),
     [
-        (lambda: LogisticRegression(max_iter=2000), "strings"),
+        (lambda: logreg(), "strings"),
         (lambda: LogisticRegression(), "bools"),
         (lambda: OneVsRestClassifier(LogisticRegression()), "multi"),
         (lambda: Ridge(), "multioutput"),
@@ -427,3 +445,22 @@ def test_scaled_pipeline_folds_for_any_feature_scale(scale: np.ndarray, offset: 
     pipe = make_pipeline(StandardScaler(), PCA(whiten=True), Ridge()).fit(X, y)
     model = fold(pipe)
     np.testing.assert_allclose(model.predict(model.scores(X)), pipe.predict(X), rtol=1e-7, atol=1e-7 * np.abs(y).max())
+
+
+class _TanhLogistic(LogisticRegression):
+    """Looks linear (has coef_) but squashes its scores: the probe must catch it."""
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return np.tanh(super().decision_function(X))
+
+
+class _BrokenLogistic(LogisticRegression):
+    def decision_function(self, X: Any) -> np.ndarray:
+        raise AttributeError("lost in unpickling")
+
+
+def test_probe_refuses_estimator_that_only_looks_linear() -> None:
+    with pytest.raises(NotLinearError, match=r"_TanhLogistic: decision_function is not X @ coef_\.T \+ intercept_"):
+        fold(fitted(_TanhLogistic(), "binary"))
+    with pytest.raises(NotLinearError, match=r"decision_function failed on probe inputs \(AttributeError: lost"):
+        fold(fitted(_BrokenLogistic(), "binary"))

@@ -6,11 +6,14 @@ import gzip
 import logging
 import os
 import pickle
+import warnings
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import pytest
+import sklearn
 import skops.io as sio
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -101,7 +104,8 @@ def test_directory_is_not_a_model(tmp_path: Path) -> None:
 def test_unknown_extension(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"x")
-    with pytest.raises(ModelFileError, match=rf"{path} has unknown extension .*expected one of .joblib, .pkl, .pickle, .skops"):
+    expected = rf"{path} has unknown extension .*expected one of .joblib, .pkl, .pickle, .skops"
+    with pytest.raises(ModelFileError, match=expected):
         load_model(path)
 
 
@@ -131,7 +135,7 @@ def test_current_version_logs_nothing(tmp_path: Path, pipeline: object, caplog: 
 
 def _old_pickle(estimator: object) -> tuple[bytes, str]:
     """Pickle `estimator` as if an older scikit-learn had saved it (same-length version string)."""
-    current = _sklearn_version()
+    current = sklearn.__version__
     old = "0" + current[1:]
     data = pickle.dumps(estimator)
     assert current.encode() in data  # pickle memoises the string shared by all three estimators
@@ -146,23 +150,18 @@ def test_old_pipeline_logs_one_line(tmp_path: Path, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
         load_model(path)
     assert [r.getMessage() for r in caplog.records] == [
-        f"model file {path} was saved by scikit-learn {old} and is loaded by {_sklearn_version()}; check its predictions"
+        f"model file {path} was saved by scikit-learn {old} and is loaded by {sklearn.__version__}; "
+        "check its predictions"
     ]
-
-
-def _sklearn_version() -> str:
-    import sklearn
-
-    return sklearn.__version__
 
 
 @needs_shared
 def test_seed_model_logs_once_and_folds(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
-        model = load_model(SEED_MODEL)
+        model: Any = load_model(SEED_MODEL)
     messages = [r.getMessage() for r in caplog.records if r.name == "sei_adapter_sklearn"]
     assert messages == [
-        f"model file {SEED_MODEL} was saved by scikit-learn 0.22.1 and is loaded by {_sklearn_version()}; "
+        f"model file {SEED_MODEL} was saved by scikit-learn 0.22.1 and is loaded by {sklearn.__version__}; "
         "check its predictions"
     ]
     folded = fold(model)
@@ -170,6 +169,25 @@ def test_seed_model_logs_once_and_folds(caplog: pytest.LogCaptureFixture) -> Non
     with gzip.open(MNIST_IMAGES) as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:200] / 255.0
     scores = folded.scores(images)
-    np.testing.assert_allclose(scores, model.decision_function(images), rtol=1e-8, atol=1e-10)  # type: ignore[attr-defined]
-    np.testing.assert_array_equal(folded.predict(scores), model.predict(images))  # type: ignore[attr-defined]
-    np.testing.assert_allclose(folded.predict_proba(scores), model.predict_proba(images), atol=1e-12)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(scores, model.decision_function(images), rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(folded.predict(scores), model.predict(images))
+    np.testing.assert_allclose(folded.predict_proba(scores), model.predict_proba(images), atol=1e-12)
+
+
+class _Noisy:
+    """Warns while being unpickled, like estimators with deprecated parameters do."""
+
+    def __init__(self) -> None:
+        self.level = 3
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        warnings.warn("noisy object restored", UserWarning, stacklevel=1)
+        self.__dict__.update(state)
+
+
+def test_other_load_warnings_are_passed_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "noisy.pkl"
+    path.write_bytes(pickle.dumps(_Noisy()))
+    with pytest.warns(UserWarning, match="noisy object restored"):
+        assert isinstance(load_model(path), _Noisy)
+    assert caplog.records == []

@@ -473,19 +473,30 @@ def _verify(model: LinearModel, estimator: Any) -> None:
     X = np.random.default_rng(0).normal(scale=2.0, size=(8, model.n_features))
     scores = model.scores(X)
     tol = _PROBE_RTOL * (np.abs(X) @ np.abs(model.coef).T + np.abs(model.intercept)) + 1e-12
+    if model.kind == "regressor":
+        _check_close(_call(estimator, "predict", X, model), scores, model, tol, "predict")
+        return
+    if not hasattr(estimator, "decision_function"):
+        raise NotLinearError(f"{model.estimator} has no decision_function to check its scores against")
+    _check_close(_call(estimator, "decision_function", X, model), scores, model, tol, "decision_function")
+    clear = _clear_margin(model, scores, tol)
+    if not np.array_equal(np.asarray(_call(estimator, "predict", X, model))[clear], model.predict(scores)[clear]):
+        raise NotLinearError(f"{model.estimator}: predict is not the {model.decision} of its scores")
+    if model.proba is not None:
+        expected = _call(estimator, "predict_proba", X, model)
+        _check_close(expected, model.predict_proba(scores), model, 1e-6, "predict_proba")
+
+
+def _call(estimator: Any, method: str, X: np.ndarray, model: LinearModel) -> Any:
+    """Run one estimator method on probe rows; any failure means SEI cannot vouch for the fold."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "X does not have valid feature names"
-        if model.kind == "regressor":
-            _check_close(estimator.predict(X), scores, model, tol, "predict")
-            return
-        if not hasattr(estimator, "decision_function"):
-            raise NotLinearError(f"{model.estimator} has no decision_function to check its scores against")
-        _check_close(estimator.decision_function(X), scores, model, tol, "decision_function")
-        clear = _clear_margin(model, scores, tol)
-        if not np.array_equal(np.asarray(estimator.predict(X))[clear], model.predict(scores)[clear]):
-            raise NotLinearError(f"{model.estimator}: predict is not the {model.decision} of its scores")
-        if model.proba is not None:
-            _check_close(estimator.predict_proba(X), model.predict_proba(scores), model, 1e-6, "predict_proba")
+        try:
+            return getattr(estimator, method)(X)
+        except Exception as exc:  # an estimator can fail in many ways; report it, do not serve it
+            raise NotLinearError(
+                f"{model.estimator}: {method} failed on probe inputs ({type(exc).__name__}: {exc})"
+            ) from exc
 
 
 def _check_close(expected: Any, got: np.ndarray, model: LinearModel, tol: Any, method: str) -> None:
