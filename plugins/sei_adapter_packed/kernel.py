@@ -257,17 +257,27 @@ class _Ctx:
         return self.ct_to_array(c)
 
     def poly_to_ntt(self, polys: np.ndarray) -> np.ndarray:
-        """polys: (..., N) signed int64 -> (..., L, N) NTT residues (uint64)."""
+        """polys: (..., N) signed int64 -> (..., L, N) NTT residues (uint64).
+
+        Two polynomials per SEAL call (as c0 and c1 of a coefficient-form
+        ciphertext).  SEAL refuses a transparent ciphertext (c1 == 0), so 1 is
+        added to c1's constant term and NTT(1) = (1,...,1) subtracted after.
+        """
         polys = np.asarray(polys, dtype=np.int64)
         flat = polys.reshape(-1, self.N)
-        out = np.empty((flat.shape[0], self.L, self.N), dtype=np.uint64)
-        for j in range(0, flat.shape[0], 2):
-            pair = flat[j:j + 2]
+        n = flat.shape[0]
+        qi = self.q[:, None].astype(np.int64)
+        out = np.empty((n, self.L, self.N), dtype=np.uint64)
+        for j in range(0, n, 2):
             arr = np.zeros((2, self.L, self.N), dtype=np.uint64)
-            for r in range(pair.shape[0]):
-                arr[r] = np.mod(pair[r][None, :], self.q[:, None].astype(np.int64)).astype(np.uint64)
+            arr[0] = np.mod(flat[j][None, :], qi)
+            if j + 1 < n:
+                arr[1] = np.mod(flat[j + 1][None, :], qi)
+            arr[1, :, 0] = (arr[1, :, 0] + np.uint64(1)) % self.q
             res = self.to_ntt(arr)
-            out[j:j + pair.shape[0]] = res[:pair.shape[0]]
+            out[j] = res[0]
+            if j + 1 < n:
+                out[j + 1] = (res[1] + self.q[:, None] - np.uint64(1)) % self.q[:, None]
         return out.reshape(polys.shape[:-1] + (self.L, self.N))
 
     def crt(self, res: np.ndarray) -> np.ndarray:
@@ -351,8 +361,6 @@ class ClientKeys:
         self.params = params
         self._c = _ctx_for(params)
         c = self._c
-        self._sk = seal.SecretKey()
-        self._sk.load(c.ctx, _tmpfile_roundtrip(sk_bytes)) if False else None
         self._sk = _load_secret_key(c, sk_bytes)
         self._sk_bytes = sk_bytes
         self._pub = pub
@@ -360,7 +368,7 @@ class ClientKeys:
         s_ntt = np.frombuffer(sk_bytes, dtype=np.uint64, offset=_SK_DATA_OFF).reshape(Lk, c.N)
         self._s_ntt = s_ntt[:c.L].copy()             # data level
         self._s_ntt_key = s_ntt.copy()
-        s_coeff = c.from_ntt(np.stack([self._s_ntt, np.zeros_like(self._s_ntt)]))[0, 0]
+        s_coeff = c.from_ntt(np.stack([self._s_ntt, self._s_ntt]))[0, 0]   # (c1 must be non-zero)
         q0 = int(c.q[0])
         s = np.where(s_coeff == 0, 0, np.where(s_coeff == 1, 1, -1)).astype(np.int64)
         if not np.all((s_coeff == 0) | (s_coeff == 1) | (s_coeff == q0 - 1)):
@@ -554,12 +562,7 @@ def _expand_a_key(seed: bytes, c: _Ctx) -> np.ndarray:
 
 def _zero_plaintext(c: _Ctx):
     # NTT-form zero plaintext at the data level (scale 1)
-    pt = seal.Plaintext()
-    hdr_body = struct.pack("<4QQd", *[0] * 4, c.L * c.N, 1.0)
-    # build via encoder to get correct parms_id, then we only need zeros
-    enc = seal.CKKSEncoder(c.ctx)
-    pt = enc.encode(np.zeros(c.N // 2), 1.0)
-    return pt
+    return seal.CKKSEncoder(c.ctx).encode(np.zeros(c.N // 2), 1.0)
 
 
 def _load_secret_key(c: _Ctx, skb: bytes):
@@ -568,25 +571,7 @@ def _load_secret_key(c: _Ctx, skb: bytes):
         raise KernelInputError("secret key has wrong size for these parameters")
     s = np.frombuffer(skb, dtype=np.uint64, offset=_SK_DATA_OFF).reshape(Lk, c.N)
     _check_residues(s, c.qk, "secret key")
-    sk = seal.SecretKey()
-    _load_via_tmp(sk, c.ctx, skb)
-    return sk
-
-
-def _load_via_tmp(obj, ctx, data: bytes):
-    import tempfile
-    d = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    fd, path = tempfile.mkstemp(dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        obj.load(ctx, path)
-    finally:
-        os.unlink(path)
-
-
-def _tmpfile_roundtrip(b):  # pragma: no cover - placeholder never used
-    return b
+    return c.ctx.from_secret_str(skb)
 
 
 # ----------------------------------------------------------------------------
@@ -624,7 +609,7 @@ class ServerModel:
         # --- single-row plaintexts: block j holds outputs j*m .. j*m+m-1
         m = p.outputs_per_block
         self.positions = np.array([t * d + d - 1 for t in range(m)])
-        if p.mode == "single" or True:
+        if True:
             if d <= N:
                 polys = np.zeros((p.n_blocks, N), dtype=np.int64)
                 for k in range(K):
@@ -654,9 +639,8 @@ class ServerModel:
         _check_residues(pk0, c.qk, "public key")
         pk1 = _expand_a_key(seed, c)
         data = np.stack([pk0, pk1])
-        pk = seal.PublicKey()
         try:
-            _load_via_bytes_pk(pk, c, data)
+            pk = c.ctx.from_public_str(c._pk_tmpl + np.ascontiguousarray(data, dtype=np.uint64).tobytes())
         except Exception as e:
             raise KernelInputError(f"public key rejected by SEAL: {e}") from None
         return PublicMaterial(c, pk, key_id_of(bytes(pub)))
@@ -730,10 +714,9 @@ class ServerModel:
                 sh = li * self.limb_bits
                 limb = ((M2 >> sh) & ((1 << self.limb_bits) - 1)).astype(np.float64)
                 S = (self.Wf @ limb).astype(np.int64).reshape(K, L, N)     # exact: |S| < 2^52
-                S = np.mod(S, c.q.astype(np.int64)[None, :, None])
-                S = np.mod(S * (1 << sh) % c.q.astype(np.int64)[None, :, None] if sh < 31 else S, 1 << 62)
-                # reduce (S * 2^sh) mod q exactly: S < 2^31, 2^sh < 2^31
-                S = (S.astype(np.uint64) % c.q[None, :, None])
+                S = np.mod(S, c.q.astype(np.int64)[None, :, None]).astype(np.uint64)
+                # (S * 2^sh) mod q exactly: S < 2^31 and sh < 31
+                S = (S << np.uint64(sh)) % c.q[None, :, None]
                 tot = S if tot is None else (tot + S) % c.q[None, :, None]
             acc[:, half] = tot
         Q = np.uint64(c.Qint)
@@ -744,8 +727,3 @@ class ServerModel:
             out.append(c.modswitch32(c0r).astype("<u4").tobytes())
             out.append(c.modswitch32(v[1]).astype("<u4").tobytes())
         return b"".join(out)
-
-
-def _load_via_bytes_pk(pk, c: _Ctx, data: np.ndarray):
-    b = c._pk_tmpl + np.ascontiguousarray(data, dtype=np.uint64).tobytes()
-    _load_via_tmp(pk, c.ctx, b)
