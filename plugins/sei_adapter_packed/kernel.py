@@ -308,8 +308,9 @@ def _expand_a(seed: bytes, q: np.ndarray, N: int) -> np.ndarray:
         extra = 256
         ctr = 0
         while True:
+            mask = np.uint32((1 << int(q[j]).bit_length()) - 1)
             words = np.frombuffer(hashlib.shake_256(b"SEI-a" + bytes([j, ctr]) + seed).digest(4 * (N + extra)),
-                                  dtype="<u4") & np.uint32(0x7FFFFFFF)
+                                  dtype="<u4") & mask
             ok = words[words < q[j]]
             if ok.size >= N:
                 out[j] = ok[:N]
