@@ -133,7 +133,7 @@ def main():
             from encrypted.inference.eiclient import EILinearRegressionClient
             from encrypted.inference.eiserver import EIServer
             cl = EILinearRegressionClient(verbose=False)
-            pk = cl.get_public_keys()
+            _kid, pk = cl.get_public_keys()          # (key_id, public keys)
             es = EIServer(W, b, verbose=False)
             ect = cl.encrypt(X[0])
             times = []
