@@ -22,7 +22,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) -m bench.run
+	$(PY) -m bench.eiserver_keys
 
 clean:
 	rm -rf $(VENV) .sei examples/models
