@@ -21,10 +21,10 @@ import warnings
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "plugins", "sei_adapter_packed"))
-import kernel as K  # noqa: E402
 
-DATA = os.environ.get("SEI_SHARED_DATA", "/work/shared/data")
+from sei_adapter_sklearn import packed_kernel as K
+
+DATA = os.environ.get("SEI_SHARED_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 
 
 def load():

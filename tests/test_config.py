@@ -87,7 +87,7 @@ def test_unknown_plugin_and_missing_file(tmp_path):
     data = good(tmp_path, deploy={"target": "moon"})
     data["models"][0].update(adapter="sklearn-magic", path=str(tmp_path / "nope.pkl"))
     problems = problems_of(data, tmp_path)
-    assert any(p.startswith("models[0].adapter: unknown model adapter 'sklearn-magic'; available: sklearn-eiserver") for p in problems)
+    assert any(p.startswith("models[0].adapter: unknown model adapter 'sklearn-magic'; available: sklearn-eiserver, sklearn-packed") for p in problems)
     assert f"models[0].path: no such file: {tmp_path / 'nope.pkl'}" in problems
     assert any(p.startswith("deploy.target: unknown deploy target 'moon'; available:") for p in problems)
 

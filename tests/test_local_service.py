@@ -47,6 +47,10 @@ def test_two_models_with_local_dir_keys(local_dir_service, model_files, tmp_path
     for name in ("digits", "diabetes"):
         _, model, X = model_files[name]
         assert_matches_plaintext(client.predict(name, X[:5]), model, X[:5])
+    secret, _ = Keyring(tmp_path / "keys").load("eiserver-ckks-8192")
+    server_log = (tmp_path / "state" / deployment.name / "server.log").read_text(errors="replace")
+    assert "/score" in server_log  # the log is the one the requests went to
+    assert base64.b64encode(secret).decode() not in server_log and secret.hex() not in server_log
     published = list((tmp_path / "shared-keys").iterdir())
     assert [p.name for p in published] == [f"{client._session_for('digits').key_id}.keys"]
     assert requests.get(endpoint.scoring_uri.replace("/score", "/"), timeout=5).status_code == 200

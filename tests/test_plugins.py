@@ -59,7 +59,7 @@ def test_entry_points_load_built_ins_and_the_third_party_fixture():
     third_party = infos["sei_transport_sqlite"]
     assert third_party.distribution == "sei-transport-sqlite"
     assert third_party.provides == {"key transport": ["sqlite"]}
-    assert plugins.model_adapters().names() == ["sklearn-eiserver"]
+    assert plugins.model_adapters().names() == ["sklearn-eiserver", "sklearn-packed"]
     assert {"inline", "local-dir", "sqlite"} <= set(plugins.key_transports().names())
     assert "local" in plugins.deploy_targets().names()
 

@@ -10,5 +10,7 @@ __all__ = ["sei_register_model_adapters"]
 @hookimpl
 def sei_register_model_adapters(registry):
     from .eiserver import EIServerAdapter
+    from .packed import PackedAdapter
 
     registry.register(EIServerAdapter)
+    registry.register(PackedAdapter)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import requests
+from pydantic import Field
 
 from sei_framework import Build, DeployError, DeployTarget, Endpoint, PluginOptions, hookimpl, sei_home
 
@@ -26,6 +27,42 @@ GUNICORN_CONF = '''"""Written by SEI: bind azmlinfsrv to the loopback interface 
 def on_starting(server):
     server.cfg.set("bind", ["{host}:{port}"])
 '''
+# azmlinfsrv hands run() only the body, so the bearer token is checked by WSGI middleware that each
+# gunicorn worker wraps around the app. The token is read from the environment, never from this file.
+GUNICORN_AUTH = '''
+
+import hmac
+import json
+import os
+
+TOKEN_ENV = {token_env!r}
+UNAUTHORIZED = json.dumps(
+    {{"error": {{"code": "unauthorized", "message": "missing or wrong Authorization bearer token"}}}}
+).encode()
+
+
+def _require_token(app, expected):
+    def guarded(environ, start_response):
+        if environ.get("PATH_INFO") == "/" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return app(environ, start_response)  # health probe stays open
+        given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+        if expected and hmac.compare_digest(given, expected):
+            return app(environ, start_response)
+        start_response("401 UNAUTHORIZED", [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(UNAUTHORIZED))),
+            ("WWW-Authenticate", "Bearer"),
+        ])
+        return [UNAUTHORIZED]
+
+    return guarded
+
+
+def post_worker_init(worker):
+    token = os.environ.get(TOKEN_ENV, "")
+    expected = ("Bearer " + token).encode("latin-1", "replace") if token else b""  # no token: refuse all
+    worker.wsgi = _require_token(worker.wsgi, expected)
+'''
 
 
 class LocalOptions(PluginOptions):
@@ -35,6 +72,10 @@ class LocalOptions(PluginOptions):
     startup_timeout: float = 120.0
     state_dir: Path | None = None
     """Where pid files and logs go (default: $SEI_HOME/local)."""
+    auth: bool = False
+    """Require `Authorization: Bearer <token>` on every request but the `/` health probe."""
+    token_env: str = Field(default="SEI_LOCAL_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the token (read by `sei deploy` and by the server)."""
 
 
 def free_port() -> int:
@@ -62,11 +103,29 @@ class LocalTarget(DeployTarget):
             "--worker_count", str(self.options.workers),
         ]  # fmt: skip
 
+    def _headers(self) -> dict[str, str]:
+        """The auth header clients send; raises DeployError when auth is on and the token is unset."""
+        if not self.options.auth:
+            return {}
+        token = os.environ.get(self.options.token_env, "")
+        if not token:
+            raise DeployError(
+                f"auth is on but the environment variable {self.options.token_env} is not set; "
+                "set it to the bearer token clients must send"
+            )
+        if not token.isascii() or not token.isprintable() or " " in token:
+            raise DeployError(f"the token in {self.options.token_env} must be printable ASCII without spaces")
+        return {"Authorization": f"Bearer {token}"}
+
     def _prepare(self, build: Build) -> tuple[list[str], Path, dict[str, str], int]:
+        self._headers()  # fail before starting anything
         port = self.options.port or free_port()
         run_dir = self._run_dir(build.name)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "gunicorn.conf.py").write_text(GUNICORN_CONF.format(host=HOST, port=port))
+        conf = GUNICORN_CONF.format(host=HOST, port=port)
+        if self.options.auth:
+            conf += GUNICORN_AUTH.format(token_env=self.options.token_env)
+        (run_dir / "gunicorn.conf.py").write_text(conf)
         env = {**os.environ, "AML_APP_ROOT": str(build.path.resolve())}
         return self.command(build, port), run_dir, env, port
 
@@ -81,7 +140,7 @@ class LocalTarget(DeployTarget):
         state = {"pid": process.pid, "port": port, "build": str(build.path.resolve()), "log": str(log_path)}
         (run_dir / "state.json").write_text(json.dumps(state))
         self._wait_healthy(process, port, log_path)
-        return Endpoint(f"http://{HOST}:{port}/score")
+        return Endpoint(f"http://{HOST}:{port}/score", headers=self._headers())
 
     def _wait_healthy(self, process: subprocess.Popen, port: int, log_path: Path) -> None:
         deadline = time.monotonic() + self.options.startup_timeout
@@ -108,7 +167,7 @@ class LocalTarget(DeployTarget):
     def endpoint(self, name: str) -> Endpoint | None:
         """The endpoint of the running deployment `name`, if any."""
         state = self._state(name)
-        return Endpoint(f"http://{HOST}:{state['port']}/score") if state else None
+        return Endpoint(f"http://{HOST}:{state['port']}/score", headers=self._headers()) if state else None
 
     def _state(self, name: str) -> dict | None:
         try:

@@ -2,18 +2,15 @@
 import gzip
 import os
 import re
-import sys
 import warnings
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import kernel as K  # noqa: E402
+from sei_adapter_sklearn import packed_kernel as K
 
-DATA = os.environ.get("SEI_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
-if not os.path.isdir(DATA):
-    DATA = "/work/shared/data"
+DATA = str(SHARED)
 MODEL = os.path.join(DATA, "seed-model", "sklearn_mnist_model.pkl")
 IMAGES = os.path.join(DATA, "mnist", "t10k-images-idx3-ubyte.gz")
 

@@ -41,7 +41,7 @@ import json
 import math
 import os
 import struct
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
@@ -62,7 +62,6 @@ _KIND_REQ_ROW, _KIND_REQ_BATCH, _KIND_RESP_ROW, _KIND_RESP_BATCH, _KIND_PUB, _KI
 # magic(4) version(1) kind(1) reserved(2) fingerprint(8) n_rows(u32) n_ct(u32)
 _HDR = struct.Struct("<4sBBH8sII")
 _SEED_BYTES = 32
-_MAX_ROWS_PER_REQUEST = 1 << 20
 
 
 class KernelInputError(ValueError):
@@ -610,15 +609,14 @@ class ServerModel:
         # --- single-row plaintexts: block j holds outputs j*m .. j*m+m-1
         m = p.outputs_per_block
         self.positions = np.array([t * d + d - 1 for t in range(m)])
-        if True:
-            if d <= N:
-                polys = np.zeros((p.n_blocks, N), dtype=np.int64)
-                for k in range(K):
-                    j, t = divmod(k, m)
-                    polys[j, t * d: t * d + d] = self.Wq[k, ::-1]
-                self.P = c.poly_to_ntt(polys)                     # (nb, L, N)
-            else:
-                self.P = None
+        if d <= N:
+            polys = np.zeros((p.n_blocks, N), dtype=np.int64)
+            for k in range(K):
+                j, t = divmod(k, m)
+                polys[j, t * d: t * d + d] = self.Wq[k, ::-1]
+            self.P = c.poly_to_ntt(polys)                         # (nb, L, N)
+        else:
+            self.P = None
         # --- bulk: limbs so that float64 matmul is exact
         wbits = int(np.abs(self.Wq).max(initial=1)).bit_length()
         dbits = int(d).bit_length()

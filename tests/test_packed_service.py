@@ -1,0 +1,65 @@
+"""The sklearn-packed adapter end to end through azmlinfsrv: single-row and bulk models in one service."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import requests
+import yaml
+
+from sei_framework import Client, Deployment
+from sei_framework.keys import Keyring
+
+
+@pytest.fixture
+def packed_service(model_files, tmp_path):
+    config = {
+        "name": "packed",
+        "models": [
+            {"name": "digits", "adapter": "sklearn-packed", "path": str(model_files["digits"][0])},
+            {"name": "digits-bulk", "adapter": "sklearn-packed", "path": str(model_files["digits"][0]), "options": {"mode": "bulk"}},
+            {"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])},
+        ],
+        "key_transport": {"name": "inline"},
+        "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
+        "limits": {"max_rows_per_request": 4096},
+    }
+    (tmp_path / "packed.yaml").write_text(yaml.safe_dump(config))
+    deployment = Deployment.from_file(tmp_path / "packed.yaml")
+    endpoint = deployment.deploy(tmp_path / "build")
+    yield endpoint
+    deployment.delete()
+
+
+def test_single_and_bulk_match_plaintext(packed_service, model_files, tmp_path):
+    client = Client(packed_service, keyring=Keyring(tmp_path / "keys"))
+    _, digits, X = model_files["digits"]
+    for name, rows in (("digits", X[:20]), ("digits-bulk", X)):
+        result = client.predict(name, rows)
+        assert np.abs(result.scores - digits.decision_function(rows)).max() <= 1e-3
+        assert (result.predictions == digits.predict(rows)).all()
+        np.testing.assert_allclose(result.probabilities, digits.predict_proba(rows), atol=1e-3)
+    _, diabetes, Xd = model_files["diabetes"]
+    np.testing.assert_allclose(client.predict("diabetes", Xd[:10]).predictions, diabetes.predict(Xd[:10]), atol=1e-3)
+    assert client.describe()["models"]["digits"]["encryption"]["security_bits"] == 128
+
+
+def test_hostile_ciphertexts_are_refused_and_the_service_keeps_serving(packed_service, model_files, tmp_path):
+    client = Client(packed_service, keyring=Keyring(tmp_path / "keys"))
+    _, digits, X = model_files["digits"]
+    client.predict("digits", X[:1])
+    session = client._session_for("digits")
+    good = {"model": "digits", "key_id": session.key_id, "data": session.adapter.encrypt(X[:1])}
+    blob = base64.b64decode(good["data"]["ciphertexts"][0])
+    rng = np.random.default_rng(1)
+    for bad in (rng.bytes(len(blob)), blob[: len(blob) // 2], blob + b"\0", blob[:24] + rng.bytes(len(blob) - 24)):
+        body = {**good, "data": {**good["data"], "ciphertexts": [base64.b64encode(bad).decode()]}}
+        response = requests.post(packed_service.scoring_uri, data=json.dumps(body), timeout=60)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_ciphertext", response.text
+        response = requests.post(packed_service.scoring_uri, data=json.dumps(good), timeout=60)
+        assert response.status_code == 200
+    scores = session.adapter.decrypt(response.json()["result"], 1)
+    assert np.abs(scores - digits.decision_function(X[:1])).max() <= 1e-3
