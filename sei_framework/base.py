@@ -113,6 +113,10 @@ class ModelAdapter(ABC):
     def predict(self, data: Any, keys: Any) -> Any:
         """Score a request's `data` field with cached keys; return the response's `result` field."""
 
+    def reference_scores(self, X: np.ndarray) -> np.ndarray | None:
+        """Plaintext scores of the served model, for benchmarks and checks; None if unknown."""
+        return None
+
     def count_rows(self, data: Any) -> int:
         """Rows in a request's `data` field, for the rows-per-request limit."""
         return len(data) if isinstance(data, list) else 1

@@ -160,6 +160,26 @@ def predict(endpoint: str, model: str, input_path: str, headers: tuple[str, ...]
         click.echo(f"{i}\tprediction={label}\tscores=[{shown}]")
 
 
+@cli.command("bench")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Rows (.npy or .csv).")
+@click.option("--out", type=click.Path(file_okay=False), default="bench/results", show_default=True)
+@click.option("--repeats", default=20, show_default=True, help="Single-row predictions timed in process.")
+@click.option("--e2e-requests", default=20, show_default=True, help="Requests timed through azmlinfsrv.")
+@click.option("--bulk-seconds", default=30.0, show_default=True, help="Server time budget per model for bulk scoring.")
+@handle_errors
+def bench(config: str, input_path: str, out: str, repeats: int, e2e_requests: int, bulk_seconds: float) -> None:
+    """Measure every model of CONFIG side by side; writes bench.json and bench.png into OUT."""
+    from .bench import format_table, run_bench
+
+    figures = run_bench(
+        _deployment(config), read_rows(Path(input_path)), out,
+        repeats=repeats, e2e_requests=e2e_requests, bulk_budget_s=bulk_seconds,
+    )  # fmt: skip
+    click.echo(format_table(figures))
+    click.echo(f"wrote {Path(out) / 'bench.json'} and {Path(out) / 'bench.png'}")
+
+
 @cli.command("plugins")
 @handle_errors
 def list_plugins() -> None:

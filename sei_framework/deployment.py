@@ -9,7 +9,7 @@ from typing import Any
 from .base import Endpoint
 from .build import Build, build
 from .client import Client
-from .config import ResolvedConfig, SeiConfig, load_config, resolve_config
+from .config import DeployConfig, ResolvedConfig, SeiConfig, load_config, resolve_config
 from .keys import sei_home
 from .plugins import SeiPlugins, get_plugin_manager
 
@@ -37,8 +37,8 @@ class Deployment:
 
     def with_target(self, target: str, **options: Any) -> Deployment:
         """The same deployment sent to another target (e.g. `local` to try an ACI config)."""
-        config = self.config.model_copy(update={"deploy": {"target": target, "options": options}})
-        return Deployment(SeiConfig.model_validate(config.model_dump()), plugins=self.plugins)
+        config = self.config.model_copy(update={"deploy": DeployConfig(target=target, options=options)})
+        return Deployment(config, plugins=self.plugins)
 
     @cached_property
     def resolved(self) -> ResolvedConfig:

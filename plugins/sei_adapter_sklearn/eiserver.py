@@ -97,6 +97,9 @@ class EIServerAdapter(ModelAdapter):
             "ciphertexts_per_row": self.kernel.ciphertexts_per_row,
         }
 
+    def reference_scores(self, X: np.ndarray) -> np.ndarray:
+        return self.model.scores(X)
+
     def load_public_keys(self, data: bytes) -> Any:
         return self.kernel.convert_keys(data)
 

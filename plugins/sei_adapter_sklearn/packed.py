@@ -83,6 +83,9 @@ class PackedAdapter(ModelAdapter):
             "key_scheme": PackedClient.scheme_for(self.params),
         }
 
+    def reference_scores(self, X: np.ndarray) -> np.ndarray:
+        return self.model.scores(X)
+
     def load_public_keys(self, data: bytes) -> Any:
         try:
             return self.server.load_public(data)

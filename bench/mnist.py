@@ -1,0 +1,66 @@
+"""The adapters side by side on the tutorial's MNIST model and the MNIST test set.
+
+Writes bench/results/mnist/{bench.json,bench.png,mnist-bench.yaml} and prints the table that the
+README quotes. EIServer takes ~1.5 s per prediction, so it is measured on the rows its time
+budget allows; the packed adapters score all 10,000 test images.
+
+    .venv/bin/python -m bench.mnist            # about 6 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sei_framework import Deployment
+from sei_framework.bench import format_table, run_bench
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def mnist_images() -> np.ndarray:
+    with gzip.open(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
+        return np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 784) / 255.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--e2e-requests", type=int, default=20)
+    parser.add_argument("--bulk-seconds", type=float, default=120.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mnist")
+    args = parser.parse_args()
+    model = str(SHARED / "seed-model" / "sklearn_mnist_model.pkl")
+    config = {
+        "name": "mnist-bench",
+        "models": [
+            {"name": "eiserver", "adapter": "sklearn-eiserver", "path": model},
+            {"name": "packed", "adapter": "sklearn-packed", "path": model},
+            {"name": "packed-bulk", "adapter": "sklearn-packed", "path": model, "options": {"mode": "bulk"}},
+        ],
+        "key_transport": {"name": "inline"},
+        "limits": {"max_rows_per_request": 4096, "max_request_mb": 64},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "mnist-bench.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    figures = run_bench(
+        Deployment.from_file(path),
+        mnist_images()[: args.rows],
+        args.out,
+        repeats=args.repeats,
+        e2e_requests=args.e2e_requests,
+        bulk_budget_s=args.bulk_seconds,
+    )
+    print(format_table(figures))
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    main()

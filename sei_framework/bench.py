@@ -1,0 +1,230 @@
+"""`sei bench`: every model of a config measured side by side in one run, on this machine.
+
+Per model: server compute per prediction, end-to-end p50/p95 through a local deployment,
+request/response/key bytes, bulk throughput, client costs, and agreement with plaintext.
+Writes bench.json and bench.png into the output folder and returns the report.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .client import Client
+from .deployment import Deployment
+from .keys import Keyring, key_id_for
+from .serving import ScoringService
+
+__all__ = ["ModelFigures", "run_bench", "format_table", "write_chart"]
+
+
+@dataclass
+class ModelFigures:
+    model: str
+    adapter: str
+    server_ms: float
+    e2e_p50_ms: float
+    e2e_p95_ms: float
+    request_bytes: int
+    response_bytes: int
+    key_bytes: int
+    bulk_rows: int
+    bulk_rows_per_s: float
+    keygen_s: float
+    encrypt_ms_per_row: float
+    decrypt_ms_per_row: float
+    rows_checked: int
+    agreement: float
+    max_abs_error: float
+
+
+def _json_size(body: dict[str, Any]) -> int:
+    return len(json.dumps(body, separators=(",", ":")).encode())
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def _timed(fn) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int, bulk_budget_s: float) -> dict[str, Any]:
+    """Server compute, bytes, client costs and agreement, without HTTP in the way."""
+    adapter = service.adapters[name]
+    client = type(adapter).client(service.describe()["models"][name])
+    keygen_s, (secret, public) = _timed(client.generate_keys)
+    client.use_keys(secret, public)
+    keys = adapter.load_public_keys(public)
+    key_id = key_id_for(public)
+
+    server_s, request_bytes, response_bytes, encrypt_s, decrypt_s = [], [], [], [], []
+    scores = []
+    for i in range(repeats):
+        row = X[i % len(X)][None, :]
+        seconds, data = _timed(lambda: client.encrypt(row))
+        encrypt_s.append(seconds)
+        seconds, result = _timed(lambda: adapter.predict(data, keys))
+        server_s.append(seconds)
+        request_bytes.append(_json_size({"model": name, "key_id": key_id, "data": data}))
+        response_bytes.append(_json_size({"model": name, "key_id": key_id, "result": result}))
+        seconds, decrypted = _timed(lambda: client.decrypt(result, 1))
+        decrypt_s.append(seconds)
+        if i < len(X):
+            scores.append(decrypted)
+
+    done, bulk_server_s = len(scores), 0.0
+    batch = client.max_rows_per_request
+    deadline = time.perf_counter() + bulk_budget_s
+    bulk_start = done
+    while done < len(X) and (done == bulk_start or time.perf_counter() < deadline):
+        rows = X[done : done + batch]
+        data = client.encrypt(rows)
+        seconds, result = _timed(lambda: adapter.predict(data, keys))
+        bulk_server_s += seconds
+        scores.append(client.decrypt(result, len(rows)))
+        done += len(rows)
+    bulk_rows = done - bulk_start
+
+    decrypted = np.vstack(scores)
+    reference = adapter.reference_scores(X[:done])
+    agreement, error = float("nan"), float("nan")
+    if reference is not None:
+        reference = np.asarray(reference).reshape(decrypted.shape)
+        error = float(np.abs(decrypted - reference).max())
+        agreement = float(np.mean(client.interpret(decrypted).predictions == client.interpret(reference).predictions))
+    return {
+        "adapter": adapter.name,
+        "server_ms": statistics.median(server_s) * 1000,
+        "request_bytes": int(statistics.median(request_bytes)),
+        "response_bytes": int(statistics.median(response_bytes)),
+        "key_bytes": len(public),
+        "bulk_rows": bulk_rows,
+        "bulk_rows_per_s": bulk_rows / bulk_server_s if bulk_server_s else float("nan"),
+        "keygen_s": keygen_s,
+        "encrypt_ms_per_row": statistics.median(encrypt_s) * 1000,
+        "decrypt_ms_per_row": statistics.median(decrypt_s) * 1000,
+        "rows_checked": done,
+        "agreement": agreement,
+        "max_abs_error": error,
+    }
+
+
+def _end_to_end(deployment: Deployment, names: list[str], X: np.ndarray, requests: int, folder: Path) -> dict[str, list[float]]:
+    """Single-row request latencies through the local target (azmlinfsrv on 127.0.0.1)."""
+    local = deployment.with_target("local", state_dir=str(folder / "state"))
+    endpoint = local.deploy(folder / "build-local")
+    latencies: dict[str, list[float]] = {}
+    try:
+        client = Client(endpoint, transport=local.resolved.transport_instance(), keyring=Keyring(folder / "keys"))
+        for name in names:
+            client.predict(name, X[:1])  # keys published and cached by the service
+            latencies[name] = [_timed(lambda: client.predict(name, X[i % len(X)]))[0] for i in range(requests)]
+    finally:
+        local.delete()
+    return latencies
+
+
+def run_bench(
+    deployment: Deployment,
+    X: np.ndarray,
+    out: str | Path,
+    *,
+    repeats: int = 20,
+    e2e_requests: int = 20,
+    bulk_budget_s: float = 30.0,
+) -> list[ModelFigures]:
+    """Measure every model of `deployment` on rows X; write bench.json and bench.png into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    build = deployment.build(out / "build")
+    service = ScoringService.from_build(build.path)
+    names = list(service.adapters)
+    measured = {name: _in_process(service, name, X, repeats, bulk_budget_s) for name in names}
+    latencies = _end_to_end(deployment, names, X, e2e_requests, out)
+    figures = [
+        ModelFigures(
+            model=name,
+            e2e_p50_ms=_percentile(latencies[name], 50),
+            e2e_p95_ms=_percentile(latencies[name], 95),
+            **measured[name],
+        )
+        for name in names
+    ]
+    report = {"config": deployment.name, "rows_available": len(X), "repeats": repeats, "models": [asdict(f) for f in figures]}
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    write_chart(figures, out / "bench.png")
+    return figures
+
+
+def format_table(figures: list[ModelFigures]) -> str:
+    """A plain-text table, with each figure's ratio to the first model where it helps."""
+    base = figures[0]
+    rows = [
+        ("server ms / prediction", "server_ms", "{:.2f}"),
+        ("end-to-end p50 ms", "e2e_p50_ms", "{:.1f}"),
+        ("end-to-end p95 ms", "e2e_p95_ms", "{:.1f}"),
+        ("request bytes", "request_bytes", "{:,}"),
+        ("response bytes", "response_bytes", "{:,}"),
+        ("public key bytes", "key_bytes", "{:,}"),
+        ("bulk server rows / s", "bulk_rows_per_s", "{:,.1f}"),
+        ("client keygen s", "keygen_s", "{:.3f}"),
+        ("client encrypt ms / row", "encrypt_ms_per_row", "{:.2f}"),
+        ("client decrypt ms / row", "decrypt_ms_per_row", "{:.2f}"),
+        ("rows checked", "rows_checked", "{:,}"),
+        ("agreement with plaintext", "agreement", "{:.2%}"),
+        ("max abs score error", "max_abs_error", "{:.1e}"),
+    ]
+    header = ["figure"] + [f"{f.model} ({f.adapter})" for f in figures]
+    lines = [header]
+    for label, field, fmt in rows:
+        cells = [label]
+        for f in figures:
+            value = getattr(f, field)
+            cell = fmt.format(value)
+            ratio_fields = ("server_ms", "e2e_p50_ms", "request_bytes", "response_bytes", "key_bytes")
+            if f is not base and field in ratio_fields and value:
+                cell += f" ({getattr(base, field) / value:,.0f}x less)"
+            cells.append(cell)
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def write_chart(figures: list[ModelFigures], path: Path) -> None:
+    """Bar charts (log scale) of time, bytes and throughput per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("server ms / prediction", [f.server_ms for f in figures]),
+        ("end-to-end p50 ms", [f.e2e_p50_ms for f in figures]),
+        ("request + response KB", [(f.request_bytes + f.response_bytes) / 1024 for f in figures]),
+        ("public key KB", [f.key_bytes / 1024 for f in figures]),
+        ("bulk rows / s", [f.bulk_rows_per_s for f in figures]),
+    ]
+    labels = [f"{f.model}\n{f.adapter}" for f in figures]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for ax, (title, values) in zip(axes, panels):
+        ax.bar(labels, values, color=[f"C{i}" for i in range(len(figures))])
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelsize=8)
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:,.3g}", (i, v), ha="center", va="bottom", fontsize=8)
+    fig.suptitle("SEI adapters side by side (log scale; lower is better except throughput)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
