@@ -22,7 +22,8 @@ import numpy as np
 from encrypted.inference.eiclient import EILinearRegressionClient
 from encrypted.inference.eiserver import EIServer
 
-from sei_adapter_sklearn.eiserver import EIServerAdapter, SklearnOptions
+from sei_adapter_sklearn.common import SklearnOptions
+from sei_adapter_sklearn.eiserver import EIServerAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from sei_framework import (
-    AdapterClient,
-    InvalidRequest,
-    ModelAdapter,
-    PluginError,
-    PluginOptions,
-    Prediction,
-    call_isolated,
-)
+from sei_framework import InvalidRequest, call_isolated
 
-from .linear import LinearModel, NotLinearError, fold
-from .model_files import ModelFileError, load_model
+from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
 
 __all__ = ["EIServerAdapter", "EIServerClient"]
 
-LINEAR_FILE = "linear.json"
 ENCRYPTION = {
     "library": "encrypted-inference 0.9 (Microsoft SEAL 3.5)",
     "scheme": "CKKS",
@@ -34,41 +23,7 @@ ENCRYPTION = {
 }
 
 
-class SklearnOptions(PluginOptions):
-    trusted_types: list[str] = []
-    """Extra types to trust when loading a .skops file."""
-
-
-def readout(model: LinearModel) -> dict[str, Any]:
-    """What a client needs to read scores: everything but the weights."""
-    data = model.to_dict()
-    data.pop("coef")
-    data.pop("intercept")
-    return data
-
-
-def from_readout(description: dict[str, Any]) -> LinearModel:
-    """A weightless LinearModel that reads scores like the served one (the client never gets weights)."""
-    shape = (description["n_outputs"], description["n_features"])
-    return LinearModel.from_dict({**description["readout"], "coef": np.zeros(shape), "intercept": np.zeros(shape[0])})
-
-
-def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
-    """Load and fold a model file into `dest/linear.json`; a non-linear model is refused by name."""
-    try:
-        model = fold(load_model(source, trusted_types=options.trusted_types or None))
-    except (NotLinearError, ModelFileError) as exc:
-        raise PluginError(str(exc)) from None
-    (dest / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
-    metadata = {"estimator": model.estimator, "n_features": model.n_features, "n_outputs": model.n_outputs}
-    return model, metadata
-
-
-def load_linear(model_dir: Path) -> LinearModel:
-    return LinearModel.from_dict(json.loads((model_dir / LINEAR_FILE).read_text()))
-
-
-class EIServerAdapter(ModelAdapter):
+class EIServerAdapter(LinearAdapter):
     """Each output is one EIServer dot product on the client's CKKS ciphertexts (the tutorial's wire format)."""
 
     name: ClassVar[str] = "sklearn-eiserver"
@@ -83,22 +38,15 @@ class EIServerAdapter(ModelAdapter):
         from .eiserver_native import EIServerKernel
 
         super().__init__(model_dir, metadata, options)
-        self.model = load_linear(model_dir)
         self.kernel = EIServerKernel(self.model.coef, self.model.intercept)
 
     def describe(self) -> dict[str, Any]:
         return {
-            "n_features": self.model.n_features,
-            "n_outputs": self.model.n_outputs,
-            "estimator": self.model.estimator,
-            "readout": readout(self.model),
+            **self.model_description(),
             "encryption": ENCRYPTION,
             "key_scheme": EIServerClient.key_scheme,
             "ciphertexts_per_row": self.kernel.ciphertexts_per_row,
         }
-
-    def reference_scores(self, X: np.ndarray) -> np.ndarray:
-        return self.model.scores(X)
 
     def load_public_keys(self, data: bytes) -> Any:
         return self.kernel.convert_keys(data)
@@ -134,7 +82,7 @@ class EIServerAdapter(ModelAdapter):
         return EIServerClient(description)
 
 
-class EIServerClient(AdapterClient):
+class EIServerClient(LinearClient):
     """EILinearRegressionClient: encrypts each row, decrypts one ciphertext per output."""
 
     key_scheme = "eiserver-ckks-8192"
@@ -142,7 +90,6 @@ class EIServerClient(AdapterClient):
 
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
-        self.model = from_readout(description)
         self._client = None
 
     def generate_keys(self) -> tuple[bytes, bytes]:
@@ -164,6 +111,3 @@ class EIServerClient(AdapterClient):
         if not isinstance(result, list) or len(result) != n_rows:
             raise InvalidRequest(f"expected {n_rows} result rows from the service", code="invalid_response")
         return np.array([self._client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
-
-    def interpret(self, scores: np.ndarray) -> Prediction:
-        return Prediction(scores, self.model.predict(scores), self.model.predict_proba(scores))

@@ -14,9 +14,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, Prediction
+from sei_framework import InvalidRequest, PluginError
 
-from .eiserver import SklearnOptions, from_readout, load_linear, prepare_linear, readout
+from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
 from .packed_kernel import ClientKeys, KernelInputError, Params, ServerModel, choose_params
 
 __all__ = ["PackedAdapter", "PackedClient", "PackedOptions"]
@@ -42,7 +42,7 @@ def _unb64(text: object, what: str) -> bytes:
         raise InvalidRequest(f"{what} is not valid base64", code="invalid_ciphertext") from None
 
 
-class PackedAdapter(ModelAdapter):
+class PackedAdapter(LinearAdapter):
     """Scores = X @ W.T + b on packed ciphertexts, checked byte by byte before SEAL sees them."""
 
     name: ClassVar[str] = "sklearn-packed"
@@ -63,16 +63,12 @@ class PackedAdapter(ModelAdapter):
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: PackedOptions) -> None:
         super().__init__(model_dir, metadata, options)
-        self.model = load_linear(model_dir)
         self.params = Params.from_json(metadata["params"])
         self.server = ServerModel(self.model.coef, self.model.intercept, self.params)
 
     def describe(self) -> dict[str, Any]:
         return {
-            "n_features": self.model.n_features,
-            "n_outputs": self.model.n_outputs,
-            "estimator": self.model.estimator,
-            "readout": readout(self.model),
+            **self.model_description(),
             "mode": self.params.mode,
             "encryption": {
                 "library": "seal-python 4.4.0 (Microsoft SEAL 4)",
@@ -82,9 +78,6 @@ class PackedAdapter(ModelAdapter):
             },
             "key_scheme": PackedClient.scheme_for(self.params),
         }
-
-    def reference_scores(self, X: np.ndarray) -> np.ndarray:
-        return self.model.scores(X)
 
     def load_public_keys(self, data: bytes) -> Any:
         try:
@@ -120,14 +113,13 @@ class PackedAdapter(ModelAdapter):
         return PackedClient(description)
 
 
-class PackedClient(AdapterClient):
+class PackedClient(LinearClient):
     """Generates the key pair, packs rows into ciphertexts, unpacks the scores."""
 
     key_scheme = "packed"
 
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
-        self.model = from_readout(description)
         self.params = Params.from_json(description["encryption"]["params"])
         self.key_scheme = self.scheme_for(self.params)
         self.batch_rows = self.params.poly_modulus_degree  # rows per bulk ciphertext batch
@@ -166,6 +158,3 @@ class PackedClient(AdapterClient):
             self._keys.decrypt_scores(base64.b64decode(text), outputs, size) for text, size in zip(result, sizes)
         ]
         return np.vstack(parts).reshape(n_rows, outputs)
-
-    def interpret(self, scores: np.ndarray) -> Prediction:
-        return Prediction(scores, self.model.predict(scores), self.model.predict_proba(scores))

@@ -1,0 +1,83 @@
+"""What both scikit-learn adapters share: options, the folded model file, and reading scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sei_framework import AdapterClient, ModelAdapter, PluginError, PluginOptions, Prediction
+
+from .linear import LinearModel, NotLinearError, fold
+from .model_files import ModelFileError, load_model
+
+__all__ = ["SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
+
+LINEAR_FILE = "linear.json"
+
+
+class SklearnOptions(PluginOptions):
+    trusted_types: list[str] = []
+    """Extra types to trust when loading a .skops file."""
+
+
+def readout(model: LinearModel) -> dict[str, Any]:
+    """What a client needs to read scores: everything but the weights."""
+    data = model.to_dict()
+    data.pop("coef")
+    data.pop("intercept")
+    return data
+
+
+def from_readout(description: dict[str, Any]) -> LinearModel:
+    """A weightless LinearModel that reads scores like the served one (the client never gets weights)."""
+    shape = (description["n_outputs"], description["n_features"])
+    return LinearModel.from_dict({**description["readout"], "coef": np.zeros(shape), "intercept": np.zeros(shape[0])})
+
+
+def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
+    """Load and fold a model file into `dest/linear.json`; a non-linear model is refused by name."""
+    try:
+        model = fold(load_model(source, trusted_types=options.trusted_types or None))
+    except (NotLinearError, ModelFileError) as exc:
+        raise PluginError(str(exc)) from None
+    (dest / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
+    metadata = {"estimator": model.estimator, "n_features": model.n_features, "n_outputs": model.n_outputs}
+    return model, metadata
+
+
+def load_linear(model_dir: Path) -> LinearModel:
+    return LinearModel.from_dict(json.loads((model_dir / LINEAR_FILE).read_text()))
+
+
+class LinearAdapter(ModelAdapter):
+    """Base of the adapters that serve a folded linear model."""
+
+    def __init__(self, model_dir: Path, metadata: dict[str, Any], options: PluginOptions) -> None:
+        super().__init__(model_dir, metadata, options)
+        self.model = load_linear(model_dir)
+
+    def model_description(self) -> dict[str, Any]:
+        """The describe() fields every linear adapter shares (no weights)."""
+        return {
+            "n_features": self.model.n_features,
+            "n_outputs": self.model.n_outputs,
+            "estimator": self.model.estimator,
+            "readout": readout(self.model),
+        }
+
+    def reference_scores(self, X: np.ndarray) -> np.ndarray:
+        return self.model.scores(X)
+
+
+class LinearClient(AdapterClient):
+    """Base of the client halves: reads scores as the estimator's predict/predict_proba would."""
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        super().__init__(description)
+        self.model = from_readout(description)
+
+    def interpret(self, scores: np.ndarray) -> Prediction:
+        return Prediction(scores, self.model.predict(scores), self.model.predict_proba(scores))
