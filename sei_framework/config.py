@@ -65,6 +65,9 @@ class LimitsConfig(_Strict):
     max_rows_per_request: int = Field(default=64, ge=1)
     max_public_key_mb: float = Field(default=32, gt=0)
     key_cache_mb: float = Field(default=256, gt=0)
+    max_requests_per_key: int | None = Field(default=10000, ge=1)
+    """Predict requests one key id may make per quota window (None: no quota); counted per worker."""
+    quota_window_s: float = Field(default=3600, gt=0)
 
 
 class SeiConfig(_Strict):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .errors import InvalidRequest, SeiError, UnknownKey
 from .keys import check_key_id, key_id_for
 from .plugins import get_plugin_manager
 
-__all__ = ["KeyCache", "ScoringService", "error_body"]
+__all__ = ["KeyCache", "QuotaExceeded", "RequestQuota", "ScoringService", "error_body"]
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -78,6 +79,56 @@ class KeyCache:
         return len(self._entries)
 
 
+class QuotaExceeded(InvalidRequest):
+    """A key id made more predict requests than the quota allows in the current window."""
+
+    code = "quota_exceeded"
+    status = 429
+
+
+class RequestQuota:
+    """Predict requests per key id in fixed windows; only keys seen in a live window are kept.
+
+    Counts are per process: a service with N workers lets a key make up to N times the quota.
+    """
+
+    def __init__(self, max_requests: int | None, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_requests = max_requests
+        self.window_s = window_s
+        self.clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}  # key id -> (window start, requests)
+        self._lock = threading.Lock()
+        self._next_sweep = clock() + window_s
+
+    def charge(self, key_id: str) -> None:
+        """Count one request for `key_id`, or raise QuotaExceeded when its window is spent."""
+        if self.max_requests is None:
+            return
+        now = self.clock()
+        with self._lock:
+            self._sweep(now)
+            start, count = self._windows.get(key_id, (now, 0))
+            if now - start >= self.window_s:
+                start, count = now, 0
+            if count >= self.max_requests:
+                retry = max(0.0, start + self.window_s - now)
+                raise QuotaExceeded(
+                    f"key id {key_id} made {count} predict requests in this {self.window_s:g} s window, "
+                    f"the most this service allows; retry in {retry:.0f} s"
+                )
+            self._windows[key_id] = (start, count + 1)
+
+    def _sweep(self, now: float) -> None:
+        """Drop windows that have ended, at most once per window length."""
+        if now < self._next_sweep:
+            return
+        self._windows = {k: v for k, v in self._windows.items() if now - v[0] < self.window_s}
+        self._next_sweep = now + self.window_s
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+
 def error_body(error: SeiError) -> dict[str, Any]:
     """The JSON body of an error answer; the one place errors become responses."""
     return {"error": {"code": error.code, "message": error.message}}
@@ -95,6 +146,7 @@ class ScoringService:
         self.max_rows = int(limits["max_rows_per_request"])
         self.max_key_bytes = int(limits["max_public_key_mb"] * MB)
         self.keys = KeyCache(int(limits["key_cache_mb"] * MB))
+        self.quota = RequestQuota(limits.get("max_requests_per_key"), float(limits.get("quota_window_s", 3600)))
 
     @classmethod
     def from_build(cls, build_dir: str | Path, model_dir: str | Path | None = None) -> ScoringService:
@@ -168,7 +220,12 @@ class ScoringService:
                 name: {"adapter": adapter.name, **adapter.describe()} for name, adapter in self.adapters.items()
             },
             "key_transport": {"name": self.transport.name, "options": self.transport.client_options()},
-            "limits": {"max_rows_per_request": self.max_rows, "max_request_bytes": self.max_request_bytes},
+            "limits": {
+                "max_rows_per_request": self.max_rows,
+                "max_request_bytes": self.max_request_bytes,
+                "max_requests_per_key": self.quota.max_requests,
+                "quota_window_s": self.quota.window_s,
+            },
         }
 
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -189,6 +246,7 @@ class ScoringService:
                 f"request has {rows} rows; this service accepts at most {self.max_rows}", code="too_many_rows"
             )
         keys = self.keys.converted(key_id, self._public_keys(key_id, request), name, adapter.load_public_keys)
+        self.quota.charge(key_id)
         return {"model": name, "key_id": key_id, "result": adapter.predict(data, keys)}
 
     def _public_keys(self, key_id: str, request: dict[str, Any]):
