@@ -22,7 +22,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) -m bench.eiserver_keys
+	$(PY) -m bench.mnist
 
 clean:
 	rm -rf $(VENV) .sei examples/models

@@ -12,26 +12,27 @@ from sei_framework.cli import cli
 
 
 def test_bench_compares_both_adapters_on_the_same_model(model_files, tmp_path):
-    path, model, X = model_files["digits"]
+    path, model, X = model_files["diabetes"]  # one output: the tutorial path takes ~1 s per row
     config = {
         "name": "bench",
         "models": [
+            {"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(path), "options": {"convert_keys_once": False}},
             {"name": "eiserver", "adapter": "sklearn-eiserver", "path": str(path)},
             {"name": "packed", "adapter": "sklearn-packed", "path": str(path)},
         ],
         "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
     }
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(config))
-    np.save(tmp_path / "rows.npy", X[:6])
+    np.save(tmp_path / "rows.npy", X[:4])
     out = tmp_path / "results"
     args = ["bench", str(tmp_path / "bench.yaml"), "--input", str(tmp_path / "rows.npy"), "--out", str(out),
             "--repeats", "2", "--e2e-requests", "2", "--bulk-seconds", "0"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "server ms / prediction" in result.stdout and "agreement with plaintext" in result.stdout
+    assert "server ms, one row" in result.stdout and "agreement with plaintext" in result.stdout
     report = json.loads((out / "bench.json").read_text())
     figures = {m["model"]: m for m in report["models"]}
-    assert set(figures) == {"eiserver", "packed"}
+    assert set(figures) == {"tutorial", "eiserver", "packed"}
     for m in figures.values():
         assert m["agreement"] == 1.0 and m["max_abs_error"] <= 1e-3
         assert m["rows_checked"] >= 3 and m["bulk_rows"] >= 1

@@ -23,22 +23,30 @@ ENCRYPTION = {
 }
 
 
+class EIServerOptions(SklearnOptions):
+    convert_keys_once: bool = True
+    """False serves through plain `EIServer.predict`, as the tutorial does (for comparisons)."""
+
+
 class EIServerAdapter(LinearAdapter):
     """Each output is one EIServer dot product on the client's CKKS ciphertexts (the tutorial's wire format)."""
 
     name: ClassVar[str] = "sklearn-eiserver"
-    Options = SklearnOptions
+    Options = EIServerOptions
     requirements = ("encrypted-inference==0.9", "scikit-learn", "joblib")
 
     @classmethod
-    def prepare(cls, source: Path, options: SklearnOptions, dest: Path) -> dict[str, Any]:
+    def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:
         return prepare_linear(source, options, dest)[1]
 
-    def __init__(self, model_dir: Path, metadata: dict[str, Any], options: SklearnOptions) -> None:
+    def __init__(self, model_dir: Path, metadata: dict[str, Any], options: EIServerOptions) -> None:
+        from encrypted.inference.eiserver import EIServer
+
         from .eiserver_native import EIServerKernel
 
         super().__init__(model_dir, metadata, options)
         self.kernel = EIServerKernel(self.model.coef, self.model.intercept)
+        self.tutorial_server = None if options.convert_keys_once else EIServer(self.model.coef, self.model.intercept)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -49,12 +57,13 @@ class EIServerAdapter(LinearAdapter):
         }
 
     def load_public_keys(self, data: bytes) -> Any:
-        return self.kernel.convert_keys(data)
+        keys = self.kernel.convert_keys(data)  # checks the keys either way
+        return data if self.tutorial_server else keys
 
     def count_rows(self, data: Any) -> int:
         return len(data["rows"]) if isinstance(data, dict) and isinstance(data.get("rows"), list) else 0
 
-    def _rows(self, data: Any) -> list[bytes]:
+    def _rows(self, data: Any) -> list[list[str]]:
         if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
             raise InvalidRequest("data must be an object with a non-empty 'rows' list", code="invalid_data")
         n_features = data.get("n_features")
@@ -63,19 +72,18 @@ class EIServerAdapter(LinearAdapter):
                 f"model takes {self.model.n_features} features; the request says {n_features!r}",
                 code="wrong_features",
             )
-        return [self._decode(row) for row in data["rows"]]
-
-    def _decode(self, row: Any) -> bytes:
-        from .eiserver_native import decode_ciphertexts
-
-        return decode_ciphertexts(row, self.kernel.ciphertexts_per_row)
+        return data["rows"]
 
     def predict(self, data: Any, keys: Any) -> Any:
+        from .eiserver_native import decode_ciphertexts
+
         rows = self._rows(data)
-        return call_isolated(
-            lambda: [self.kernel.dot_products(row, keys) for row in rows],
-            what="encrypted dot product (malformed ciphertext or public keys?)",
-        )
+        ciphertexts = [decode_ciphertexts(row, self.kernel.ciphertexts_per_row) for row in rows]
+        if self.tutorial_server:
+            compute = lambda: [self.tutorial_server.predict(row, keys) for row in rows]  # noqa: E731
+        else:
+            compute = lambda: [self.kernel.dot_products(blob, keys) for blob in ciphertexts]  # noqa: E731
+        return call_isolated(compute, what="encrypted dot product (malformed ciphertext or public keys?)")
 
     @classmethod
     def client(cls, description: dict[str, Any]) -> EIServerClient:
