@@ -149,6 +149,12 @@ class KeyTransport(ABC):
     def fetch(self, key_id: str, request: dict[str, Any]) -> bytes | None:
         """Service side: the public key bytes for `key_id`, or None when there are none."""
 
+    def unverified_source(self, key_id: str, request: dict[str, Any]) -> str | None:
+        """Where keys come from when their id is not their content hash (the tutorial's key ids
+        hash the secret key); the service then caches them apart per source. None by default:
+        keys must hash to their key id."""
+        return None
+
 
 class DeployTarget(ABC):
     """Runs a build folder somewhere and gives back its endpoint."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 
@@ -114,3 +115,25 @@ def test_call_isolated_turns_a_native_abort_into_an_error():
         call_isolated(os.abort, what="abort")
     with pytest.raises(InvalidRequest, match="slow did not finish within 0.5 s"):
         call_isolated(lambda: __import__("time").sleep(30), what="slow", timeout=0.5)
+
+
+def test_a_request_without_model_gets_the_bare_result_like_the_tutorial(make_deployment, tmp_path, model_files):
+    from sei_adapter_sklearn.eiserver import EIServerAdapter
+
+    from sei_framework import key_id_for
+
+    build = make_deployment(models=("diabetes",), name="one").build(tmp_path / "one")
+    score = import_score(build, "score_one_model")
+    score.init()
+    client = EIServerAdapter.client(call(score, {"op": "describe"})[0]["models"]["diabetes"])
+    secret, public = client.generate_keys()
+    client.use_keys(secret, public)
+    _, model, X = model_files["diabetes"]
+    body = {
+        "data": client._client.encrypt(X[0]),  # EILinearRegressionClient's own output
+        "key_id": key_id_for(public),
+        "public_keys": base64.b64encode(public).decode(),
+    }
+    answer, status = call(score, body)
+    assert status == 200 and isinstance(answer, list) and len(answer) == 1
+    assert abs(client._client.decrypt(answer)[0] - model.predict(X[:1])[0]) < 1e-3

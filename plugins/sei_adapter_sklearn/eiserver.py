@@ -61,6 +61,8 @@ class EIServerAdapter(LinearAdapter):
         return data if self.tutorial_server else keys
 
     def count_rows(self, data: Any) -> int:
+        if isinstance(data, list):  # the tutorial's request: one row's ciphertexts
+            return 1
         return len(data["rows"]) if isinstance(data, dict) and isinstance(data.get("rows"), list) else 0
 
     def _rows(self, data: Any) -> list[list[str]]:
@@ -75,8 +77,11 @@ class EIServerAdapter(LinearAdapter):
         return data["rows"]
 
     def predict(self, data: Any, keys: Any) -> Any:
+        """Rows in, one list of result ciphertexts per row out; the tutorial's bare list gets a bare list."""
         from .eiserver_native import decode_ciphertexts
 
+        if isinstance(data, list):
+            return self.predict({"n_features": self.model.n_features, "rows": [data]}, keys)[0]
         rows = self._rows(data)
         ciphertexts = [decode_ciphertexts(row, self.kernel.ciphertexts_per_row) for row in rows]
         if self.tutorial_server:
