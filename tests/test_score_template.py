@@ -21,9 +21,9 @@ def import_score(build: Build, name: str):
 
 
 def call(score, body) -> tuple[dict, int]:
-    """run() answers a dict, or an AMLResponse carrying an error status."""
+    """run() answers JSON data, or an AMLResponse carrying an error status."""
     answer = score.run(body if isinstance(body, str) else json.dumps(body))
-    if isinstance(answer, dict):
+    if not hasattr(answer, "get_data"):
         return answer, 200
     return json.loads(answer.get_data()), answer.status_code
 
