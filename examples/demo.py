@@ -27,7 +27,7 @@ CONFIG = ROOT / "configs" / "demo-local.yaml"
 
 
 def train(workdir: Path) -> dict[str, tuple[object, np.ndarray]]:
-    """Fit both models, save them where the demo config expects them, return (model, held-out rows)."""
+    """Fit both models, save them where the demo config expects them; (model, held-out rows) by file."""
     X, y = load_digits(return_X_y=True)
     X_train, X_digits, y_train, _ = train_test_split(X / 16.0, y, test_size=0.2, random_state=0)
     digits = LogisticRegression(max_iter=2000).fit(X_train, y_train)
@@ -36,7 +36,7 @@ def train(workdir: Path) -> dict[str, tuple[object, np.ndarray]]:
     diabetes = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(X_train, y_train)
     joblib.dump(digits, workdir / "digits.joblib")
     joblib.dump(diabetes, workdir / "diabetes.joblib")
-    return {"digits": (digits, X_digits), "diabetes": (diabetes, X_diabetes)}
+    return {"digits.joblib": (digits, X_digits), "diabetes.joblib": (diabetes, X_diabetes)}
 
 
 def main() -> None:
@@ -45,8 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     models_dir = ROOT / "examples" / "models"
     models_dir.mkdir(exist_ok=True)
-    models = train(models_dir)
+    trained = train(models_dir)
     deployment = Deployment.from_file(CONFIG)
+    models = {m.name: trained[m.path.name] for m in deployment.config.models}
     print(f"deploying {deployment.name} ({CONFIG.relative_to(ROOT)}) with models {', '.join(models)} ...", flush=True)
     endpoint = deployment.deploy()
     print(f"serving at {endpoint.scoring_uri}")
@@ -64,8 +65,9 @@ def main() -> None:
             else:
                 agree = np.mean(result.predictions == plain)
                 print(f"{name}: {len(rows)} encrypted predictions, {agree:.0%} agree with plaintext predict()")
+            adapter = deployment.resolved.models[list(models).index(name)].adapter.name
             print(
-                f"  {len(latencies)} requests of up to {client.model(name).max_rows_per_request} rows: "
+                f"  {adapter}: {len(latencies)} requests of up to {client.model(name).max_rows_per_request} rows: "
                 f"median {np.median(latencies):.2f} s, first {latencies[0]:.2f} s (includes key upload)"
             )
     finally:

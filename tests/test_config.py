@@ -121,3 +121,10 @@ def test_cli_validate_reports_field_paths_and_exit_code(tmp_path):
     result = CliRunner().invoke(cli, ["validate", str(ok)])
     assert result.exit_code == 0, result.output
     assert "ok; models: a (sklearn-eiserver)" in result.output
+
+
+def test_a_relative_key_folder_becomes_absolute_so_client_and_service_agree(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = good(tmp_path, key_transport={"name": "local-dir", "options": {"path": "keys"}})
+    resolved = resolve_config(parse_config(data, base_dir=tmp_path), get_plugin_manager())
+    assert resolved.transport_options.path == tmp_path / "keys"

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import field_validator
+
 from sei_framework import KeyTransportError, KeyTransport, PluginOptions, check_key_id, hookimpl
 
 __all__ = ["LocalDirTransport", "sei_register_key_transports"]
@@ -14,7 +16,12 @@ __all__ = ["LocalDirTransport", "sei_register_key_transports"]
 
 class LocalDirOptions(PluginOptions):
     path: Path
-    """The shared folder; one file per key id."""
+    """The shared folder; one file per key id. A relative path is taken from where SEI is run."""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()  # the service runs elsewhere: it gets the absolute path
 
 
 class LocalDirTransport(KeyTransport):
