@@ -213,7 +213,8 @@ def format_table(figures: list[ModelFigures]) -> str:
             cell = fmt.format(value)
             ratio_fields = ("server_ms", "e2e_p50_ms", "request_bytes", "response_bytes", "key_bytes")
             if f is not base and field in ratio_fields and value:
-                cell += f" (1/{getattr(base, field) / value:,.0f})"
+                ratio = getattr(base, field) / value
+                cell += f" (1/{ratio:,.0f})" if ratio >= 1 else f" ({1 / ratio:,.0f}x)"
             cells.append(cell)
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
