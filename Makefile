@@ -2,27 +2,48 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
+DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install demo test bench clean
+.PHONY: install install-test azurite demo test bench clean
 
-$(VENV)/.installed: pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
+# The core and the local server (what `make demo` needs).
+$(VENV)/.installed: $(DEPS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[serve,test]' -e tests/fixtures/sei-transport-sqlite
 	$(PY) -m pip check
 	touch $@
 
+# Everything the tests use, the Azure SDKs of the built-in Azure plugins included, resolved in one install.
+$(VENV)/.installed-test: $(DEPS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[serve,test,azure]' -e tests/fixtures/sei-transport-sqlite
+	$(PY) -m pip check
+	touch $@ $(VENV)/.installed
+
+# Azurite, the Azure Storage emulator the azure-blob tests run against, at the versions of its lockfile.
+$(AZURITE_DIR)/node_modules/.installed: $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
+	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+azurite: $(AZURITE_DIR)/node_modules/.installed
 
 demo: install
 	$(PY) examples/demo.py
 
-test: install
-	$(PY) -m pytest
+# SEI_REQUIRE_AZURITE=1: the blob storage tests fail, rather than skip, if Azurite is missing.
+test: install-test azurite
+	SEI_REQUIRE_AZURITE=1 $(PY) -m pytest
 
 bench: install
 	$(PY) -m bench.mnist
 
 clean:
-	rm -rf $(VENV) .sei examples/models
+	rm -rf $(VENV) .sei examples/models $(AZURITE_DIR)/node_modules

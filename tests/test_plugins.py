@@ -154,7 +154,7 @@ def test_a_service_refuses_a_plugin_that_is_not_installed():
 
 
 def test_blocked_plugin_is_not_loaded(monkeypatch):
-    monkeypatch.setenv("SEI_DISABLED_PLUGINS", "sei_transport_sqlite, sei_transport_local_dir")
+    monkeypatch.setenv("SEI_DISABLED_PLUGINS", "sei_transport_sqlite, sei_transport_local_dir, sei_transport_azure_blob")
     plugins = get_plugin_manager().collect()
     assert "sei_transport_sqlite" not in plugins.plugin_names()
     assert set(plugins.key_transports().names()) == {"inline"}

@@ -1,0 +1,27 @@
+"""Built-in plugin: deploy target `aci`, Azure Container Instances through an Azure ML workspace.
+
+Needs `pip install 'sei-framework[aci]'` (azureml-core) on the deploying machine; the SDK is
+imported when the target is used, so configs naming it validate without it.
+"""
+
+from __future__ import annotations
+
+from sei_framework import hookimpl
+
+from .options import AciOptions, WorkspaceOptions
+from .packaging import Shipment, ship_local_distributions
+from .target import AciTarget
+
+__all__ = [
+    "AciOptions",
+    "AciTarget",
+    "Shipment",
+    "WorkspaceOptions",
+    "ship_local_distributions",
+    "sei_register_deploy_targets",
+]
+
+
+@hookimpl
+def sei_register_deploy_targets(registry):
+    registry.register(AciTarget)
