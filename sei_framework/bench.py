@@ -18,6 +18,7 @@ import numpy as np
 
 from .client import Client
 from .deployment import Deployment
+from .errors import BuildError
 from .keys import Keyring, key_id_for
 from .serving import ScoringService
 
@@ -223,8 +224,10 @@ def format_table(figures: list[ModelFigures]) -> str:
 
 def write_chart(figures: list[ModelFigures], path: Path) -> None:
     """Bar charts (log scale) of time, bytes and throughput per model."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise BuildError("the benchmark chart needs matplotlib: pip install 'sei-framework[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
