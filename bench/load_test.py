@@ -44,7 +44,7 @@ def _train(folder: Path) -> tuple[Path, Any, np.ndarray]:
     return path, model, X[400:]
 
 
-def _deployment(folder: Path, model_path: Path, transport: str, workers: int, max_rows: int):
+def _deployment(folder: Path, model_path: Path, transport: str, workers: int, max_rows: int, key_cache_mb: float):
     import yaml
 
     from sei_framework import Deployment
@@ -57,7 +57,7 @@ def _deployment(folder: Path, model_path: Path, transport: str, workers: int, ma
         "models": [{"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_path)}],
         "key_transport": transport_spec,
         "deploy": {"target": "local", "options": {"state_dir": str(folder / "state"), "workers": workers}},
-        "limits": {"max_rows_per_request": max_rows},
+        "limits": {"max_rows_per_request": max_rows, "key_cache_mb": key_cache_mb},
     }
     (folder / "load-test.yaml").write_text(yaml.safe_dump(config))
     return Deployment.from_file(folder / "load-test.yaml")
@@ -129,6 +129,7 @@ def run_load_test(
     rows: int = 4,
     transport: str = "inline",
     workers: int = 1,
+    key_cache_mb: float = 256,
     workdir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Deploy, load, check, delete; returns the summary (see module docstring)."""
@@ -136,7 +137,7 @@ def run_load_test(
         folder = Path(workdir) if workdir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         model_path, model, X = _train(folder)
-        deployment = _deployment(folder, model_path, transport, workers, max_rows=max(rows, 1))
+        deployment = _deployment(folder, model_path, transport, workers, max(rows, 1), key_cache_mb)
         endpoint = deployment.deploy(folder / "build")
         try:
             rss_before = server_rss_mb(folder / "state")
@@ -203,10 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=4, help="rows per request")
     parser.add_argument("--transport", choices=["inline", "local-dir"], default="inline")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--key-cache-mb", type=float, default=256, help="service key cache (small: eviction under load)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "load_test.json"))
     args = parser.parse_args(argv)
     summary = run_load_test(
-        clients=args.clients, requests=args.requests, rows=args.rows, transport=args.transport, workers=args.workers
+        clients=args.clients,
+        requests=args.requests,
+        rows=args.rows,
+        transport=args.transport,
+        workers=args.workers,
+        key_cache_mb=args.key_cache_mb,
     )
     _print_summary(summary)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,11 @@ def load_bench():
 
 
 def test_three_concurrent_clients_get_their_own_correct_answers(tmp_path):
-    summary = load_bench().run_load_test(clients=3, requests=2, rows=2, transport="local-dir", workdir=tmp_path)
+    # A key cache too small for two clients' keys (EIServer keys are ~18 MB once converted):
+    # the service keeps evicting and re-reading keys, and every answer must still be right.
+    summary = load_bench().run_load_test(
+        clients=3, requests=2, rows=2, transport="local-dir", key_cache_mb=20, workdir=tmp_path
+    )
     assert summary["failures"] == [] and summary["errors"] == 0
     assert summary["requests_ok"] == 6 and summary["all_correct"] is True
     assert summary["distinct_key_ids"] == 3  # every client used its own keys
