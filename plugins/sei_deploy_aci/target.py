@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
-from .options import ACI_NAME_PATTERN, AciOptions
+from .options import ACI_NAME_PATTERN, AciOptions, service_description, service_tags
 from .packaging import ship_local_distributions
 
 __all__ = ["AciTarget", "RUNTIME_REQUIREMENT"]
@@ -70,11 +70,10 @@ class AciTarget(DeployTarget):
         return service
 
     def tags(self, build: Build) -> dict[str, str]:
-        return {"sei_service": build.name, "sei_version": str(build.manifest.get("sei_version")), **self.opts.tags}
+        return service_tags(build, self.opts)
 
     def description(self, build: Build) -> str:
-        models = ", ".join(m["name"] for m in build.manifest["models"])
-        return self.opts.description or f"SEI encrypted inference ({models})"
+        return service_description(build, self.opts)
 
     def pip_packages(self, wheel_refs: list[str], index_requirements: list[str]) -> list[str]:
         """The build's requirements (wheels first, by URL or path) and the Azure ML inference runtime."""

@@ -21,6 +21,8 @@ import yaml
 from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
 from .image import write_build_context
+from sei_deploy_aci.options import service_description, service_tags
+
 from .options import ENDPOINT_NAME_PATTERN, OnlineOptions
 
 __all__ = ["AzureMLOnlineTarget"]
@@ -67,11 +69,10 @@ class AzureMLOnlineTarget(DeployTarget):
         return endpoint
 
     def tags(self, build: Build) -> dict[str, str]:
-        return {"sei_service": build.name, "sei_version": str(build.manifest.get("sei_version")), **self.opts.tags}
+        return service_tags(build, self.opts)
 
     def description(self, build: Build) -> str:
-        models = ", ".join(m["name"] for m in build.manifest["models"])
-        return self.opts.description or f"SEI encrypted inference ({models})"
+        return service_description(build, self.opts)
 
     # -- entities -----------------------------------------------------------------------------
 
