@@ -2,7 +2,7 @@
 
 All outputs of a row come back in one small ciphertext (mode `single`), or every feature of up
 to 4096 rows travels in one ciphertext (mode `bulk`); the service needs only the client's public
-key. The kernel and its measured figures: packed_kernel.py and docs/packed-backend.md.
+key. The kernel and its measured figures: packed_kernel/ and docs/packed-backend.md.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""Server side: `ServerModel` holds the quantised weights and evaluates encrypted requests."""
+
+from __future__ import annotations
+
+import numpy as np
+import seal
+
+from .params import Params, choose_params
+from .seal_context import _Ctx, _ctx_for, _expand_a_key, _mulmod
+from .wire import (
+    _HDR,
+    _KIND_PUB,
+    _KIND_REQ_BATCH,
+    _KIND_REQ_ROW,
+    _KIND_RESP_BATCH,
+    _KIND_RESP_ROW,
+    _SEED_BYTES,
+    KernelInputError,
+    _check_residues,
+    _expand_a,
+    _pack_header,
+    _parse_header,
+    key_id_of,
+)
+
+__all__ = ["PublicMaterial", "ServerModel"]
+
+
+class PublicMaterial:
+    """What the server caches per client key: SEAL PublicKey + Encryptor."""
+
+    def __init__(self, c: _Ctx, pk, key_id: str):
+        self.key_id = key_id
+        self.encryptor = seal.Encryptor(c.ctx, pk)
+
+
+class ServerModel:
+    def __init__(self, W: np.ndarray, b: np.ndarray, params: Params | None = None, mode: str = "single"):
+        W = np.asarray(W, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64).reshape(-1)
+        if W.ndim != 2 or b.shape[0] != W.shape[0]:
+            raise ValueError("W must be (n_outputs, n_features) and b (n_outputs,)")
+        if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+            raise ValueError("non-finite weights")
+        K, d = W.shape
+        self.params = params or choose_params(d, K, mode)
+        p = self.params
+        if (p.n_features, p.n_outputs) != (d, K):
+            raise ValueError("params do not match W shape")
+        self._c = c = _ctx_for(p)
+        N = p.poly_modulus_degree
+        self.W, self.b = W, b
+        self.Wq = np.rint(W * 2.0 ** p.log_scale_w).astype(np.int64)
+        if np.abs(self.Wq).max(initial=0) >= 2 ** 40:
+            raise ValueError("weights too large for the parameter scale")
+        self.bq = np.array([int(round(v * 2.0 ** (p.log_scale_x + p.log_scale_w))) for v in b], dtype=object)
+        self.bq_mod = np.array([int(v) % c.Qint for v in self.bq], dtype=np.uint64)
+        # --- single-row plaintexts: block j holds outputs j*m .. j*m+m-1
+        m = p.outputs_per_block
+        self.positions = np.array([t * d + d - 1 for t in range(m)])
+        if d <= N:
+            polys = np.zeros((p.n_blocks, N), dtype=np.int64)
+            for k in range(K):
+                j, t = divmod(k, m)
+                polys[j, t * d: t * d + d] = self.Wq[k, ::-1]
+            self.P = c.poly_to_ntt(polys)                         # (nb, L, N)
+        else:
+            self.P = None
+        # --- bulk: limbs so that float64 matmul is exact
+        wbits = int(np.abs(self.Wq).max(initial=1)).bit_length()
+        dbits = int(d).bit_length()
+        self.limb_bits = max(4, min(16, 52 - wbits - dbits))
+        self.n_limbs = -(-31 // self.limb_bits)
+        self.Wf = self.Wq.astype(np.float64)                       # (K, d)
+        self._bias_row = self.bq_mod
+
+    # -- key material ------------------------------------------------------
+    def load_public(self, pub: bytes) -> PublicMaterial:
+        c, p = self._c, self.params
+        _parse_header(pub, _KIND_PUB, p)
+        Lk = len(c.qk)
+        exp = _HDR.size + _SEED_BYTES + 4 * Lk * c.N
+        if len(pub) != exp:
+            raise KernelInputError(f"public key has {len(pub)} bytes, expected {exp}")
+        seed = bytes(pub[_HDR.size:_HDR.size + _SEED_BYTES])
+        pk0 = np.frombuffer(pub, dtype="<u4", offset=_HDR.size + _SEED_BYTES).reshape(Lk, c.N).astype(np.uint64)
+        _check_residues(pk0, c.qk, "public key")
+        pk1 = _expand_a_key(seed, c)
+        data = np.stack([pk0, pk1])
+        try:
+            pk = c.ctx.from_public_str(c._pk_tmpl + np.ascontiguousarray(data, dtype=np.uint64).tobytes())
+        except Exception as e:
+            raise KernelInputError(f"public key rejected by SEAL: {e}") from None
+        return PublicMaterial(c, pk, key_id_of(bytes(pub)))
+
+    # -- request parsing ---------------------------------------------------
+    def _parse_request(self, blob: bytes, kind: int) -> tuple[int, list[bytes], np.ndarray]:
+        c, p = self._c, self.params
+        n_rows, n_ct = _parse_header(blob, kind, p)
+        if kind == _KIND_REQ_ROW:
+            if n_rows != 1 or n_ct != 1:
+                raise KernelInputError("row request must hold exactly one ciphertext")
+        else:
+            if n_ct != p.n_features or not (1 <= n_rows <= c.N):
+                raise KernelInputError(f"batch request must hold {p.n_features} ciphertexts and 1..{c.N} rows")
+        exp = _HDR.size + n_ct * (_SEED_BYTES + 4 * c.L * c.N)
+        if len(blob) != exp:
+            raise KernelInputError(f"request has {len(blob)} bytes, expected {exp}")
+        off = _HDR.size
+        seeds = [bytes(blob[off + i * _SEED_BYTES: off + (i + 1) * _SEED_BYTES]) for i in range(n_ct)]
+        off += n_ct * _SEED_BYTES
+        c0 = np.frombuffer(blob, dtype="<u4", offset=off).reshape(n_ct, c.L, c.N)
+        if np.any(c0 >= c.q.astype(np.uint32)[None, :, None]):
+            raise KernelInputError("request: residue out of range for the coefficient modulus")
+        return n_rows, seeds, c0
+
+    def _finish(self, acc: np.ndarray, pub: PublicMaterial) -> np.ndarray:
+        """acc (2, L, N) NTT -> re-randomised, coefficient form, CRT to [0,Q) (2, N) uint64."""
+        c = self._c
+        z = c.ct_to_array(pub.encryptor.encrypt_zero())
+        acc = (acc + z) % c.q[None, :, None]
+        coeff = c.from_ntt(acc)
+        return np.stack([c.crt(coeff[0]), c.crt(coeff[1])])
+
+    def predict_row(self, ct_bytes: bytes, pub: PublicMaterial) -> bytes:
+        c, p = self._c, self.params
+        if self.P is None:
+            raise KernelInputError("model not set up for single-row mode")
+        if not isinstance(pub, PublicMaterial):
+            raise KernelInputError("pub must come from load_public()")
+        _, seeds, c0 = self._parse_request(ct_bytes, _KIND_REQ_ROW)
+        a = _expand_a(seeds[0], c.q, c.N)
+        x0 = c0[0].astype(np.uint64)
+        m = p.outputs_per_block
+        Q = np.uint64(c.Qint)
+        parts = [_pack_header(_KIND_RESP_ROW, p, 1, p.n_blocks)]
+        for j in range(p.n_blocks):
+            acc = np.stack([_mulmod(x0, self.P[j], c.q), _mulmod(a, self.P[j], c.q)])
+            v = self._finish(acc, pub)
+            c0r = v[0, self.positions]
+            ks = np.arange(j * m, j * m + m)
+            bias = np.array([self.bq_mod[k] if k < p.n_outputs else 0 for k in ks], dtype=np.uint64)
+            c0r = (c0r + bias) % Q      # both < 2^62: no overflow
+            parts.append(c.modswitch32(c0r).astype("<u4").tobytes())
+            parts.append(c.modswitch32(v[1]).astype("<u4").tobytes())
+        return b"".join(parts)
+
+    def predict_batch(self, req: bytes, pub: PublicMaterial) -> bytes:
+        c, p = self._c, self.params
+        if not isinstance(pub, PublicMaterial):
+            raise KernelInputError("pub must come from load_public()")
+        n_rows, seeds, c0 = self._parse_request(req, _KIND_REQ_BATCH)
+        d, L, N, K = p.n_features, c.L, c.N, p.n_outputs
+        A = np.empty((d, L, N), dtype=np.uint32)
+        for i in range(d):
+            A[i] = _expand_a(seeds[i], c.q, N)
+        acc = np.empty((K, 2, L, N), dtype=np.uint64)
+        for half, M in ((0, c0), (1, A)):
+            M2 = M.reshape(d, L * N)
+            tot = None
+            for li in range(self.n_limbs):
+                sh = li * self.limb_bits
+                limb = ((M2 >> sh) & ((1 << self.limb_bits) - 1)).astype(np.float64)
+                S = (self.Wf @ limb).astype(np.int64).reshape(K, L, N)     # exact: |S| < 2^52
+                S = np.mod(S, c.q.astype(np.int64)[None, :, None]).astype(np.uint64)
+                # (S * 2^sh) mod q exactly: S < 2^31 and sh < 31
+                S = (S << np.uint64(sh)) % c.q[None, :, None]
+                tot = S if tot is None else (tot + S) % c.q[None, :, None]
+            acc[:, half] = tot
+        Q = np.uint64(c.Qint)
+        out = [_pack_header(_KIND_RESP_BATCH, p, n_rows, K)]
+        for k in range(K):
+            v = self._finish(acc[k], pub)
+            c0r = (v[0, :n_rows] + self.bq_mod[k]) % Q
+            out.append(c.modswitch32(c0r).astype("<u4").tobytes())
+            out.append(c.modswitch32(v[1]).astype("<u4").tobytes())
+        return b"".join(out)

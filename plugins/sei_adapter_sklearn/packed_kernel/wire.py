@@ -1,0 +1,75 @@
+"""Wire format: message headers, seeded expansion of `a`, residue checks and `KernelInputError`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+
+import numpy as np
+
+from .params import Params
+
+__all__ = ["KernelInputError", "key_id_of"]
+
+_MAGIC = b"SEIP"
+_VERSION = 1
+_KIND_REQ_ROW, _KIND_REQ_BATCH, _KIND_RESP_ROW, _KIND_RESP_BATCH, _KIND_PUB, _KIND_SECRET = 1, 2, 3, 4, 5, 6
+# magic(4) version(1) kind(1) reserved(2) fingerprint(8) n_rows(u32) n_ct(u32)
+_HDR = struct.Struct("<4sBBH8sII")
+_SEED_BYTES = 32
+
+
+class KernelInputError(ValueError):
+    """Raised for any malformed / mismatching ciphertext or key input."""
+
+
+def _expand_a(seed: bytes, q: np.ndarray, N: int) -> np.ndarray:
+    """Uniform (L, N) residues from a 32-byte seed (SHAKE-256, rejection sampling)."""
+    L = len(q)
+    out = np.empty((L, N), dtype=np.uint64)
+    for j in range(L):
+        extra = 256
+        ctr = 0
+        while True:
+            mask = np.uint32((1 << int(q[j]).bit_length()) - 1)
+            words = np.frombuffer(hashlib.shake_256(b"SEI-a" + bytes([j, ctr]) + seed).digest(4 * (N + extra)),
+                                  dtype="<u4") & mask
+            ok = words[words < q[j]]
+            if ok.size >= N:
+                out[j] = ok[:N]
+                break
+            ctr += 1
+            extra *= 4
+    return out
+
+
+def _pack_header(kind: int, params: Params, n_rows: int, n_ct: int) -> bytes:
+    return _HDR.pack(_MAGIC, _VERSION, kind, 0, params.fingerprint(), n_rows, n_ct)
+
+
+def _parse_header(buf: bytes, kind: int, params: Params) -> tuple[int, int]:
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise KernelInputError("expected bytes")
+    if len(buf) < _HDR.size:
+        raise KernelInputError(f"input too short ({len(buf)} bytes)")
+    magic, ver, k, _res, fp, n_rows, n_ct = _HDR.unpack_from(buf, 0)
+    if magic != _MAGIC:
+        raise KernelInputError("bad magic: not a SEI packed-kernel message")
+    if ver != _VERSION:
+        raise KernelInputError(f"unsupported message version {ver}")
+    if k != kind:
+        raise KernelInputError(f"wrong message kind {k}, expected {kind}")
+    if fp != params.fingerprint():
+        raise KernelInputError("parameter fingerprint mismatch (message made for other parameters)")
+    return n_rows, n_ct
+
+
+def _check_residues(arr: np.ndarray, q: np.ndarray, what: str) -> None:
+    # arr (..., L, N) ; every residue must be < its prime
+    if np.any(arr >= q.astype(arr.dtype)[:, None]):
+        raise KernelInputError(f"{what}: residue out of range for the coefficient modulus")
+
+
+def key_id_of(public_bytes: bytes) -> str:
+    return base64.b32encode(hashlib.sha256(public_bytes).digest()[:20]).decode().lower()
