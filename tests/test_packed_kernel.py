@@ -121,3 +121,19 @@ def test_garbage_rejected(single, bulk):
             srv.predict_row(blob, pub)
         except K.KernelInputError:
             pass
+
+
+# 784x10: two full blocks of 5; 10x1: one score in a block of 409; 1500x5: blocks of 2, 2 and 1
+@pytest.mark.parametrize("n_features, n_outputs", [(784, 10), (10, 1), (1500, 5)])
+def test_row_response_holds_the_scores_and_nothing_more(n_features, n_outputs):
+    """c0 travels only at score coefficients: a client learns n_outputs numbers per row, not N // d."""
+    rng = np.random.default_rng(n_features)
+    W, b = rng.normal(0, 0.3, (n_outputs, n_features)), rng.normal(0, 1, n_outputs)
+    x = rng.random(n_features)
+    p = K.choose_params(n_features, n_outputs, "single")
+    keys = K.ClientKeys.generate(p)
+    srv = K.ServerModel(W, b, p)
+    resp = srv.predict_row(keys.encrypt_row(x), srv.load_public(keys.public_bytes()))
+    header = 24
+    assert len(resp) == header + 4 * (n_outputs + p.n_blocks * p.poly_modulus_degree)
+    assert np.abs(keys.decrypt_scores(resp, n_outputs, 1)[0] - (W @ x + b)).max() <= 1e-3

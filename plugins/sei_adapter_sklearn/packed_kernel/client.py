@@ -194,20 +194,23 @@ class ClientKeys:
             res = (m / self._resp_scale()).T
         else:
             rows, nct = _parse_header(blob, _KIND_RESP_ROW, p)
-            m_per, nb = p.outputs_per_block, p.n_blocks
+            nb, d = p.n_blocks, p.n_features
             if rows != 1 or nct != nb:
                 raise KernelInputError("bad row response header")
-            exp = _HDR.size + nb * 4 * (m_per + N)
+            counts = [p.outputs_in_block(j) for j in range(nb)]
+            exp = _HDR.size + 4 * (sum(counts) + nb * N)
             if len(blob) != exp:
                 raise KernelInputError(f"row response has {len(blob)} bytes, expected {exp}")
-            body = np.frombuffer(blob, dtype="<u4", offset=_HDR.size).reshape(nb, m_per + N)
-            d = p.n_features
-            pos = tuple(t * d + d - 1 for t in range(m_per))
-            S = self._s_rows(pos)
-            c1 = body[:, m_per:].astype(np.int64)
-            m = (body[:, :m_per].astype(np.int64) + c1 @ S.T) & 0xFFFFFFFF
+            words = np.frombuffer(blob, dtype="<u4", offset=_HDR.size).astype(np.int64)
+            scores, off = [], 0
+            for count in counts:
+                c0, c1 = words[off:off + count], words[off + count:off + count + N]
+                off += count + N
+                S = self._s_rows(tuple(t * d + d - 1 for t in range(count)))
+                scores.append((c0 + S @ c1) & 0xFFFFFFFF)
+            m = np.concatenate(scores)
             m = np.where(m >= 2 ** 31, m - 2 ** 32, m).astype(np.float64)
-            res = (m.reshape(-1)[:p.n_outputs] / self._resp_scale())[None, :]
+            res = (m / self._resp_scale())[None, :]
         if n_outputs is not None and n_outputs != res.shape[1]:
             raise KernelInputError(f"response has {res.shape[1]} outputs, expected {n_outputs}")
         if n_rows is not None and n_rows != res.shape[0]:

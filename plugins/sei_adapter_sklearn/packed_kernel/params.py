@@ -63,6 +63,10 @@ class Params:
     def n_blocks(self) -> int:
         return -(-self.n_outputs // self.outputs_per_block)
 
+    def outputs_in_block(self, j: int) -> int:
+        """Scores that single-row block j holds: the response carries c0 at these positions only."""
+        return min(self.outputs_per_block, self.n_outputs - j * self.outputs_per_block)
+
     def max_abs_score(self) -> float:
         """|score| must stay below this (headroom factor 2 kept)."""
         return self.Q / 4.0 / 2.0 ** (self.log_scale_x + self.log_scale_w)

@@ -137,10 +137,8 @@ class ServerModel:
         for j in range(p.n_blocks):
             acc = np.stack([_mulmod(x0, self.P[j], c.q), _mulmod(a, self.P[j], c.q)])
             v = self._finish(acc, pub)
-            c0r = v[0, self.positions]
-            ks = np.arange(j * m, j * m + m)
-            bias = np.array([self.bq_mod[k] if k < p.n_outputs else 0 for k in ks], dtype=np.uint64)
-            c0r = (c0r + bias) % Q      # both < 2^62: no overflow
+            count = p.outputs_in_block(j)   # c0 only where scores are: nothing past the last output
+            c0r = (v[0, self.positions[:count]] + self.bq_mod[j * m: j * m + count]) % Q  # < 2^62 each
             parts.append(c.modswitch32(c0r).astype("<u4").tobytes())
             parts.append(c.modswitch32(v[1]).astype("<u4").tobytes())
         return b"".join(parts)

@@ -13,7 +13,7 @@ from .params import Params
 __all__ = ["KernelInputError", "key_id_of"]
 
 _MAGIC = b"SEIP"
-_VERSION = 1
+_VERSION = 2  # 2: a row response carries c0 only at the model's outputs
 _KIND_REQ_ROW, _KIND_REQ_BATCH, _KIND_RESP_ROW, _KIND_RESP_BATCH, _KIND_PUB, _KIND_SECRET = 1, 2, 3, 4, 5, 6
 # magic(4) version(1) kind(1) reserved(2) fingerprint(8) n_rows(u32) n_ct(u32)
 _HDR = struct.Struct("<4sBBH8sII")
