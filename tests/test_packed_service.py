@@ -63,3 +63,10 @@ def test_hostile_ciphertexts_are_refused_and_the_service_keeps_serving(packed_se
         assert response.status_code == 200
     scores = session.adapter.decrypt(response.json()["result"], 1)
     assert np.abs(scores - digits.decision_function(X[:1])).max() <= 1e-3
+    # a bulk request that declares fewer rows than its ciphertexts hold cannot slip past the rows limit
+    bulk = client._session_for("digits-bulk")
+    lying = {"model": "digits-bulk", "key_id": bulk.key_id, "data": {**bulk.adapter.encrypt(X[:40]), "n_rows": 1}}
+    client.predict("digits-bulk", X[:1])  # publishes the bulk model's keys
+    response = requests.post(packed_service.scoring_uri, data=json.dumps(lying), timeout=60)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_data", response.text
+    assert "hold 40 rows" in response.json()["error"]["message"]

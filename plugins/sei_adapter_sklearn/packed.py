@@ -99,11 +99,20 @@ class PackedAdapter(LinearAdapter):
                 f"model takes {self.model.n_features} features; the request says {data.get('n_features')!r}",
                 code="wrong_features",
             )
+        blobs = [_unb64(text, f"ciphertext {i}") for i, text in enumerate(data["ciphertexts"])]
+        try:
+            rows = sum(self.server.request_rows(blob) for blob in blobs)
+        except KernelInputError as exc:
+            raise InvalidRequest(f"ciphertext: {exc}", code="invalid_ciphertext") from None
+        if rows != self.count_rows(data):  # the rows limit was checked against the declared count
+            raise InvalidRequest(
+                f"the ciphertexts hold {rows} rows; the request says {self.count_rows(data)}", code="invalid_data"
+            )
         evaluate = self.server.predict_batch if self.params.mode == "bulk" else self.server.predict_row
         results = []
-        for i, text in enumerate(data["ciphertexts"]):
+        for i, blob in enumerate(blobs):
             try:
-                results.append(_b64(evaluate(_unb64(text, f"ciphertext {i}"), keys)))
+                results.append(_b64(evaluate(blob, keys)))
             except KernelInputError as exc:
                 raise InvalidRequest(f"ciphertext {i}: {exc}", code="invalid_ciphertext") from None
         return results

@@ -114,6 +114,11 @@ class ServerModel:
             raise KernelInputError("request: residue out of range for the coefficient modulus")
         return n_rows, seeds, c0
 
+    def request_rows(self, blob: bytes) -> int:
+        """Rows a request says it holds (its header), checked before any evaluation."""
+        kind = _KIND_REQ_BATCH if self.params.mode == "bulk" else _KIND_REQ_ROW
+        return _parse_header(blob, kind, self.params)[0]
+
     def _finish(self, acc: np.ndarray, pub: PublicMaterial) -> np.ndarray:
         """acc (2, L, N) NTT -> re-randomised, coefficient form, CRT to [0,Q) (2, N) uint64."""
         c = self._c
