@@ -39,7 +39,9 @@ class ModelFigures:
     bulk_rows_per_s: float
     bulk_request_bytes_per_row: float
     bulk_response_bytes_per_row: float
+    bulk_batch_rows: int
     bulk_encrypt_ms_per_row: float
+    bulk_decrypt_ms_per_row: float
     keygen_s: float
     encrypt_ms_per_row: float
     decrypt_ms_per_row: float
@@ -94,7 +96,7 @@ def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int,
             scores.append(decrypted)
 
     done = bulk_start = len(scores)
-    bulk = {"server": 0.0, "encrypt": 0.0, "request": 0, "response": 0}
+    bulk = {"server": 0.0, "encrypt": 0.0, "decrypt": 0.0, "request": 0, "response": 0}
     batch = client.max_rows_per_request
     deadline = time.perf_counter() + bulk_budget_s
     while done < len(X) and (done == bulk_start or time.perf_counter() < deadline):
@@ -105,7 +107,9 @@ def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int,
         bulk["server"] += seconds
         bulk["request"] += _json_size({"model": name, "key_id": key_id, "data": data})
         bulk["response"] += _json_size({"model": name, "key_id": key_id, "result": result})
-        scores.append(client.decrypt(result, len(rows)))
+        seconds, decrypted = _timed(lambda: client.decrypt(result, len(rows)))
+        bulk["decrypt"] += seconds
+        scores.append(decrypted)
         done += len(rows)
     bulk_rows = max(done - bulk_start, 1)
 
@@ -126,7 +130,9 @@ def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int,
         "bulk_rows_per_s": bulk_rows / bulk["server"] if bulk["server"] else float("nan"),
         "bulk_request_bytes_per_row": bulk["request"] / bulk_rows,
         "bulk_response_bytes_per_row": bulk["response"] / bulk_rows,
+        "bulk_batch_rows": batch,
         "bulk_encrypt_ms_per_row": bulk["encrypt"] / bulk_rows * 1000,
+        "bulk_decrypt_ms_per_row": bulk["decrypt"] / bulk_rows * 1000,
         "keygen_s": keygen_s,
         "encrypt_ms_per_row": statistics.median(encrypt_s) * 1000,
         "decrypt_ms_per_row": statistics.median(decrypt_s) * 1000,
@@ -197,7 +203,9 @@ def format_table(figures: list[ModelFigures]) -> str:
         ("bulk server rows / s", "bulk_rows_per_s", "{:,.1f}"),
         ("bulk request bytes / row", "bulk_request_bytes_per_row", "{:,.0f}"),
         ("bulk response bytes / row", "bulk_response_bytes_per_row", "{:,.0f}"),
-        ("bulk client encrypt ms / row", "bulk_encrypt_ms_per_row", "{:.2f}"),
+        ("bulk rows per request", "bulk_batch_rows", "{:,}"),
+        ("bulk client encrypt ms / row", "bulk_encrypt_ms_per_row", "{:.3f}"),
+        ("bulk client decrypt ms / row", "bulk_decrypt_ms_per_row", "{:.3f}"),
         ("client keygen s", "keygen_s", "{:.3f}"),
         ("client encrypt ms, one row", "encrypt_ms_per_row", "{:.2f}"),
         ("client decrypt ms, one row", "decrypt_ms_per_row", "{:.2f}"),

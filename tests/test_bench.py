@@ -19,6 +19,7 @@ def test_bench_compares_both_adapters_on_the_same_model(model_files, tmp_path):
             {"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(path), "options": {"convert_keys_once": False}},
             {"name": "eiserver", "adapter": "sklearn-eiserver", "path": str(path)},
             {"name": "packed", "adapter": "sklearn-packed", "path": str(path)},
+            {"name": "packed-bulk", "adapter": "sklearn-packed", "path": str(path), "options": {"mode": "bulk"}},
         ],
         "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
     }
@@ -32,10 +33,12 @@ def test_bench_compares_both_adapters_on_the_same_model(model_files, tmp_path):
     assert "server ms, one row" in result.stdout and "agreement with plaintext" in result.stdout
     report = json.loads((out / "bench.json").read_text())
     figures = {m["model"]: m for m in report["models"]}
-    assert set(figures) == {"tutorial", "eiserver", "packed"}
+    assert set(figures) == {"tutorial", "eiserver", "packed", "packed-bulk"}
     for m in figures.values():
         assert m["agreement"] == 1.0 and m["max_abs_error"] <= 1e-3
         assert m["rows_checked"] >= 3 and m["bulk_rows"] >= 1
         assert m["server_ms"] > 0 and m["e2e_p95_ms"] >= m["e2e_p50_ms"] > 0
+        assert m["bulk_encrypt_ms_per_row"] > 0 and m["bulk_decrypt_ms_per_row"] > 0
+    assert figures["packed-bulk"]["bulk_batch_rows"] > figures["packed"]["bulk_batch_rows"]
     assert figures["packed"]["key_bytes"] < figures["eiserver"]["key_bytes"]
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
