@@ -93,6 +93,6 @@ def fetch_tutorial_keys(options: AzureBlobOptions, key_id: str, request: dict[st
         "(the Azure ML tutorial's request; accept_tutorial_requests is on; the connection string is not logged)",
         key_id,
         container,
-        urlsplit(endpoint_of(client)).netloc,
+        urlsplit(endpoint_of(client)).hostname,  # not netloc: it could carry user:password
     )
     return download(client.get_blob_client(container, key_id), options)
