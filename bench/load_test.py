@@ -2,8 +2,8 @@
 
 Deploys the diabetes regression (scikit-learn's bundled data) on the local target, runs N client
 threads that each make a fixed number of encrypted predictions and check their own decrypted
-answers against plaintext `predict()`, records the server's RSS before and after, and checks the
-service still answers. Prints a summary and writes JSON.
+answers against plaintext `predict()`, records the server's RSS before, after a warm-up round
+(one request per client) and at the end, and checks the service still answers. Prints a summary and writes JSON.
 
 usage: python bench/load_test.py [--clients 8] [--requests 5] [--rows 4] [--transport inline|local-dir]
                                  [--workers 1] [--json bench/results/load_test.json]
@@ -84,15 +84,36 @@ def server_rss_mb(state_dir: Path) -> float | None:
     return total / 2**20
 
 
-def _client_run(index: int, endpoint, folder: Path, model, rows: np.ndarray, requests: int, per_request: int) -> dict:
-    """One client: its own keyring, `requests` predictions of `per_request` rows, each checked."""
+def _round(clients: int, run) -> list[dict]:
+    """`run(index)` for every client at once, all starting together."""
+    barrier = threading.Barrier(clients)
+
+    def one(index: int) -> dict:
+        barrier.wait()
+        return run(index)
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        return list(pool.map(one, range(clients)))
+
+
+def _merge(first: dict, second: dict) -> dict:
+    """One client's results over two rounds."""
+    return {**second, "latencies_s": first["latencies_s"] + second["latencies_s"],
+            "errors": first["errors"] + second["errors"], "failures": first["failures"] + second["failures"],
+            "max_abs_error": max(first["max_abs_error"], second["max_abs_error"])}  # fmt: skip
+
+
+def _client_run(
+    index: int, endpoint, folder: Path, model, rows: np.ndarray, first: int, requests: int, per_request: int
+) -> dict:
+    """One client: its own keyring, requests first..first+requests-1 of `per_request` rows, each checked."""
     from sei_framework import Client
     from sei_framework.keys import Keyring
 
     client = Client(endpoint, keyring=Keyring(folder / f"keys-{index}"))
     latencies, errors, max_error, failures = [], 0, 0.0, []
-    for r in range(requests):
-        start = ((index * requests + r) * per_request) % (len(rows) - per_request)
+    for r in range(first, first + requests):
+        start = ((index * 97 + r) * per_request) % (len(rows) - per_request)
         batch = rows[start : start + per_request]
         began = time.perf_counter()
         try:
@@ -142,19 +163,16 @@ def run_load_test(
         try:
             rss_before = server_rss_mb(folder / "state")
             began = time.perf_counter()
-            barrier = threading.Barrier(clients)
-
-            def one(index: int) -> dict:
-                barrier.wait()  # all clients start together
-                return _client_run(index, endpoint, folder, model, X, requests, rows)
-
-            with ThreadPoolExecutor(max_workers=clients) as pool:
-                results = list(pool.map(one, range(clients)))
+            # a warm-up round fills the key cache; the rounds after it must not grow the server
+            warmup = _round(clients, lambda i: _client_run(i, endpoint, folder, model, X, 0, 1, rows))
+            rss_warm = server_rss_mb(folder / "state")
+            rest = _round(clients, lambda i: _client_run(i, endpoint, folder, model, X, 1, requests - 1, rows))
             wall = time.perf_counter() - began
             rss_after = server_rss_mb(folder / "state")
             answers = _still_answers(endpoint, folder, model, X)
         finally:
             deployment.delete()
+    results = [_merge(a, b) for a, b in zip(warmup, rest)]
     latencies = [t for r in results for t in r["latencies_s"]]
     return {
         "clients": clients,
@@ -173,7 +191,9 @@ def run_load_test(
         "wall_s": wall,
         "rows_per_s": len(latencies) * rows / wall if wall else None,
         "rss_before_mb": rss_before,
+        "rss_after_warmup_mb": rss_warm,
         "rss_after_mb": rss_after,
+        "rss_growth_after_warmup_mb": None if rss_warm is None or rss_after is None else rss_after - rss_warm,
         "still_answers": answers,
     }
 
@@ -191,7 +211,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if summary["latency_median_s"] is not None:
         print(f"  latency median {summary['latency_median_s']:.2f} s, max {summary['latency_max_s']:.2f} s; "
               f"{summary['rows_per_s']:.1f} rows/s over {summary['wall_s']:.1f} s")  # fmt: skip
-    print(f"  server RSS {mb(summary['rss_before_mb'])} -> {mb(summary['rss_after_mb'])}; "
+    print(f"  server RSS {mb(summary['rss_before_mb'])}, {mb(summary['rss_after_warmup_mb'])} after warm-up, "
+          f"{mb(summary['rss_after_mb'])} at the end; "
           f"still answers: {summary['still_answers']}")  # fmt: skip
     for failure in summary["failures"]:
         print(f"  failure: {failure}")
