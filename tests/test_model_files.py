@@ -89,6 +89,15 @@ def test_skops_refuses_function_reference(tmp_path: Path) -> None:
         load_model(path)
 
 
+def test_skops_refuses_a_numpy_function(tmp_path: Path) -> None:
+    """Library prefixes trust classes only: numpy.load is a function, not a type."""
+    path = tmp_path / "numpy-function.skops"
+    sio.dump(FunctionTransformer(np.load), path)
+    with pytest.raises(ModelFileError, match=r"untrusted types: numpy\.load"):
+        load_model(path)
+    assert isinstance(load_model(path, trusted_types=["numpy.load"]), FunctionTransformer)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.joblib"
     with pytest.raises(ModelFileError, match=rf"model file {path} does not exist"):
@@ -149,6 +158,7 @@ def test_old_pipeline_logs_one_line(tmp_path: Path, caplog: pytest.LogCaptureFix
     path.write_bytes(data)
     with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
         load_model(path)
+        load_model(path)  # loaded again by the same process (build, then a second model): still one line
     assert [r.getMessage() for r in caplog.records] == [
         f"model file {path} was saved by scikit-learn {old} and is loaded by {sklearn.__version__}; "
         "check its predictions"
@@ -156,12 +166,14 @@ def test_old_pipeline_logs_one_line(tmp_path: Path, caplog: pytest.LogCaptureFix
 
 
 @needs_shared
-def test_seed_model_logs_once_and_folds(caplog: pytest.LogCaptureFixture) -> None:
+def test_seed_model_logs_once_and_folds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / SEED_MODEL.name  # a path this process has not loaded before
+    path.write_bytes(SEED_MODEL.read_bytes())
     with caplog.at_level(logging.WARNING, logger="sei_adapter_sklearn"):
-        model: Any = load_model(SEED_MODEL)
+        model: Any = load_model(path)
     messages = [r.getMessage() for r in caplog.records if r.name == "sei_adapter_sklearn"]
     assert messages == [
-        f"model file {SEED_MODEL} was saved by scikit-learn 0.22.1 and is loaded by {sklearn.__version__}; "
+        f"model file {path} was saved by scikit-learn 0.22.1 and is loaded by {sklearn.__version__}; "
         "check its predictions"
     ]
     folded = fold(model)

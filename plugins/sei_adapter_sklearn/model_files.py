@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ SKOPS_SUFFIX = ".skops"
 MODEL_SUFFIXES = (*PICKLE_SUFFIXES, SKOPS_SUFFIX)
 # Untrusted types from these libraries are accepted by default in .skops files.
 _LIBRARY_PREFIXES = ("sklearn.", "numpy.")
+_reported: set[tuple[str, str]] = set()  # (file, version) mismatches already logged by this process
 
 
 class ModelFileError(ValueError):
@@ -30,8 +32,9 @@ def load_model(path: Path | str, *, trusted_types: list[str] | None = None) -> o
     """Load the model stored at `path`, choosing the loader from the file extension.
 
     .joblib/.pkl/.pickle files are pickles: a pickle runs code when it is loaded, so only
-    load files from people you trust. .skops files are loaded without running code; types
-    outside scikit-learn and numpy must be listed in `trusted_types` to be loaded.
+    load files from people you trust. .skops files are loaded without running code; classes of
+    scikit-learn and numpy are trusted, anything else (functions included) must be listed in
+    `trusted_types` to be loaded.
     """
     path = Path(path)
     if not path.exists():
@@ -67,7 +70,7 @@ def _load_skops(path: Path, trusted_types: Iterable[str]) -> object:
     except Exception as exc:  # a bad zip or schema surfaces as many exception types
         raise ModelFileError(f"model file {path} is not a valid skops file: {type(exc).__name__}: {exc}") from exc
     allowed = set(trusted_types)
-    refused = sorted(t for t in untrusted if not t.startswith(_LIBRARY_PREFIXES) and t not in allowed)
+    refused = sorted(t for t in untrusted if t not in allowed and not _is_library_class(t))
     if refused:
         raise ModelFileError(
             f"model file {path} contains untrusted types: {', '.join(refused)}; "
@@ -79,8 +82,19 @@ def _load_skops(path: Path, trusted_types: Iterable[str]) -> object:
         raise ModelFileError(f"model file {path} could not be loaded: {type(exc).__name__}: {exc}") from exc
 
 
+def _is_library_class(name: str) -> bool:
+    """A class (not a function such as numpy.load) defined in scikit-learn or numpy."""
+    if not name.startswith(_LIBRARY_PREFIXES):
+        return False
+    module, _, attribute = name.rpartition(".")
+    try:
+        return isinstance(getattr(importlib.import_module(module), attribute), type)
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
 def _load_logging_versions(path: Path, load: Callable[[], Any]) -> Any:
-    """Run `load`, turning scikit-learn version-mismatch warnings into one log line per file."""
+    """Run `load`, turning scikit-learn version-mismatch warnings into one log line per file and process."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         model = load()
@@ -88,8 +102,9 @@ def _load_logging_versions(path: Path, load: Callable[[], Any]) -> Any:
     for other in caught:
         if not isinstance(other.message, InconsistentVersionWarning):
             warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
-    if mismatches:
-        first = mismatches[0]
+    first = mismatches[0] if mismatches else None
+    if first is not None and (str(path), first.original_sklearn_version) not in _reported:
+        _reported.add((str(path), first.original_sklearn_version))
         logger.warning(
             "model file %s was saved by scikit-learn %s and is loaded by %s; check its predictions",
             path,
