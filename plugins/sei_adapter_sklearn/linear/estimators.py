@@ -109,6 +109,8 @@ def _proba_rule(est: Any, decision: str) -> str | None:
         return "sigmoid" if decision == "sign" else "softmax"
     if isinstance(est, SGDClassifier) and est.loss == "log_loss":
         return "sigmoid" if decision == "sign" else "ovr-normalized"
+    if isinstance(est, SGDClassifier) and est.loss == "modified_huber":
+        return "modified-huber"
     return None
 
 

@@ -13,7 +13,7 @@ __all__ = ["FORMAT", "LinearModel", "NotLinearError"]
 FORMAT = "sei.linear-model/1"
 _AFFINE_ONLY = "SEI can only serve affine models"
 _DECISIONS = {"classifier": ("sign", "argmax"), "regressor": ("identity", "multioutput")}
-_PROBA_FOR = {"sign": ("sigmoid",), "argmax": ("softmax", "ovr-normalized")}
+_PROBA_FOR = {"sign": ("sigmoid", "modified-huber"), "argmax": ("softmax", "ovr-normalized", "modified-huber")}
 
 
 class NotLinearError(ValueError):
@@ -95,12 +95,13 @@ class LinearModel:
         if self.proba is None:
             return None
         s = self._as_scores(scores)
-        if self.proba == "sigmoid":
-            positive = expit(s[:, 0])
-            return np.column_stack([1.0 - positive, positive])
         if self.proba == "softmax":
             return softmax(s, axis=1)
-        return _ovr_normalize(expit(s))
+        # one-vs-rest: each score's own probability; SGDClassifier's modified Huber loss clips linearly
+        ovr = (np.clip(s, -1.0, 1.0) + 1.0) / 2.0 if self.proba == "modified-huber" else expit(s)
+        if self.decision == "sign":
+            return np.column_stack([1.0 - ovr[:, 0], ovr[:, 0]])
+        return _ovr_normalize(ovr)
 
     def _as_scores(self, scores: Any) -> np.ndarray:
         """Scores as (n, n_outputs); 1-D is one row, or one score per row for single-output models."""
