@@ -128,3 +128,32 @@ def test_auth_requires_the_bearer_token(make_deployment, model_files, tmp_path, 
         assert TOKEN not in (tmp_path / "state" / "auth-svc" / "gunicorn.conf.py").read_text()
     finally:
         deployment.delete()
+
+
+
+def test_service_refuses_oversized_requests_and_keys(make_deployment, model_files, tmp_path):
+    """max_request_mb bounds a body before it is parsed; max_public_key_mb the keys before they are used."""
+    from sei_adapter_sklearn.eiserver import EIServerAdapter
+
+    from sei_framework import key_id_for
+    from sei_transport_inline import InlineTransport
+
+    limits = {"max_request_mb": 16, "max_public_key_mb": 4}  # EIServer's public keys are ~9 MB
+    build = make_deployment(models=("diabetes",), limits=limits).build(tmp_path / "build")
+    service = ScoringService.from_build(build.path)
+    client = EIServerAdapter.client(service.describe()["models"]["diabetes"])
+    secret, public = client.generate_keys()
+    client.use_keys(secret, public)
+    key_id = key_id_for(public)
+    body = {"model": "diabetes", "key_id": key_id, "data": client.encrypt(model_files["diabetes"][2][:1])}
+
+    answer, status = service.handle(json.dumps({**body, "padding": "x" * (16 * 2**20)}))
+    assert (status, answer["error"]["code"]) == (400, "request_too_large"), answer
+    assert f"at most {16 * 2**20}" in answer["error"]["message"]
+
+    inline = InlineTransport(InlineTransport.Options()).publish(key_id, public)
+    answer, status = service.handle(json.dumps({**body, **inline}))
+    assert (status, answer["error"]["code"]) == (400, "keys_too_large"), answer
+    assert f"public keys are {len(public)} bytes; this service accepts at most {4 * 2**20}" in answer["error"]["message"]
+    assert len(service.keys) == 0  # nothing of the refused keys was kept
+    assert service.handle(json.dumps({"op": "describe"}))[1] == 200
