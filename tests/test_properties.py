@@ -198,3 +198,99 @@ def test_decode_ciphertexts_returns_bytes_or_invalid_ciphertext(row, expected, p
     else:
         assert isinstance(joined, bytes) and len(row) == expected
         assert joined == b"".join(base64.b64decode(c) for c in row)
+
+
+# --- the packed adapter: its wire parsers see every byte before SEAL does ------------------------
+
+
+@pytest.fixture(scope="module")
+def served_packed(tmp_path_factory, model_files):
+    """An in-process service of the diabetes model on sklearn-packed, single-row and bulk, keys cached."""
+    from sei_adapter_sklearn.packed import PackedAdapter
+
+    from sei_transport_inline import InlineTransport
+
+    folder = tmp_path_factory.mktemp("fuzz-packed")
+    path = str(model_files["diabetes"][0])
+    config = {
+        "name": "fuzz-packed",
+        "models": [
+            {"name": "single", "adapter": "sklearn-packed", "path": path},
+            {"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}},
+        ],
+    }
+    (folder / "fuzz.yaml").write_text(yaml.safe_dump(config))
+    service = ScoringService.from_build(Deployment.from_file(folder / "fuzz.yaml").build(folder / "build").path)
+    goods = {}
+    for name in ("single", "bulk"):
+        client = PackedAdapter.client(service.describe()["models"][name])
+        secret, public = client.generate_keys()
+        client.use_keys(secret, public)
+        key_id = key_id_for(public)
+        good = {"model": name, "key_id": key_id, "data": client.encrypt(model_files["diabetes"][2][:3])}
+        published = InlineTransport(InlineTransport.Options()).publish(key_id, public)
+        answer, status = service.handle(json.dumps({**good, **published}))
+        assert status == 200, answer
+        goods[name] = (client, good)
+    return service, goods
+
+
+packed_data = (
+    json_values
+    | st.fixed_dictionaries(
+        {"ciphertexts": st.lists(b64_bytes | json_values, max_size=3)},
+        optional={"n_features": st.sampled_from([10, 0, "10", None]) | st.integers(), "n_rows": json_values},
+    )
+)
+
+
+@FUZZ
+@given(model=st.sampled_from(["single", "bulk"]), data=packed_data)
+def test_packed_fuzzed_data_is_refused(served_packed, model, data):
+    service, goods = served_packed
+    assert_refused(*service.handle(json.dumps({**goods[model][1], "data": data})))
+
+
+@FUZZ
+@given(
+    model=st.sampled_from(["single", "bulk"]),
+    cut=st.integers(0, 2**24),
+    tail=st.binary(max_size=64),
+    flip=st.integers(0, 2**24),
+    keep_header=st.booleans(),
+)
+def test_packed_mutated_ciphertexts_are_refused_or_scored(served_packed, model, cut, tail, flip, keep_header):
+    """Damaged messages with (or without) a valid header: a 4xx, or a result when only a residue changed."""
+    service, goods = served_packed
+    good = goods[model][1]
+    blob = bytearray(base64.b64decode(good["data"]["ciphertexts"][0]))
+    start = 24 if keep_header else 0
+    body = blob[start:][: cut % (len(blob) - start + 1)] + tail
+    if body:
+        body[flip % len(body)] ^= 0xFF
+    mutated = bytes(blob[:start]) + bytes(body)
+    data = {**good["data"], "ciphertexts": [base64.b64encode(mutated).decode()]}
+    answer, status = service.handle(json.dumps({**good, "data": data}))
+    if status == 200:  # a flipped byte inside a residue can leave a well-formed ciphertext
+        assert len(mutated) == len(blob) and len(answer["result"]) == 1
+    else:
+        assert_refused(answer, status)
+
+
+@FUZZ
+@given(model=st.sampled_from(["single", "bulk"]), raw=st.binary(max_size=300), real_prefix=st.integers(0, 64))
+def test_packed_fuzzed_public_keys_are_refused(served_packed, model, raw, real_prefix):
+    service, goods = served_packed
+    client, good = goods[model]
+    raw = client._keys.public_bytes()[:real_prefix] + raw  # sometimes a valid header, never a valid key
+    request = {**good, "key_id": key_id_for(raw), "public_keys": base64.b64encode(raw).decode()}
+    assert_refused(*service.handle(json.dumps(request)))
+
+
+def test_packed_service_still_answers_correctly_after_fuzzing(served_packed, model_files):
+    service, goods = served_packed
+    _, model, X = model_files["diabetes"]
+    for client, good in goods.values():
+        answer, status = service.handle(json.dumps(good))
+        assert status == 200, answer
+        np.testing.assert_allclose(client.decrypt(answer["result"], 3)[:, 0], model.predict(X[:3]), atol=1e-3)
