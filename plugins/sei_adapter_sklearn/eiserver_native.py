@@ -11,6 +11,7 @@ import base64
 import binascii
 import ctypes
 import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +19,26 @@ from encrypted.inference.internal import einative
 
 from sei_framework import InvalidRequest
 
-__all__ = ["NativeKeys", "EIServerKernel", "SEAL_MAGIC"]
+__all__ = ["NativeKeys", "EIServerKernel", "SEAL_MAGIC", "check_ciphertext"]
 
 SEAL_MAGIC = 0xA15E
 KEY_PARTS = 2  # two SEAL key objects, as EILinearRegressionClient.get_public_keys makes them
 _HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, reserved, size
+_NO_COMPRESSION, _ZLIB = 0, 1
+
+# encrypted-inference 0.9's fixed CKKS parameters: N = 8192, primes of 60, 40, 40 (+ 60) bits, scale 2^40.
+# SEAL names a parameter level by its parms_id, a hash of the parameters: these are the data level's
+# (ciphertexts) and the key level's. tests/test_eiserver_checks.py derives both from a fresh client.
+POLY_MODULUS_DEGREE, DATA_PRIMES, SCALE = 8192, 3, 2.0**40
+DATA_PARMS_ID = bytes.fromhex("0f8bbf7d4509a0123c2bc9d4f3d564630c448ed8cc41a8965894081870675512")
+KEY_PARMS_ID = bytes.fromhex("e2a8dd3f1586dacfac02a4591f26b3ba536e0b1f60e28faef57f030eab08c5dd")
+# Ciphertext members: parms_id, is_ntt_form, size, poly_modulus_degree, coeff_modulus_size, scale;
+# then its coefficients as a serialized array (SEAL header, count) and, when seeded, a 64-byte seed.
+_CIPHERTEXT = struct.Struct("<32sBQQQd")
+_SEED_BYTES = 64
+_POLY_WORDS = POLY_MODULUS_DEGREE * DATA_PRIMES
+_MAX_CIPHERTEXT = _CIPHERTEXT.size + _HEADER.size + 8 + 8 * 2 * _POLY_WORDS
+_MAX_KEY_PART = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,48 @@ def _check_header(blob: bytes, what: str) -> None:
         raise InvalidRequest(f"{what} is {len(blob)} bytes but its header says {size}", code=code)
 
 
+def _members(blob: bytes, limit: int, what: str, code: str) -> bytes:
+    """A SEAL object's members, inflated when zlib-compressed, never more than `limit` bytes."""
+    compression = _HEADER.unpack_from(blob)[4]
+    if compression == _NO_COMPRESSION:
+        members = blob[_HEADER.size :]
+    elif compression == _ZLIB:
+        inflate = zlib.decompressobj()
+        try:
+            members = inflate.decompress(blob[_HEADER.size :], limit + 1)
+        except zlib.error:
+            raise InvalidRequest(f"{what} is not valid zlib data", code=code) from None
+        if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail:
+            raise InvalidRequest(f"{what} does not inflate to one SEAL object of at most {limit} bytes", code=code)
+    else:
+        raise InvalidRequest(f"{what} uses a compression EIServer's client does not (use none or zlib)", code=code)
+    if len(members) > limit:
+        raise InvalidRequest(f"{what} inflates to more than {limit} bytes", code=code)
+    return members
+
+
+def check_ciphertext(blob: bytes, what: str) -> None:
+    """The ciphertext was made for the model's encryption parameters, and its length adds up."""
+    _check_header(blob, what)
+    members = _members(blob, _MAX_CIPHERTEXT + _SEED_BYTES, what, "invalid_ciphertext")
+    if len(members) < _CIPHERTEXT.size + _HEADER.size + 8:
+        raise InvalidRequest(f"{what} is truncated", code="invalid_ciphertext")
+    parms_id, ntt, size, degree, primes, scale = _CIPHERTEXT.unpack_from(members)
+    if (parms_id, ntt, size, degree, primes, scale) != (DATA_PARMS_ID, 1, 2, POLY_MODULUS_DEGREE, DATA_PRIMES, SCALE):
+        raise InvalidRequest(
+            f"{what} was not made for this model's encryption parameters (CKKS, N={POLY_MODULUS_DEGREE}, "
+            f"{DATA_PRIMES} primes, scale 2^40); it says N={degree}, {primes} primes, {size} polynomials",
+            code="wrong_parameters",
+        )
+    array = members[_CIPHERTEXT.size :]
+    declared = _HEADER.unpack_from(array)[-1]
+    _check_header(array[:declared], f"{what} coefficients")
+    count = struct.unpack_from("<Q", array, _HEADER.size)[0]
+    seed = {_POLY_WORDS: _SEED_BYTES, 2 * _POLY_WORDS: 0}.get(count)  # seeded: c1 travels as a seed
+    if seed is None or declared != _HEADER.size + 8 + 8 * count or len(array) != declared + seed:
+        raise InvalidRequest(f"{what} holds {count} coefficients in {len(array)} bytes", code="invalid_ciphertext")
+
+
 def decode_ciphertexts(row: object, expected: int) -> bytes:
     """Base64 ciphertexts of one row, checked and concatenated as the native call takes them."""
     if not isinstance(row, list) or not all(isinstance(c, str) for c in row):
@@ -57,7 +115,7 @@ def decode_ciphertexts(row: object, expected: int) -> bytes:
             blob = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
-        _check_header(blob, f"ciphertext {i}")
+        check_ciphertext(blob, f"ciphertext {i}")
         blobs.append(blob)
     return b"".join(blobs)
 
@@ -83,6 +141,11 @@ class EIServerKernel:
             if len(part) >= _HEADER.size:
                 part = part[: _HEADER.unpack_from(part)[-1]]
             _check_header(part, f"public key part {parts}")
+            members = _members(part, _MAX_KEY_PART, f"public key part {parts}", "invalid_keys")
+            if members[:32] != KEY_PARMS_ID:
+                raise InvalidRequest(
+                    f"public key part {parts} was not made for this model's encryption parameters", code="wrong_parameters"
+                )
             offset, parts = offset + len(part), parts + 1
         if parts != KEY_PARTS:
             raise InvalidRequest(f"public keys must hold {KEY_PARTS} SEAL objects, not {parts}", code="invalid_keys")
