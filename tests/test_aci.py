@@ -196,6 +196,13 @@ def test_deploy_submits_the_build_and_returns_uri_and_key(aci_config, azure, cap
         assert secret not in out.out + out.err + caplog.text
 
 
+def test_sei_deploy_prints_the_scoring_uri_and_never_the_key(aci_config, azure):
+    result = CliRunner().invoke(cli, ["deploy", str(aci_config)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "http://sei-digits.westeurope.azurecontainer.io/score"
+    assert PRIMARY_KEY not in result.output and SP_SECRET not in result.output
+
+
 def test_unhealthy_service_is_a_deploy_error_with_its_log(aci_config, azure):
     azure.service = FakeService(state="Unhealthy")
     with pytest.raises(
