@@ -294,3 +294,33 @@ def test_packed_service_still_answers_correctly_after_fuzzing(served_packed, mod
         answer, status = service.handle(json.dumps(good))
         assert status == 200, answer
         np.testing.assert_allclose(client.decrypt(answer["result"], 3)[:, 0], model.predict(X[:3]), atol=1e-3)
+
+
+@FUZZ
+@given(
+    description=st.fixed_dictionaries(
+        {},
+        optional={
+            "n_features": st.integers(-2, 5) | json_values,
+            "n_outputs": st.integers(-2, 5) | json_values,
+            "readout": json_values
+            | st.fixed_dictionaries(
+                {},
+                optional={
+                    "kind": st.sampled_from(["classifier", "regressor"]) | json_values,
+                    "decision": st.sampled_from(["sign", "argmax", "identity", "multioutput"]) | json_values,
+                    "proba": st.sampled_from(["sigmoid", "softmax"]) | json_values,
+                    "classes": json_values,
+                },
+            ),
+        },
+    )
+)
+def test_a_client_reads_any_model_description_or_says_it_cannot(description):
+    """A buggy or hostile service's `describe` answer never crashes the client with a foreign error."""
+    from sei_adapter_sklearn.common import from_readout  # what LinearClient.__init__ reads it with
+
+    try:
+        from_readout(description)
+    except InvalidRequest as exc:
+        assert exc.code == "invalid_response" and "cannot be read" in exc.message

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sei_framework import AdapterClient, ModelAdapter, PluginError, PluginOptions, Prediction
+from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction
 
 from .linear import LinearModel, NotLinearError, fold
 from .model_files import ModelFileError, load_model
@@ -33,8 +33,14 @@ def readout(model: LinearModel) -> dict[str, Any]:
 
 def from_readout(description: dict[str, Any]) -> LinearModel:
     """A weightless LinearModel that reads scores like the served one (the client never gets weights)."""
-    shape = (description["n_outputs"], description["n_features"])
-    return LinearModel.from_dict({**description["readout"], "coef": np.zeros(shape), "intercept": np.zeros(shape[0])})
+    try:
+        shape = (description["n_outputs"], description["n_features"])
+        return LinearModel.from_dict({**description["readout"], "coef": np.zeros(shape), "intercept": np.zeros(shape[0])})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a service we cannot read
+        raise InvalidRequest(
+            f"the service's description of the model cannot be read: {type(exc).__name__}: {exc}",
+            code="invalid_response",
+        ) from None
 
 
 def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
