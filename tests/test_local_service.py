@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -93,6 +94,12 @@ def test_bad_input_gets_clear_errors_and_the_service_keeps_serving(inline_servic
         return with_data(rows=[[base64.b64encode(blob).decode()]])
 
     garbage_body = ciphertext[:16] + np.random.default_rng(0).bytes(len(ciphertext) - 16)
+    # well formed for the model's parameters, but every coefficient above its prime: only SEAL itself
+    # can tell, in the forked child that the service isolates native calls in
+    members = bytearray(zlib.decompress(ciphertext[16:]))
+    members[-64 - 8 * 24576 : -64] = b"\xff" * (8 * 24576)
+    body = zlib.compress(bytes(members))
+    out_of_range = ciphertext[:8] + (16 + len(body)).to_bytes(8, "little") + body
     cases = [
         ("{this is not json", "invalid_json", "not valid JSON"),
         ({**good, "model": "mnist"}, "unknown_model", "unknown model 'mnist'; this service has: diabetes, digits"),
@@ -102,7 +109,8 @@ def test_bad_input_gets_clear_errors_and_the_service_keeps_serving(inline_servic
         (with_data(rows=[["bm90IGEgY2lwaGVydGV4dA=="]]), "invalid_ciphertext", "not a Microsoft SEAL 3 serialization"),
         (with_data(rows=[["%%%"]]), "invalid_ciphertext", "ciphertext 0 is not valid base64"),
         (with_ciphertext(ciphertext[: len(ciphertext) // 2]), "invalid_ciphertext", "but its header says"),
-        (with_ciphertext(garbage_body), "rejected_input", "encrypted dot product (malformed ciphertext or public keys?) failed"),
+        (with_ciphertext(garbage_body), "invalid_ciphertext", "ciphertext 0 is not valid zlib data"),
+        (with_ciphertext(out_of_range), "rejected_input", "encrypted dot product (malformed ciphertext or public keys?) failed"),
         (with_data(n_features=784), "wrong_features", "model takes 64 features; the request says 784"),
         (with_data(rows=good["data"]["rows"] * 4), "too_many_rows", "request has 4 rows; this service accepts at most 3"),
         ({**good, "op": "train"}, "unknown_op", "unknown op 'train'"),
