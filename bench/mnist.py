@@ -5,7 +5,7 @@ README quotes: plain `EIServer.predict` (the tutorial's server), the sklearn-eis
 and the packed adapter in single-row and bulk mode. The EIServer models are measured on the rows
 their time budget allows; the packed adapters score all 10,000 test images.
 
-    .venv/bin/python -m bench.mnist            # about 15 minutes on 2 cores
+    .venv/bin/python -m bench.mnist            # about 12 minutes on 2 cores
 """
 
 from __future__ import annotations

@@ -57,6 +57,21 @@ def test_build_refuses_to_overwrite_a_folder_it_did_not_make(make_deployment, tm
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
 
 
+def test_init_finds_the_models_where_azure_ml_mounts_them(make_deployment, tmp_path, monkeypatch):
+    """In ACI the registered model folder sits under AZUREML_MODEL_DIR, apart from score.py."""
+    import shutil
+
+    build = make_deployment().build(tmp_path / "build")
+    mounted = tmp_path / "azureml-models" / "svc" / "1"
+    mounted.mkdir(parents=True)
+    shutil.move(build.path / "models", mounted / "models")  # score.py's folder no longer has them
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(mounted))
+    module = import_score(build, "score_mounted")
+    module.init()
+    assert set(module.run(json.dumps({"op": "describe"}))["models"]) == {"digits", "diabetes"}
+    assert module.service.adapters["digits"].model_dir == mounted / "models" / "digits"
+
+
 def test_describe(score):
     answer = score.run(json.dumps({"op": "describe"}))
     assert set(answer["models"]) == {"digits", "diabetes"}

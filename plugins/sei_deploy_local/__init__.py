@@ -76,6 +76,9 @@ class LocalOptions(PluginOptions):
     """Require `Authorization: Bearer <token>` on every request but the `/` health probe."""
     token_env: str = Field(default="SEI_LOCAL_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """The environment variable holding the token (read by `sei deploy` and by the server)."""
+    python: Path | None = None
+    """The interpreter whose azmlinfsrv serves (default: this one); e.g. a venv made from a dry
+    run's requirements, to try the environment a cloud target would build."""
 
 
 def free_port() -> int:
@@ -96,7 +99,7 @@ class LocalTarget(DeployTarget):
 
     def command(self, build: Build, port: int) -> list[str]:
         return [
-            sys.executable, "-m", "azureml_inference_server_http",
+            str(self.options.python or sys.executable), "-m", "azureml_inference_server_http",
             "--entry_script", str(build.score_script.resolve()),
             "--model_dir", str(build.path.resolve()),
             "--port", str(port),
