@@ -101,8 +101,15 @@ class RequestQuota:
         self._lock = threading.Lock()
         self._next_sweep = clock() + window_s
 
+    def check(self, key_id: str) -> None:
+        """Raise QuotaExceeded when `key_id`'s window is spent, without counting a request."""
+        self._count(key_id, charge=False)
+
     def charge(self, key_id: str) -> None:
         """Count one request for `key_id`, or raise QuotaExceeded when its window is spent."""
+        self._count(key_id, charge=True)
+
+    def _count(self, key_id: str, *, charge: bool) -> None:
         if self.max_requests is None:
             return
         now = self.clock()
@@ -117,7 +124,8 @@ class RequestQuota:
                     f"key id {key_id} made {count} predict requests in this {self.window_s:g} s window, "
                     f"the most this service allows; retry in {retry:.0f} s"
                 )
-            self._windows[key_id] = (start, count + 1)
+            if charge:
+                self._windows[key_id] = (start, count + 1)
 
     def _sweep(self, now: float) -> None:
         """Drop windows that have ended, at most once per window length."""
@@ -248,6 +256,7 @@ class ScoringService:
             raise InvalidRequest(
                 f"request has {rows} rows; this service accepts at most {self.max_rows}", code="too_many_rows"
             )
+        self.quota.check(key_id)  # a spent key costs no key fetch or conversion
         cache_key = self._cache_key(key_id, request)
         entry = self._public_keys(key_id, cache_key, request)
         keys = self.keys.converted(cache_key, entry, name, adapter.load_public_keys)

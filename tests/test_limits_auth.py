@@ -10,7 +10,7 @@ import requests
 
 from sei_framework import Client, DeployError
 from sei_framework.keys import Keyring
-from sei_framework.serving import QuotaExceeded, RequestQuota, ScoringService
+from sei_framework.serving import KeyCache, QuotaExceeded, RequestQuota, ScoringService
 
 
 class FakeClock:
@@ -84,6 +84,11 @@ def test_service_refuses_a_key_over_its_quota_with_429(make_deployment, model_fi
     assert "made 2 predict requests in this 600 s window" in answer["error"]["message"]
     other, status = service.handle(json.dumps({**body, "key_id": "z" * 32}))
     assert status == 404 and other["error"]["code"] == "unknown_key_id"  # unknown keys are not charged
+    service.keys = KeyCache(service.keys.max_bytes)  # the keys evicted: a spent key must not cost a fetch
+    transport, service.transport = service.transport, None  # using it would be an internal error, not a 429
+    answer, status = service.handle(json.dumps(first))
+    assert status == 429 and answer["error"]["code"] == "quota_exceeded", answer
+    service.transport = transport
     assert service.handle(json.dumps({"op": "describe"}))[1] == 200  # describe is never charged
 
 
