@@ -6,6 +6,7 @@ import csv
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,16 +137,29 @@ def read_rows(path: Path) -> np.ndarray:
 @click.option("--model", "model", required=True, help="Model name in the service.")
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' (e.g. authorization).")
+@click.option("--token-env", help="Send 'Authorization: Bearer' with the token in this environment variable (kept off the command line).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
-def predict(endpoint: str, model: str, input_path: str, headers: tuple[str, ...], as_json: bool) -> None:
+def predict(
+    endpoint: str, model: str, input_path: str, headers: tuple[str, ...], token_env: str | None, as_json: bool
+) -> None:
     """Encrypt INPUT rows, score them on the service, decrypt and print the predictions."""
     from tqdm import tqdm
 
     from .client import Client
 
-    header_map = dict(h.split(":", 1) for h in headers)
-    client = Client(Endpoint(endpoint, {k.strip(): v.strip() for k, v in header_map.items()}), plugins=_plugins())
+    header_map = {}
+    for header in headers:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise InvalidRequest(f"--header must be 'Name: value', got {name.strip()!r} without a colon")
+        header_map[name.strip()] = value.strip()
+    if token_env:
+        token = os.environ.get(token_env, "")
+        if not token:
+            raise InvalidRequest(f"--token-env {token_env}: the environment variable is not set")
+        header_map["Authorization"] = f"Bearer {token}"
+    client = Client(Endpoint(endpoint, header_map), plugins=_plugins())
     rows = read_rows(Path(input_path))
     with tqdm(total=len(rows), unit="row", disable=len(rows) < 2, file=sys.stderr) as bar:
         result = client.predict(model, rows, progress=bar.update)

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 import requests
+from click.testing import CliRunner
 
 from sei_framework import Client, DeployError
+from sei_framework.cli import cli
 from sei_framework.keys import Keyring
 from sei_framework.serving import KeyCache, QuotaExceeded, RequestQuota, ScoringService
 
@@ -125,6 +127,15 @@ def test_auth_requires_the_bearer_token(make_deployment, model_files, tmp_path, 
         _, model, X = model_files["diabetes"]
         result = Client(endpoint, keyring=Keyring(tmp_path / "keys")).predict("diabetes", X[:2])
         np.testing.assert_allclose(result.predictions, model.predict(X[:2]), atol=1e-3)
+        np.save(tmp_path / "rows.npy", X[:2])  # the CLI takes the token from the environment
+        args = ["predict", "--endpoint", endpoint.scoring_uri, "--model", "diabetes", "--input", str(tmp_path / "rows.npy")]
+        result = CliRunner().invoke(cli, [*args, "--token-env", "SEI_TEST_TOKEN", "--json"])
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose(json.loads(result.stdout)["predictions"], model.predict(X[:2]), atol=1e-3)
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "401 unauthorized" in result.output and TOKEN not in result.output
+        result = CliRunner().invoke(cli, [*args, "--token-env", "SEI_UNSET_TOKEN"])
+        assert result.exit_code == 3 and "SEI_UNSET_TOKEN: the environment variable is not set" in result.output
         state = json.loads((tmp_path / "state" / "auth-svc" / "state.json").read_text())
         assert TOKEN not in json.dumps(state)
         log = (tmp_path / "state" / "auth-svc" / "server.log").read_text(errors="replace")
