@@ -11,7 +11,7 @@ import numpy as np
 import requests
 
 from .base import AdapterClient, Endpoint, KeyTransport, Prediction
-from .errors import InvalidRequest, KeyTransportError, ServiceError
+from .errors import InvalidRequest, KeyringError, KeyTransportError, ServiceError
 from .keys import Keyring, key_id_for
 from .plugins import SeiPlugins, get_plugin_manager
 
@@ -111,7 +111,13 @@ class Client:
                 log.info("generating keys for %s", client.key_scheme)
                 pair = client.generate_keys()
                 self.keyring.save(client.key_scheme, *pair)
-            client.use_keys(*pair)
+            try:
+                client.use_keys(*pair)
+            except Exception as exc:  # a damaged keyring, or keys an older plugin version wrote
+                raise KeyringError(
+                    f"the stored {client.key_scheme} keys in {self.keyring.folder} cannot be used "
+                    f"({type(exc).__name__}: {exc}); move that scheme's folder away to make new keys"
+                ) from None
             self._models[name] = _ModelSession(client, key_id_for(pair[1]), pair[1])
         return self._models[name]
 

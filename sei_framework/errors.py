@@ -14,6 +14,7 @@ __all__ = [
     "InvalidRequest",
     "UnknownKey",
     "KeyTransportError",
+    "KeyringError",
     "BuildError",
     "DeployError",
     "ServiceError",
@@ -94,6 +95,12 @@ class KeyTransportError(SeiError):
 
     code = "key_transport_error"
     status = 502
+
+
+class KeyringError(SeiError):
+    """The client's stored keys cannot be read or used."""
+
+    code = "unusable_keys"
 
 
 class BuildError(SeiError):

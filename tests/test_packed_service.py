@@ -70,3 +70,13 @@ def test_hostile_ciphertexts_are_refused_and_the_service_keeps_serving(packed_se
     response = requests.post(packed_service.scoring_uri, data=json.dumps(lying), timeout=60)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_data", response.text
     assert "hold 40 rows" in response.json()["error"]["message"]
+
+
+def test_unusable_stored_keys_are_a_clear_error(packed_service, model_files, tmp_path):
+    from sei_framework import KeyringError
+
+    keyring = Keyring(tmp_path / "keys")
+    scheme = Client(packed_service, keyring=keyring).describe()["models"]["digits"]["key_scheme"]
+    keyring.save(scheme, b"SEIP damaged secret", b"public")
+    with pytest.raises(KeyringError, match=rf"the stored {scheme} keys in .*keys cannot be used .*move that"):
+        Client(packed_service, keyring=keyring).predict("digits", model_files["digits"][2][:1])

@@ -13,8 +13,9 @@ from .params import Params
 __all__ = ["KernelInputError", "key_id_of"]
 
 _MAGIC = b"SEIP"
-_VERSION = 2  # 2: a row response carries c0 only at the model's outputs
 _KIND_REQ_ROW, _KIND_REQ_BATCH, _KIND_RESP_ROW, _KIND_RESP_BATCH, _KIND_PUB, _KIND_SECRET = 1, 2, 3, 4, 5, 6
+# Layout version of each message kind; stored keys of version 1 stay readable.
+_VERSIONS = {_KIND_RESP_ROW: 2}  # 2: a row response carries c0 only at the model's outputs
 # magic(4) version(1) kind(1) reserved(2) fingerprint(8) n_rows(u32) n_ct(u32)
 _HDR = struct.Struct("<4sBBH8sII")
 _SEED_BYTES = 32
@@ -45,7 +46,7 @@ def _expand_a(seed: bytes, q: np.ndarray, N: int) -> np.ndarray:
 
 
 def _pack_header(kind: int, params: Params, n_rows: int, n_ct: int) -> bytes:
-    return _HDR.pack(_MAGIC, _VERSION, kind, 0, params.fingerprint(), n_rows, n_ct)
+    return _HDR.pack(_MAGIC, _VERSIONS.get(kind, 1), kind, 0, params.fingerprint(), n_rows, n_ct)
 
 
 def _parse_header(buf: bytes, kind: int, params: Params) -> tuple[int, int]:
@@ -56,10 +57,10 @@ def _parse_header(buf: bytes, kind: int, params: Params) -> tuple[int, int]:
     magic, ver, k, _res, fp, n_rows, n_ct = _HDR.unpack_from(buf, 0)
     if magic != _MAGIC:
         raise KernelInputError("bad magic: not a SEI packed-kernel message")
-    if ver != _VERSION:
-        raise KernelInputError(f"unsupported message version {ver}")
     if k != kind:
         raise KernelInputError(f"wrong message kind {k}, expected {kind}")
+    if ver != _VERSIONS.get(kind, 1):
+        raise KernelInputError(f"unsupported message version {ver} (this side speaks {_VERSIONS.get(kind, 1)})")
     if fp != params.fingerprint():
         raise KernelInputError("parameter fingerprint mismatch (message made for other parameters)")
     return n_rows, n_ct
