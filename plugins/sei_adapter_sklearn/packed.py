@@ -104,10 +104,9 @@ class PackedAdapter(LinearAdapter):
             rows = sum(self.server.request_rows(blob) for blob in blobs)
         except KernelInputError as exc:
             raise InvalidRequest(f"ciphertext: {exc}", code="invalid_ciphertext") from None
-        if rows != self.count_rows(data):  # the rows limit was checked against the declared count
-            raise InvalidRequest(
-                f"the ciphertexts hold {rows} rows; the request says {self.count_rows(data)}", code="invalid_data"
-            )
+        declared = self.count_rows(data)  # what the service checked against max_rows_per_request
+        if rows != declared:
+            raise InvalidRequest(f"the ciphertexts hold {rows} rows; the request says {declared}", code="invalid_data")
         evaluate = self.server.predict_batch if self.params.mode == "bulk" else self.server.predict_row
         results = []
         for i, blob in enumerate(blobs):
