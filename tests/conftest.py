@@ -48,6 +48,20 @@ def model_files(tmp_path_factory) -> dict[str, tuple[Path, object, np.ndarray]]:
     }
 
 
+def keyed_request(service, model: str, rows: np.ndarray) -> tuple[object, dict, dict, bytes]:
+    """For `model` of an in-process ScoringService: an adapter client with fresh keys, a predict body
+    for `rows`, the inline-transport fields that publish its keys, and the public key bytes."""
+    from sei_framework import key_id_for
+    from sei_transport_inline import InlineTransport
+
+    client = service.adapters[model].client(service.describe()["models"][model])
+    secret, public = client.generate_keys()
+    client.use_keys(secret, public)
+    key_id = key_id_for(public)
+    body = {"model": model, "key_id": key_id, "data": client.encrypt(rows)}
+    return client, body, InlineTransport(InlineTransport.Options()).publish(key_id, public), public
+
+
 def needs_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"shared data {path} is absent (../shared not beside the repo)")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
+from conftest import keyed_request
 
 from sei_framework import Client, DeployError
 from sei_framework.cli import cli
@@ -59,24 +60,15 @@ def test_no_quota_means_no_counting():
 
 
 def test_service_refuses_a_key_over_its_quota_with_429(make_deployment, model_files, tmp_path):
-    from sei_adapter_sklearn.eiserver import EIServerAdapter
-
-    from sei_framework import key_id_for
-    from sei_transport_inline import InlineTransport
-
     build = make_deployment(models=("diabetes",), limits={"max_requests_per_key": 2, "quota_window_s": 600}).build(
         tmp_path / "build"
     )
     service = ScoringService.from_build(build.path)
     description, status = service.handle(json.dumps({"op": "describe"}))
     assert status == 200 and description["limits"]["max_requests_per_key"] == 2
-    client = EIServerAdapter.client(description["models"]["diabetes"])
-    secret, public = client.generate_keys()
-    client.use_keys(secret, public)
-    key_id = key_id_for(public)
     _, model, X = model_files["diabetes"]
-    body = {"model": "diabetes", "key_id": key_id, "data": client.encrypt(X[:1])}
-    first = {**body, **InlineTransport(InlineTransport.Options()).publish(key_id, public)}
+    client, body, publish, _ = keyed_request(service, "diabetes", X[:1])
+    first = {**body, **publish}
     for request in (first, body):
         answer, status = service.handle(json.dumps(request))
         assert status == 200, answer
@@ -149,26 +141,16 @@ def test_auth_requires_the_bearer_token(make_deployment, model_files, tmp_path, 
 
 def test_service_refuses_oversized_requests_and_keys(make_deployment, model_files, tmp_path):
     """max_request_mb bounds a body before it is parsed; max_public_key_mb the keys before they are used."""
-    from sei_adapter_sklearn.eiserver import EIServerAdapter
-
-    from sei_framework import key_id_for
-    from sei_transport_inline import InlineTransport
-
     limits = {"max_request_mb": 16, "max_public_key_mb": 4}  # EIServer's public keys are ~9 MB
     build = make_deployment(models=("diabetes",), limits=limits).build(tmp_path / "build")
     service = ScoringService.from_build(build.path)
-    client = EIServerAdapter.client(service.describe()["models"]["diabetes"])
-    secret, public = client.generate_keys()
-    client.use_keys(secret, public)
-    key_id = key_id_for(public)
-    body = {"model": "diabetes", "key_id": key_id, "data": client.encrypt(model_files["diabetes"][2][:1])}
+    _, body, publish, public = keyed_request(service, "diabetes", model_files["diabetes"][2][:1])
 
     answer, status = service.handle(json.dumps({**body, "padding": "x" * (16 * 2**20)}))
     assert (status, answer["error"]["code"]) == (400, "request_too_large"), answer
     assert f"at most {16 * 2**20}" in answer["error"]["message"]
 
-    inline = InlineTransport(InlineTransport.Options()).publish(key_id, public)
-    answer, status = service.handle(json.dumps({**body, **inline}))
+    answer, status = service.handle(json.dumps({**body, **publish}))
     assert (status, answer["error"]["code"]) == (400, "keys_too_large"), answer
     assert f"public keys are {len(public)} bytes; this service accepts at most {4 * 2**20}" in answer["error"]["message"]
     assert len(service.keys) == 0  # nothing of the refused keys was kept

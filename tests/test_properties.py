@@ -10,6 +10,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import keyed_request
 
 from sei_framework import Deployment, InvalidRequest, key_id_for
 from sei_framework.keys import KEY_ID_PATTERN, check_key_id
@@ -29,10 +30,6 @@ b64_bytes = st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode("as
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, model_files):
     """An in-process service of the diabetes model, a client whose keys it already holds, and a good request."""
-    from sei_adapter_sklearn.eiserver import EIServerAdapter
-
-    from sei_transport_inline import InlineTransport
-
     folder = tmp_path_factory.mktemp("fuzz")
     config = {
         "name": "fuzz",
@@ -41,12 +38,8 @@ def served(tmp_path_factory, model_files):
     (folder / "fuzz.yaml").write_text(yaml.safe_dump(config))
     build = Deployment.from_file(folder / "fuzz.yaml").build(folder / "build")
     service = ScoringService.from_build(build.path)
-    client = EIServerAdapter.client(service.describe()["models"]["diabetes"])
-    secret, public = client.generate_keys()
-    client.use_keys(secret, public)
-    key_id = key_id_for(public)
-    good = {"model": "diabetes", "key_id": key_id, "data": client.encrypt(model_files["diabetes"][2][:1])}
-    answer, status = service.handle(json.dumps({**good, **InlineTransport(InlineTransport.Options()).publish(key_id, public)}))
+    client, good, publish, _ = keyed_request(service, "diabetes", model_files["diabetes"][2][:1])
+    answer, status = service.handle(json.dumps({**good, **publish}))
     assert status == 200, answer
     return service, client, good
 
@@ -207,10 +200,6 @@ def test_decode_ciphertexts_returns_bytes_or_invalid_ciphertext(row, expected, p
 @pytest.fixture(scope="module")
 def served_packed(tmp_path_factory, model_files):
     """An in-process service of the diabetes model on sklearn-packed, single-row and bulk, keys cached."""
-    from sei_adapter_sklearn.packed import PackedAdapter
-
-    from sei_transport_inline import InlineTransport
-
     folder = tmp_path_factory.mktemp("fuzz-packed")
     path = str(model_files["diabetes"][0])
     config = {
@@ -224,13 +213,8 @@ def served_packed(tmp_path_factory, model_files):
     service = ScoringService.from_build(Deployment.from_file(folder / "fuzz.yaml").build(folder / "build").path)
     goods = {}
     for name in ("single", "bulk"):
-        client = PackedAdapter.client(service.describe()["models"][name])
-        secret, public = client.generate_keys()
-        client.use_keys(secret, public)
-        key_id = key_id_for(public)
-        good = {"model": name, "key_id": key_id, "data": client.encrypt(model_files["diabetes"][2][:3])}
-        published = InlineTransport(InlineTransport.Options()).publish(key_id, public)
-        answer, status = service.handle(json.dumps({**good, **published}))
+        client, good, publish, _ = keyed_request(service, name, model_files["diabetes"][2][:3])
+        answer, status = service.handle(json.dumps({**good, **publish}))
         assert status == 200, answer
         goods[name] = (client, good)
     return service, goods
