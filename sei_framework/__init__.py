@@ -24,6 +24,7 @@ from .errors import (
 from .hookspecs import hookimpl
 from .isolation import call_isolated
 from .keys import check_key_id, key_id_for, sei_home
+from .packaging import Shipment, ship_local_distributions
 from .plugins import get_plugin_manager
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Prediction",
     "SeiError",
     "ServiceError",
+    "Shipment",
     "UnknownKey",
     "UnknownPluginError",
     "call_isolated",
@@ -56,4 +58,5 @@ __all__ = [
     "hookimpl",
     "key_id_for",
     "sei_home",
+    "ship_local_distributions",
 ]

@@ -29,7 +29,7 @@ from azureml.core.authentication import ServicePrincipalAuthentication  # noqa: 
 from azureml.core.model import InferenceConfig  # noqa: E402
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration  # noqa: E402
 from azureml.exceptions import WebserviceException  # noqa: E402
-from sei_deploy_aci import ship_local_distributions  # noqa: E402
+from sei_framework import ship_local_distributions  # noqa: E402
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 SP_SECRET = "service-principal-secret-value"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 import types
 from pathlib import Path
 from typing import ClassVar
@@ -181,6 +182,36 @@ def test_plugins_import_only_the_public_api(path):
             assert {alias.name for alias in node.names} <= public, f"{path.name} imports non-public names"
         if isinstance(node, ast.Import):
             assert all(not a.name.startswith("sei_framework.") for a in node.names), path.name
+
+
+def entry_point_plugins() -> set[str]:
+    """Top-level modules registered as plugins, the built-ins' and the fixture distribution's."""
+    names = set()
+    for pyproject in (ROOT / "pyproject.toml", *sorted((ROOT / "tests" / "fixtures").glob("*/pyproject.toml"))):
+        entry_points = tomllib.loads(pyproject.read_text())["project"]["entry-points"]["sei_framework"]
+        names |= {value.split(":")[0].split(".")[0] for value in entry_points.values()}
+    return names
+
+
+@pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_never_import_another_plugin(path):
+    """What two plugins share goes to the public API or a helper package, never plugin to plugin."""
+    plugins = entry_point_plugins()
+    own = next(part for part in path.relative_to(ROOT).parts if part.startswith("sei_"))
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported = [node.module]
+        elif isinstance(node, ast.Import):
+            imported = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in imported:
+            top = module.split(".")[0]
+            assert top == own or top not in plugins, f"{path.relative_to(ROOT)} imports the plugin {top}"
+
+
+def test_the_import_rule_knows_every_plugin():
+    assert {"sei_deploy_aci", "sei_deploy_azureml_online", "sei_transport_sqlite"} <= entry_point_plugins()
 
 
 def test_plugins_folder_is_not_a_package():

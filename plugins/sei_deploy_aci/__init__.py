@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from sei_framework import hookimpl
 
-from .options import AciOptions, WorkspaceOptions
-from .packaging import Shipment, ship_local_distributions
+from .options import AciOptions
 from .target import AciTarget
 
 __all__ = [
     "AciOptions",
     "AciTarget",
-    "Shipment",
-    "WorkspaceOptions",
-    "ship_local_distributions",
     "sei_register_deploy_targets",
 ]
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from sei_framework import Build, DeployError, DeployTarget, Endpoint
+from sei_azureml_common import service_description, service_tags
 
-from .options import ACI_NAME_PATTERN, AciOptions, service_description, service_tags
-from .packaging import ship_local_distributions
+from sei_framework import Build, DeployError, DeployTarget, Endpoint, ship_local_distributions
+
+from .options import ACI_NAME_PATTERN, AciOptions
 
 __all__ = ["AciTarget", "RUNTIME_REQUIREMENT"]
 
@@ -62,7 +63,7 @@ class AciTarget(DeployTarget):
 
     def service_name(self, name: str) -> str:
         service = self.opts.service_name or name
-        if not re.match(ACI_NAME_PATTERN, service):
+        if not re.fullmatch(ACI_NAME_PATTERN, service):
             raise DeployError(
                 f"{service!r} cannot name an ACI service (3-32 characters: a-z, 0-9 and hyphens, starting "
                 "with a letter); set deploy.options.service_name"

@@ -2,7 +2,7 @@
 
 Needs `pip install 'sei-framework[azureml-online]'` (azure-ai-ml, azure-identity) on the
 deploying machine; the SDK is imported when the target is used. The wheels that travel with
-the deployment are made by the `aci` plugin's packaging module (same distribution).
+the deployment are made by `sei_framework.ship_local_distributions`.
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sei_deploy_aci.packaging import ship_local_distributions
-
-from sei_framework import Build
+from sei_framework import Build, ship_local_distributions
 
 __all__ = ["RUNTIME_REQUIREMENT", "write_build_context"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field
-from sei_deploy_aci.options import WorkspaceOptions
+from sei_azureml_common import WorkspaceOptions
 
 __all__ = ["OnlineOptions", "ENDPOINT_NAME_PATTERN", "DEFAULT_BASE_IMAGE"]
 

@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 import yaml
 
+from sei_azureml_common import service_description, service_tags
+
 from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
 from .image import write_build_context
-from sei_deploy_aci.options import service_description, service_tags
-
 from .options import ENDPOINT_NAME_PATTERN, OnlineOptions
 
 __all__ = ["AzureMLOnlineTarget"]
@@ -61,7 +61,7 @@ class AzureMLOnlineTarget(DeployTarget):
 
     def endpoint_name(self, name: str) -> str:
         endpoint = self.opts.endpoint_name or name
-        if not re.match(ENDPOINT_NAME_PATTERN, endpoint):
+        if not re.fullmatch(ENDPOINT_NAME_PATTERN, endpoint):
             raise DeployError(
                 f"{endpoint!r} cannot name a managed online endpoint (3-32 characters: letters, digits and "
                 "hyphens, starting with a letter); set deploy.options.endpoint_name"

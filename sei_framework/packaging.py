@@ -1,4 +1,4 @@
-"""Ship the distributions a service needs that no package index has, as wheels.
+"""Ship the distributions a service needs that no package index has, as wheels (for any remote deploy target).
 
 `sei-framework` itself is not on PyPI, and third-party plugins may be installed from a local
 folder. A build's requirement whose distribution was installed from a local folder (pip's
@@ -23,7 +23,7 @@ from importlib.metadata import distributions
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from sei_framework import DeployError
+from .errors import DeployError
 
 __all__ = ["Shipment", "ship_local_distributions", "distribution_name", "local_source"]
 
