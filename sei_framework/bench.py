@@ -1,6 +1,7 @@
 """`sei bench`: every model of a config measured side by side in one run, on this machine.
 
-Per model: server compute per prediction, end-to-end p50/p95 through a local deployment,
+Per model: server compute per prediction, end-to-end p50/p95 through the config's deployment
+(its own deploy target: `local` serves on this machine; `--e2e-requests 0` skips it),
 request/response/key bytes, bulk throughput, client costs, and agreement with plaintext.
 Writes bench.json and bench.png into the output folder and returns the report.
 """
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from .client import Client
 from .deployment import Deployment
 from .errors import BuildError
 from .keys import Keyring, key_id_for
@@ -55,7 +55,7 @@ def _json_size(body: dict[str, Any]) -> int:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values) * 1000, q))
+    return float(np.percentile(np.asarray(values) * 1000, q)) if values else float("nan")
 
 
 def _timed(fn) -> tuple[float, Any]:
@@ -143,17 +143,18 @@ def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int,
 
 
 def _end_to_end(deployment: Deployment, names: list[str], X: np.ndarray, requests: int, folder: Path) -> dict[str, list[float]]:
-    """Single-row request latencies through the local target (azmlinfsrv on 127.0.0.1)."""
-    local = deployment.with_target("local", state_dir=str(folder / "state"))
-    endpoint = local.deploy(folder / "build-local")
+    """Single-row request latencies through the config's own deploy target; none when `requests` is 0."""
+    if requests <= 0:
+        return {name: [] for name in names}
+    endpoint = deployment.deploy(folder / "build-e2e")
     latencies: dict[str, list[float]] = {}
     try:
-        client = Client(endpoint, transport=local.resolved.transport_instance(), keyring=Keyring(folder / "keys"))
+        client = deployment.client(endpoint, keyring=Keyring(folder / "keys"))
         for name in names:
             client.predict(name, X[:1])  # keys published and cached by the service
             latencies[name] = [_timed(lambda: client.predict(name, X[i % len(X)]))[0] for i in range(requests)]
     finally:
-        local.delete()
+        deployment.delete()
     return latencies
 
 

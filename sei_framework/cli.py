@@ -179,7 +179,7 @@ def predict(
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Rows (.npy or .csv).")
 @click.option("--out", type=click.Path(file_okay=False), default="bench/results", show_default=True)
 @click.option("--repeats", default=20, show_default=True, help="Single-row predictions timed in process.")
-@click.option("--e2e-requests", default=20, show_default=True, help="Requests timed through azmlinfsrv.")
+@click.option("--e2e-requests", default=20, show_default=True, help="Requests timed through the config's deploy target (0: none).")
 @click.option("--bulk-seconds", default=30.0, show_default=True, help="Server time budget per model for bulk scoring.")
 @handle_errors
 def bench(config: str, input_path: str, out: str, repeats: int, e2e_requests: int, bulk_seconds: float) -> None:

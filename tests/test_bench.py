@@ -42,3 +42,27 @@ def test_bench_compares_both_adapters_on_the_same_model(model_files, tmp_path):
     assert figures["packed-bulk"]["bulk_batch_rows"] > figures["packed"]["bulk_batch_rows"]
     assert figures["packed"]["key_bytes"] < figures["eiserver"]["key_bytes"]
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+
+def test_bench_measures_end_to_end_with_the_configs_own_target_and_options(model_files, tmp_path):
+    """The core names no plugin: the end-to-end figures come from the config's deploy section as written."""
+    from sei_framework import Deployment
+    from sei_framework.bench import run_bench
+
+    path, _, X = model_files["diabetes"]
+    state = tmp_path / "my-state"
+    config = {
+        "name": "bench-own-target",
+        "models": [{"name": "packed", "adapter": "sklearn-packed", "path": str(path)}],
+        "deploy": {"target": "local", "options": {"state_dir": str(state)}},
+    }
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(config))
+    deployment = Deployment.from_file(tmp_path / "bench.yaml")
+    out = tmp_path / "out"
+    figures = run_bench(deployment, X[:3], out, repeats=2, e2e_requests=2, bulk_budget_s=0)
+    assert figures[0].e2e_p50_ms > 0
+    assert (state / "bench-own-target").is_dir() and not (out / "state").exists()  # the config's state_dir
+    logs = sorted((state / "bench-own-target").iterdir())
+    skipped = run_bench(deployment, X[:3], tmp_path / "out2", repeats=2, e2e_requests=0, bulk_budget_s=0)
+    assert np.isnan(skipped[0].e2e_p50_ms) and sorted((state / "bench-own-target").iterdir()) == logs  # not deployed
