@@ -113,7 +113,10 @@ def serve(config: str, out: str | None) -> None:
 def read_rows(path: Path) -> np.ndarray:
     """Rows from a .npy or .csv file (a header line is skipped when it is not numeric)."""
     if path.suffix == ".npy":
-        rows = np.load(path, allow_pickle=False)
+        try:
+            rows = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InvalidRequest(f"{path}: not a readable .npy array ({exc})") from None
     elif path.suffix == ".csv":
         with open(path, newline="") as handle:
             lines = [line for line in csv.reader(handle) if line]
@@ -129,6 +132,10 @@ def read_rows(path: Path) -> np.ndarray:
     rows = np.atleast_2d(rows)
     if rows.ndim != 2:
         raise InvalidRequest(f"{path}: expected one row or a table of rows, got shape {rows.shape}")
+    if rows.size == 0:
+        raise InvalidRequest(f"{path}: has no rows to predict")
+    if not np.issubdtype(rows.dtype, np.number) or not np.all(np.isfinite(rows)):
+        raise InvalidRequest(f"{path}: every value must be a finite number")
     return rows
 
 

@@ -1,0 +1,40 @@
+"""`sei predict` input files: what cannot be predicted is a one-line error before anything is sent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sei_framework.cli import cli
+
+
+def _write(path, content) -> None:
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    else:
+        path.write_bytes(content)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "has no rows to predict"),
+        ("header-only.csv", b"a,b,c\n", "has no rows to predict"),
+        ("blank-lines.csv", b"\n\n", "has no rows to predict"),
+        ("empty.npy", b"", "not a readable .npy array"),
+        ("truncated.npy", b"\x93NUMPY\x01\x00", "not a readable .npy array"),
+        ("zero-rows.npy", np.zeros((0, 4)), "has no rows to predict"),
+        ("nan.csv", b"1,nan,3\n", "every value must be a finite number"),
+        ("inf.npy", np.array([[1.0, np.inf]]), "every value must be a finite number"),
+        ("words.npy", np.array([["a", "b"]]), "every value must be a finite number"),
+    ],
+)
+def test_unusable_input_files_are_clear_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    _write(path, content)
+    # port 9 (discard) on loopback: nothing is contacted, because the input is refused first
+    result = CliRunner().invoke(cli, ["predict", "--endpoint", "http://127.0.0.1:9/score", "--model", "m", "--input", str(path)])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
