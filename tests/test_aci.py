@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import zipfile
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -309,3 +310,28 @@ def test_dry_run_writes_what_aci_would_get_and_it_serves(
         target.delete("sei-digits")
     np.testing.assert_allclose(result.scores, model.decision_function(X[:3]), atol=1e-3)
     assert (result.predictions == model.predict(X[:3])).all()
+
+
+def test_tls_options_reach_the_sdk_configuration_and_are_checked(tmp_path):
+    from pydantic import ValidationError
+    from sei_deploy_aci import AciOptions, AciTarget
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\nprivate-key-body\n")
+    options = AciOptions(
+        ssl_enabled=True, ssl_cert_pem_file=cert, ssl_key_pem_file=key, ssl_cname="scoring.example.com",
+        dns_name_label="sei-digits",
+    )  # fmt: skip
+    build = types.SimpleNamespace(name="sei-digits", manifest={"sei_version": "0.1.0", "models": [{"name": "digits"}]})
+    config = AciTarget(options).deployment_config(build)
+    assert isinstance(config, AciServiceDeploymentConfiguration)
+    assert (config.ssl_enabled, config.ssl_cname, config.dns_name_label) == (True, "scoring.example.com", "sei-digits")
+    assert (config.ssl_cert_pem_file, config.ssl_key_pem_file) == (str(cert), str(key))
+    with pytest.raises(ValidationError, match="ssl_enabled needs ssl_key_pem_file, ssl_cname"):
+        AciOptions(ssl_enabled=True, ssl_cert_pem_file=cert)
+    with pytest.raises(ValidationError, match="take effect only with ssl_enabled"):
+        AciOptions(ssl_cname="scoring.example.com")
+    with pytest.raises(ValidationError, match="ssl_cname"):
+        AciOptions(ssl_enabled=True, ssl_cert_pem_file=cert, ssl_key_pem_file=key, ssl_cname="not a host\n")
+    assert AciTarget(AciOptions()).deployment_config(build).ssl_enabled is None  # plain http unless asked

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from sei_azureml_common import WorkspaceOptions
 
 __all__ = ["AciOptions", "ACI_NAME_PATTERN", "default_python"]
@@ -32,3 +33,24 @@ class AciOptions(WorkspaceOptions):
     base_image: str | None = None
     """Docker base image (default: Azure ML's CPU image)."""
     deploy_timeout_s: float = Field(default=1800, gt=0)
+    ssl_enabled: bool = False
+    """Serve over https with your certificate for `ssl_cname` (ACI has no managed certificates); without it
+    the scoring URI is plain http and SEI's client refuses to send the service key to it unless told to."""
+    ssl_cert_pem_file: Path | None = None
+    """The certificate chain (PEM) for `ssl_cname`; read by the SDK at deploy, never copied into a dry run."""
+    ssl_key_pem_file: Path | None = None
+    """Its private key (PEM): a file path only, so the key itself never sits in a config."""
+    ssl_cname: str | None = Field(default=None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    """The DNS name clients use (a CNAME to the service's Azure name), which the certificate names."""
+    dns_name_label: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+    """A stable DNS label for the container's address (`LABEL.REGION.azurecontainer.io`)."""
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> AciOptions:
+        tls = {"ssl_cert_pem_file": self.ssl_cert_pem_file, "ssl_key_pem_file": self.ssl_key_pem_file, "ssl_cname": self.ssl_cname}
+        missing = [name for name, value in tls.items() if value is None]
+        if self.ssl_enabled and missing:
+            raise ValueError(f"ssl_enabled needs {', '.join(missing)} (ACI serves https only with your certificate)")
+        if not self.ssl_enabled and len(missing) < len(tls):
+            raise ValueError("ssl_cert_pem_file, ssl_key_pem_file and ssl_cname take effect only with ssl_enabled: true")
+        return self

@@ -38,6 +38,10 @@ def azureml() -> ModuleType:
     return core
 
 
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path.expanduser().resolve())
+
+
 def _relative(path: Path, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
 
@@ -113,6 +117,11 @@ class AciTarget(DeployTarget):
             tags=self.tags(build),
             description=self.description(build),
             auth_enabled=self.opts.auth_enabled,
+            ssl_enabled=self.opts.ssl_enabled or None,
+            ssl_cert_pem_file=_path(self.opts.ssl_cert_pem_file),
+            ssl_key_pem_file=_path(self.opts.ssl_key_pem_file),
+            ssl_cname=self.opts.ssl_cname,
+            dns_name_label=self.opts.dns_name_label,
         )
         config.validate_configuration()
         return config
