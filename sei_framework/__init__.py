@@ -23,7 +23,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .isolation import call_isolated
-from .keys import check_key_id, key_id_for, sei_home
+from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .packaging import Shipment, ship_local_distributions
 from .plugins import get_plugin_manager
 
@@ -41,6 +41,7 @@ __all__ = [
     "InvalidRequest",
     "KeyTransport",
     "KeyTransportError",
+    "Keyring",
     "KeyringError",
     "ModelAdapter",
     "PluginError",

@@ -68,7 +68,12 @@ class AdapterClient(ABC):
 
     @abstractmethod
     def use_keys(self, secret: bytes, public: bytes) -> None:
-        """Encrypt and decrypt with this key pair from now on."""
+        """Encrypt and decrypt with this key pair from now on.
+
+        Must raise if the secret key does not belong to the public key (a damaged or tampered
+        keyring): the service computes with the public key, so a mismatched pair would decrypt
+        wrong scores without any error. The client turns the exception into a KeyringError.
+        """
 
     @abstractmethod
     def encrypt(self, rows: np.ndarray) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,10 @@ __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
 
+RETRY_STATUSES = frozenset({502, 503, 504})
+"""Answers of a proxy or a service that is starting or overloaded: worth another try."""
+_RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
 
 @dataclass(frozen=True)
 class _ModelSession:
@@ -32,6 +38,10 @@ class Client:
 
     >>> client = Client("http://127.0.0.1:8890/score")
     >>> client.predict("mnist", X).predictions
+
+    Requests are idempotent, so connection errors, timeouts and 502/503/504 answers are retried up
+    to `retries` times, after a random wait of up to `backoff` * 2**attempt seconds (at most
+    `max_backoff`; full jitter, so many clients do not retry in step).
     """
 
     def __init__(
@@ -42,10 +52,16 @@ class Client:
         keyring: Keyring | None = None,
         plugins: SeiPlugins | None = None,
         timeout: float = 600.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
     ) -> None:
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
         self.keyring = keyring or Keyring()
         self.timeout = timeout
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
         self._plugins = plugins
         self._transport = transport
         self._description: dict[str, Any] | None = None
@@ -60,13 +76,52 @@ class Client:
         return self._plugins
 
     def call(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST one request; an error answer raises ServiceError with its code."""
-        try:
-            response = self._session.post(
-                self.endpoint.scoring_uri, json=body, headers=self.endpoint.headers, timeout=self.timeout
+        """POST one request, retrying what may pass on; an error answer raises ServiceError with its code."""
+        uri = self.endpoint.scoring_uri
+        attempts, attempt = self.retries + 1, 0
+        while True:
+            last = attempt == self.retries
+            try:
+                response = self._session.post(uri, json=body, headers=self.endpoint.headers, timeout=self.timeout)
+            except _RETRY_ERRORS as exc:
+                if not last:
+                    self._wait(attempt, uri, type(exc).__name__)
+                    attempt += 1
+                    continue
+                raise self._unreachable(exc, attempts) from None
+            except requests.RequestException as exc:  # a bad URI and the like: retrying cannot help
+                message = f"cannot reach {uri}: {type(exc).__name__}: {exc}"
+                raise ServiceError(message, code="unreachable", status=0) from None
+            if response.status_code in RETRY_STATUSES and not last:
+                self._wait(attempt, uri, str(response.status_code), response.headers.get("Retry-After"))
+                attempt += 1
+                continue
+            return self._answer(response, attempt + 1)
+
+    def _wait(self, attempt: int, uri: str, what: str, retry_after: str | None = None) -> None:
+        """Sleep before retry `attempt + 1`: full jitter under an exponential cap (or Retry-After)."""
+        delay = random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+        if retry_after is not None and retry_after.strip().isdigit():
+            delay = max(delay, min(self.max_backoff, float(retry_after)))
+        log.info("%s from %s; retry %d of %d in %.2f s", what, uri, attempt + 1, self.retries, delay)
+        time.sleep(delay)
+
+    def _unreachable(self, exc: requests.RequestException, attempts: int) -> ServiceError:
+        uri = self.endpoint.scoring_uri
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if _connection_refused(exc):
+            message = (
+                f"nothing answers at {uri} (connection refused, {tries}). If the service was redeployed "
+                "it may have moved: a local deployment with `port: 0` gets a new port on each deploy, so "
+                "use the scoring URI that `sei deploy CONFIG` prints (or the Endpoint `Deployment.deploy()` "
+                "returns); otherwise check that the service is running"
             )
-        except requests.RequestException as exc:
-            raise ServiceError(f"cannot reach {self.endpoint.scoring_uri}: {exc}", code="unreachable", status=0) from None
+        else:
+            message = f"cannot reach {uri} ({tries}): {type(exc).__name__}: {exc}"
+        return ServiceError(message, code="unreachable", status=0)
+
+    @staticmethod
+    def _answer(response: requests.Response, attempts: int) -> dict[str, Any]:
         try:
             answer = response.json()
         except ValueError:
@@ -77,7 +132,9 @@ class Client:
                 code, message = error.get("code", "error"), error.get("message", "")
             else:
                 code, message = "http_error", response.text[:200]
-            raise ServiceError(f"service answered {response.status_code} {code}: {message}", code=code, status=response.status_code)
+            after = f" (after {attempts} attempts)" if attempts > 1 else ""
+            status = response.status_code
+            raise ServiceError(f"service answered {status} {code}: {message}{after}", code=code, status=status)
         return answer
 
     def describe(self) -> dict[str, Any]:
@@ -106,17 +163,20 @@ class Client:
             description = models[name]
             adapter = self.plugins.model_adapters().get(description["adapter"])
             client = adapter.client(description)
-            pair = self.keyring.load(client.key_scheme)
-            if pair is None:
-                log.info("generating keys for %s", client.key_scheme)
-                pair = client.generate_keys()
-                self.keyring.save(client.key_scheme, *pair)
+            scheme = client.key_scheme
+
+            def generate() -> tuple[bytes, bytes]:
+                log.info("generating keys for %s", scheme)
+                return client.generate_keys()
+
+            pair = self.keyring.load_or_create(scheme, generate)  # once, for every process and thread
             try:
-                client.use_keys(*pair)
+                client.use_keys(*pair)  # raises if the secret key does not belong to the public key
             except Exception as exc:  # a damaged keyring, or keys an older plugin version wrote
                 raise KeyringError(
-                    f"the stored {client.key_scheme} keys in {self.keyring.folder} cannot be used "
-                    f"({type(exc).__name__}: {exc}); move that scheme's folder away to make new keys"
+                    f"the stored {scheme} keys in {self.keyring.folder} cannot be used "
+                    f"({type(exc).__name__}: {exc}); move that scheme's folder "
+                    f"{self.keyring.folder_for(scheme)} away to make new keys"
                 ) from None
             self._models[name] = _ModelSession(client, key_id_for(pair[1]), pair[1])
         return self._models[name]
@@ -141,9 +201,11 @@ class Client:
         try:
             answer = self.call({**body, **self._pending[client.key_id]})
         except ServiceError as exc:
-            if exc.code != "unknown_key_id" or published_now:
+            if exc.code not in ("unknown_key_id", "key_mismatch") or published_now:
                 raise
-            self._publish(client)  # the service forgot our keys (restart, eviction): publish again
+            # the service forgot our keys (restart, eviction), or the published copy was replaced
+            # (key_mismatch: what the transport holds under our key id is not our keys): publish again
+            self._publish(client)
             answer = self.call({**body, **self._pending[client.key_id]})
         self._pending[client.key_id] = {}
         return client.adapter.decrypt(answer["result"], len(rows))
@@ -173,3 +235,18 @@ class Client:
             if progress is not None:
                 progress(len(batch))
         return client.interpret(np.vstack(scores))
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """Whether a requests error comes from a refused connection (nothing listens on that port)."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError):
+            return True
+        todo.extend((item.__cause__, item.__context__, getattr(item, "reason", None), *item.args))
+    return False
