@@ -59,7 +59,7 @@ class AzureBlobOptions(PluginOptions):
     @field_validator("container")
     @classmethod
     def _check_container(cls, name: str) -> str:
-        if not re.match(CONTAINER_PATTERN, name):
+        if not re.fullmatch(CONTAINER_PATTERN, name):
             raise ValueError("must be a blob container name: 3-63 characters, a-z, 0-9 and single hyphens")
         return name
 

@@ -69,7 +69,7 @@ def _client_for(conn_str: object, options: AzureBlobOptions) -> Any:
 def checked_request(options: AzureBlobOptions, request: dict[str, Any]) -> tuple[Any, str]:
     """The storage client for the request's `conn_str`, and its `container`, once both are checked."""
     container = request.get("container")
-    if not isinstance(container, str) or not re.match(CONTAINER_PATTERN, container):
+    if not isinstance(container, str) or not re.fullmatch(CONTAINER_PATTERN, container):
         raise InvalidRequest("container must be a blob container name", code="wrong_container")
     if container != options.container:
         raise InvalidRequest(
