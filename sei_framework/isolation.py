@@ -2,12 +2,14 @@
 
 Some homomorphic-encryption libraries call std::terminate on malformed ciphertexts or keys.
 A fork is cheap (copy-on-write: cached keys are shared), and the parent turns a crash, an
-error or a hang of the child into an InvalidRequest that says what went wrong.
+error or a hang of the child into an InvalidRequest with a fixed message; what the library said
+(its stderr) goes to the service log only, never into the answer.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import logging
 import os
 import pickle
 import selectors
@@ -16,18 +18,22 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, SeiError
 
 __all__ = ["call_isolated"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+_OK, _REFUSED = "ok", "refused"
 
 
 def _child(fn: Callable[[], object], out: int, err: int) -> None:
     faulthandler.disable()  # a native abort is expected here; the parent reports it
     os.dup2(err, 2)
     try:
-        payload = pickle.dumps(fn(), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((_OK, fn()), protocol=pickle.HIGHEST_PROTOCOL)
+    except SeiError as exc:  # our own refusal: its message was written for the caller
+        payload = pickle.dumps((_REFUSED, exc.code, exc.message), protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:  # report and leave without running the parent's cleanup
         os.write(err, f"{type(exc).__name__}: {exc}\n".encode(errors="replace"))
         os._exit(1)
@@ -37,16 +43,22 @@ def _child(fn: Callable[[], object], out: int, err: int) -> None:
     os._exit(0)
 
 
-def _reason(stderr: bytes, status: int) -> str:
+def _library_said(stderr: bytes) -> str:
+    """The child's last words for the service log: a C++ what() or the last line, printable, short."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     what = [line.split("what():", 1)[1].strip() for line in lines if "what():" in line]
-    if what:
-        return what[-1]
-    if lines:
-        return lines[-1][:300]
-    if os.WIFSIGNALED(status):
+    said = what[-1] if what else lines[-1] if lines else "nothing"
+    return "".join(ch if ch.isprintable() else "?" for ch in said)[:200]
+
+
+def _ending(status: int) -> str:
+    """How the child ended: killed by a signal (a crash), or exited with an error status."""
+    if not os.WIFSIGNALED(status):
+        return f"exit status {os.waitstatus_to_exitcode(status)}"
+    try:
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+    except ValueError:
+        return f"killed by signal {os.WTERMSIG(status)}"
 
 
 # Under azmlinfsrv's 300 s gunicorn worker timeout: a hung child is killed and reported as an
@@ -87,8 +99,14 @@ def call_isolated(fn: Callable[[], T], *, what: str, timeout: float = DEFAULT_TI
     os.close(err_r)
     _, status = os.waitpid(pid, 0)
     if timed_out:
+        log.warning("%s: the isolated child was killed after %g s", what, timeout)
         raise InvalidRequest(f"{what} did not finish within {timeout:g} s", code="timeout")
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return pickle.loads(b"".join(chunks[out_r]))
-    reason = _reason(b"".join(chunks[err_r]), status)
-    raise InvalidRequest(f"{what} failed: {reason}", code="rejected_input")
+        answer = pickle.loads(b"".join(chunks[out_r]))
+        if answer[0] == _REFUSED:
+            raise InvalidRequest(answer[2], code=answer[1])
+        return answer[1]
+    ending = _ending(status)
+    log.warning("%s: the isolated child ended (%s); it said: %s", what, ending, _library_said(b"".join(chunks[err_r])))
+    crashed = f" and crashed ({ending})" if os.WIFSIGNALED(status) else ""
+    raise InvalidRequest(f"{what} failed: the native library rejected the input{crashed}", code="rejected_input")

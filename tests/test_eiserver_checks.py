@@ -92,3 +92,55 @@ def test_keys_for_other_parameters_or_not_zlib_are_refused(fresh):
     broken = first[:HEADER.size] + b"\0" * (len(first) - HEADER.size)
     with pytest.raises(InvalidRequest, match="public key part 0 is not valid zlib data"):
         EIServerKernel.convert_keys(broken + second)
+
+
+def test_native_failures_answer_a_fixed_message_and_log_the_detail(caplog):
+    """What a native library prints or raises in the isolated child goes to the service log, not the answer."""
+    import logging
+    import os
+
+    from sei_framework import call_isolated
+
+    def noisy_abort():
+        os.write(2, b"terminate called after throwing an instance of 'std::invalid_argument'\n")
+        os.write(2, b"  what():  SEAL internal detail 0x5ea1\n")
+        os.abort()
+
+    def noisy_error():
+        raise RuntimeError("ciphertext bytes 3q2+7w== rejected by SEAL")
+
+    caplog.set_level(logging.INFO, logger="sei_framework.isolation")
+    with pytest.raises(InvalidRequest) as info:
+        call_isolated(noisy_abort, what="dot product")
+    assert info.value.code == "rejected_input"
+    crashed = "dot product failed: the native library rejected the input and crashed (killed by SIGABRT)"
+    assert info.value.message == crashed
+    with pytest.raises(InvalidRequest) as info:
+        call_isolated(noisy_error, what="dot product")
+    assert info.value.message == "dot product failed: the native library rejected the input"
+    assert "SEAL internal detail 0x5ea1" in caplog.text and "RuntimeError" in caplog.text  # for the operator
+    assert "SEAL internal detail" not in info.value.message and "3q2+7w==" not in info.value.message
+
+    def our_refusal():
+        raise InvalidRequest("ciphertext 0 holds 3 coefficients", code="invalid_ciphertext")
+
+    with pytest.raises(InvalidRequest, match="^ciphertext 0 holds 3 coefficients$") as info:
+        call_isolated(our_refusal, what="dot product")  # a refusal of our own keeps its code and message
+    assert info.value.code == "invalid_ciphertext"
+
+
+def test_a_ciphertext_only_seal_refuses_gets_no_seal_text_in_the_answer(fresh):
+    """Well formed for the parameters, every coefficient above its prime: SEAL refuses it in the child."""
+    ciphertext, public = fresh
+    members = bytearray(members_of(ciphertext))
+    members[-64 - 8 * 24576 : -64] = b"\xff" * (8 * 24576)
+    blob = seal_object(bytes(members), 1)
+    check_ciphertext(blob, "ciphertext 0")  # our checks pass: only SEAL can tell
+    kernel = EIServerKernel(np.ones((1, 10)), np.zeros(1))
+    keys = kernel.convert_keys(public)
+    from sei_framework import call_isolated
+
+    with pytest.raises(InvalidRequest) as info:
+        call_isolated(lambda: kernel.dot_products(blob, keys), what="encrypted dot product")
+    assert info.value.code == "rejected_input"
+    assert info.value.message.startswith("encrypted dot product failed: the native library rejected the input")

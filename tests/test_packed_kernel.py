@@ -1,4 +1,9 @@
-"""Fast tests for the packed kernel (a few MNIST rows + a small bulk batch)."""
+"""Fast tests for the packed kernel: a few rows and a small bulk batch of two data sets.
+
+`mnist` is the shared seed model and images (skipped, with the reason, when ../shared is absent);
+`synthetic` is a random model of the same shape, run always. Neither stands in for the other silently.
+"""
+import dataclasses
 import gzip
 import os
 import re
@@ -15,40 +20,41 @@ MODEL = os.path.join(DATA, "seed-model", "sklearn_mnist_model.pkl")
 IMAGES = os.path.join(DATA, "mnist", "t10k-images-idx3-ubyte.gz")
 
 
-def _load():
-    if os.path.exists(MODEL) and os.path.exists(IMAGES):
+@pytest.fixture(scope="module", params=["mnist", "synthetic"])
+def data(request):
+    """(W, b, X, X @ W.T + b) of the shared MNIST seed model, or of a synthetic model of its shape."""
+    if request.param == "mnist":
+        if not (os.path.exists(MODEL) and os.path.exists(IMAGES)):
+            pytest.skip(f"shared MNIST data absent ({MODEL}, {IMAGES}); the synthetic case still runs")
         import joblib
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = joblib.load(MODEL)
         with gzip.open(IMAGES) as f:
             X = np.frombuffer(f.read()[16:16 + 784 * 200], np.uint8).reshape(-1, 784) / 255.0
-        return m.coef_.astype(np.float64), m.intercept_.astype(np.float64), X
-    rng = np.random.default_rng(0)          # synthetic stand-in of the same shape
-    W = rng.normal(0, 0.5, (10, 784))
-    b = rng.normal(0, 1, 10)
-    X = rng.random((200, 784))
-    return W, b, X
+        W, b = m.coef_.astype(np.float64), m.intercept_.astype(np.float64)
+    else:
+        rng = np.random.default_rng(0)
+        W, b, X = rng.normal(0, 0.5, (10, 784)), rng.normal(0, 1, 10), rng.random((200, 784))
+    return W, b, X, X @ W.T + b
 
 
-W, B, X = _load()
-REF = X @ W.T + B
-
-
-@pytest.fixture(scope="module")
-def single():
-    p = K.choose_params(784, 10, "single")
-    keys = K.ClientKeys.generate(p)
-    srv = K.ServerModel(W, B, p)
-    return p, keys, srv, srv.load_public(keys.public_bytes())
+def _setup(data, mode):
+    W, b, X, ref = data
+    proof = K.plan(W, b, 0.0, 1.0, mode, 1e-3)   # inputs in [0, 1]: pixels / 255, or rng.random
+    keys = K.ClientKeys.generate(proof.params)
+    srv = K.ServerModel(W, b, proof.params)
+    return proof, keys, srv, srv.load_public(keys.public_bytes())
 
 
 @pytest.fixture(scope="module")
-def bulk():
-    p = K.choose_params(784, 10, "bulk")
-    keys = K.ClientKeys.generate(p)
-    srv = K.ServerModel(W, B, p)
-    return p, keys, srv, srv.load_public(keys.public_bytes())
+def single(data):
+    return _setup(data, "single")
+
+
+@pytest.fixture(scope="module")
+def bulk(data):
+    return _setup(data, "bulk")
 
 
 def test_params_security():
@@ -59,28 +65,50 @@ def test_params_security():
         assert p.max_abs_score() > 100
     with pytest.raises(ValueError):
         K.Params(poly_modulus_degree=1024).validate()
+    for bad in (0.0, -1.0, float("nan"), float("inf")):  # HEAD turned 0 and negatives into 1
+        with pytest.raises(ValueError, match="max_abs_score must be a finite number > 0"):
+            K.choose_params(784, 10, "single", max_abs_score=bad)
 
 
-def test_single_rows_exact(single):
-    p, keys, srv, pub = single
+def test_single_rows_exact(data, single):
+    _, _, X, REF = data
+    proof, keys, srv, pub = single
     for i in range(4):
         resp = srv.predict_row(keys.encrypt_row(X[i]), pub)
         s = keys.decrypt_scores(resp, 10, 1)
         assert s.shape == (1, 10)
-        assert np.abs(s[0] - REF[i]).max() <= 1e-3
+        assert np.abs(s[0] - REF[i]).max() <= proof.error_bound <= 1e-3
         assert s[0].argmax() == REF[i].argmax()
 
 
-def test_bulk_exact(bulk):
-    p, keys, srv, pub = bulk
+def test_bulk_exact(data, bulk):
+    _, _, X, REF = data
+    proof, keys, srv, pub = bulk
     reqs = keys.encrypt_batch(X[:60])
     assert len(reqs) == 1
     s = keys.decrypt_scores(srv.predict_batch(reqs[0], pub), 10, 60)
-    assert np.abs(s - REF[:60]).max() <= 1e-3
+    assert np.abs(s - REF[:60]).max() <= proof.error_bound <= 1e-3
     assert np.array_equal(s.argmax(1), REF[:60].argmax(1))
 
 
-def test_key_id_and_secret_roundtrip(single):
+def test_full_modulus_responses(data):
+    """Responses that keep both residues (no switch to 2^32) decode exactly as well, row and bulk."""
+    W, b, X, REF = data
+    for mode in ("single", "bulk"):
+        p = dataclasses.replace(K.choose_params(784, 10, mode), response_bits=62)
+        keys, srv = K.ClientKeys.generate(p), K.ServerModel(W, b, p)
+        pub = srv.load_public(keys.public_bytes())
+        if mode == "single":
+            resp = srv.predict_row(keys.encrypt_row(X[0]), pub)
+            assert len(resp) == 24 + 8 * (10 + p.n_blocks * 4096)
+            got, ref = keys.decrypt_scores(resp, 10, 1), REF[:1]
+        else:
+            got, ref = keys.decrypt_scores(srv.predict_batch(keys.encrypt_batch(X[:5])[0], pub), 10, 5), REF[:5]
+        assert np.abs(got - ref).max() <= K.analyse(W, b, np.zeros(784), np.ones(784), p).error_bound <= 1e-3
+
+
+def test_key_id_and_secret_roundtrip(data, single):
+    _, _, X, REF = data
     p, keys, srv, pub = single
     assert re.fullmatch(r"[a-z2-7]{32}", keys.key_id)
     k2 = K.ClientKeys.from_secret_bytes(keys.secret_bytes())
@@ -89,7 +117,8 @@ def test_key_id_and_secret_roundtrip(single):
     assert np.abs(s[0] - REF[5]).max() <= 1e-3
 
 
-def test_garbage_rejected(single, bulk):
+def test_garbage_rejected(data, single, bulk):
+    X = data[2]
     p, keys, srv, pub = single
     rng = np.random.default_rng(1)
     good = keys.encrypt_row(X[0])
@@ -115,12 +144,15 @@ def test_garbage_rejected(single, bulk):
         srv.load_public(kb.public_bytes())
     with pytest.raises(K.KernelInputError):
         keys.decrypt_scores(os.urandom(100), 10, 1)
-    for _ in range(20):   # random garbage with a correct header prefix never crashes
+    q = np.array(srv.params.data_primes, dtype=np.uint64)
+    for _ in range(20):   # random words after a valid header: some word is >= its prime, always refused
         blob = good[:24] + rng.integers(0, 256, len(good) - 24, dtype=np.uint8).tobytes()
-        try:
+        with pytest.raises(K.KernelInputError, match="residue out of range"):
             srv.predict_row(blob, pub)
-        except K.KernelInputError:
-            pass
+    for _ in range(3):    # random residues below the primes are a ciphertext of something: answered in full
+        words = rng.integers(0, 2**31, (len(q), 4096), dtype=np.uint64) % q[:, None]
+        blob = good[:24 + 32] + words.astype("<u4").tobytes()
+        assert len(srv.predict_row(blob, pub)) == len(srv.predict_row(good, pub))
 
 
 # 784x10: two full blocks of 5; 10x1: one score in a block of 409; 1500x5: blocks of 2, 2 and 1

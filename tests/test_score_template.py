@@ -116,7 +116,7 @@ def test_errors_are_json_with_a_code(score):
 
 
 def test_service_refuses_keys_that_do_not_match_their_id(score):
-    body = {"model": "digits", "key_id": "a" * 32, "data": {"rows": []}, "public_keys": "aGVsbG8="}
+    body = {"model": "digits", "key_id": "a" * 32, "data": {"n_features": 64, "rows": [["AAAA"]]}, "public_keys": "aGVsbG8="}
     assert call(score, body)[0]["error"]["code"] == "key_mismatch"
 
 
@@ -126,7 +126,7 @@ def test_call_isolated_turns_a_native_abort_into_an_error():
     from sei_framework import call_isolated
 
     assert call_isolated(lambda: sum(range(10)), what="sum") == 45
-    with pytest.raises(InvalidRequest, match="abort failed: killed by SIGABRT"):
+    with pytest.raises(InvalidRequest, match=r"abort failed: the native library rejected the input and crashed \(killed by SIGABRT\)"):
         call_isolated(os.abort, what="abort")
     with pytest.raises(InvalidRequest, match="slow did not finish within 0.5 s"):
         call_isolated(lambda: __import__("time").sleep(30), what="slow", timeout=0.5)

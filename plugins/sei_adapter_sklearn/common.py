@@ -16,6 +16,8 @@ from .model_files import ModelFileError, load_model
 __all__ = ["SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
 
 LINEAR_FILE = "linear.json"
+MAX_DESCRIBED_SIZE = 1 << 20
+"""The most features or outputs a client believes a service describes (memory for the readout)."""
 
 
 class SklearnOptions(PluginOptions):
@@ -35,6 +37,8 @@ def from_readout(description: dict[str, Any]) -> LinearModel:
     """A weightless LinearModel that reads scores like the served one (the client never gets weights)."""
     try:
         shape = (description["n_outputs"], description["n_features"])
+        if not all(type(n) is int and 1 <= n <= MAX_DESCRIBED_SIZE for n in shape):
+            raise ValueError(f"n_outputs and n_features must be whole numbers from 1 to {MAX_DESCRIBED_SIZE}")
         return LinearModel.from_dict({**description["readout"], "coef": np.zeros(shape), "intercept": np.zeros(shape[0])})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a service we cannot read
         raise InvalidRequest(

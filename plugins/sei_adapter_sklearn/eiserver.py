@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
-from sei_framework import InvalidRequest, call_isolated
+from sei_framework import InvalidRequest, KeyringError, call_isolated
 
 from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
 
@@ -26,6 +27,42 @@ ENCRYPTION = {
 class EIServerOptions(SklearnOptions):
     convert_keys_once: bool = True
     """False serves through plain `EIServer.predict`, as the tutorial does (for comparisons)."""
+
+
+class EIServerData(BaseModel):
+    """A request's `data`: the model's feature count and each row's base64 ciphertexts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    n_features: StrictInt = Field(ge=1, le=2**31)
+    rows: list[list[StrictStr]] = Field(min_length=1)
+
+
+_TUTORIAL_ROW = TypeAdapter(list[StrictStr])  # the tutorial's request: one row's ciphertexts, bare
+
+
+def _invalid_data(exc: ValidationError) -> InvalidRequest:
+    """Each bad field by its path and what it should be; never the value sent."""
+    problems = [
+        "data" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]) + ": "
+        + error["msg"]
+        for error in exc.errors(include_input=False, include_url=False)[:5]
+    ]
+    return InvalidRequest("; ".join(problems), code="invalid_data")
+
+
+def parse_data(data: Any, n_features: int) -> EIServerData:
+    """Check a request's untrusted `data` once, before anything reads it; the tutorial's bare list is one row."""
+    try:
+        if isinstance(data, list):
+            return EIServerData(n_features=n_features, rows=[_TUTORIAL_ROW.validate_python(data)])
+        if not isinstance(data, dict):
+            raise InvalidRequest(
+                "data must be an object with 'n_features' and 'rows' (or the tutorial's list of base64 ciphertexts)",
+                code="invalid_data",
+            )
+        return EIServerData.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid_data(exc) from None
 
 
 class EIServerAdapter(LinearAdapter):
@@ -61,34 +98,26 @@ class EIServerAdapter(LinearAdapter):
         return data if self.tutorial_server else keys
 
     def count_rows(self, data: Any) -> int:
-        if isinstance(data, list):  # the tutorial's request: one row's ciphertexts
-            return 1
-        return len(data["rows"]) if isinstance(data, dict) and isinstance(data.get("rows"), list) else 0
-
-    def _rows(self, data: Any) -> list[list[str]]:
-        if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
-            raise InvalidRequest("data must be an object with a non-empty 'rows' list", code="invalid_data")
-        n_features = data.get("n_features")
-        if n_features != self.model.n_features:
-            raise InvalidRequest(
-                f"model takes {self.model.n_features} features; the request says {n_features!r}",
-                code="wrong_features",
-            )
-        return data["rows"]
+        return len(parse_data(data, self.model.n_features).rows)
 
     def predict(self, data: Any, keys: Any) -> Any:
         """Rows in, one list of result ciphertexts per row out; the tutorial's bare list gets a bare list."""
         from .eiserver_native import decode_ciphertexts
 
-        if isinstance(data, list):
-            return self.predict({"n_features": self.model.n_features, "rows": [data]}, keys)[0]
-        rows = self._rows(data)
+        request = parse_data(data, self.model.n_features)
+        if request.n_features != self.model.n_features:
+            raise InvalidRequest(
+                f"model takes {self.model.n_features} features; the request says {request.n_features}",
+                code="wrong_features",
+            )
+        rows = request.rows
         ciphertexts = [decode_ciphertexts(row, self.kernel.ciphertexts_per_row) for row in rows]
         if self.tutorial_server:
             compute = lambda: [self.tutorial_server.predict(row, keys) for row in rows]  # noqa: E731
         else:
             compute = lambda: [self.kernel.dot_products(blob, keys) for blob in ciphertexts]  # noqa: E731
-        return call_isolated(compute, what="encrypted dot product (malformed ciphertext or public keys?)")
+        results = call_isolated(compute, what="encrypted dot product (malformed ciphertext or public keys?)")
+        return results[0] if isinstance(data, list) else results
 
     @classmethod
     def client(cls, description: dict[str, Any]) -> EIServerClient:
@@ -113,9 +142,16 @@ class EIServerClient(LinearClient):
         return base64.b64decode(client.secret_key()), public
 
     def use_keys(self, secret: bytes, public: bytes) -> None:
+        """Refuse a pair whose public keys (what the service computes with, and the key id) are not the secret's."""
         from encrypted.inference.eiclient import EILinearRegressionClient
 
-        self._client = EILinearRegressionClient(secret_key=base64.b64encode(secret).decode("ascii"), verbose=False)
+        from .eiserver_native import check_key_pair
+
+        if len(secret) != 64:
+            raise KeyringError(f"an EIServer secret key is 64 bytes, not {len(secret)}")
+        client = EILinearRegressionClient(secret_key=base64.b64encode(secret).decode("ascii"), verbose=False)
+        check_key_pair(client, public)  # ~0.5 s: one dot product through the native library
+        self._client = client
 
     def encrypt(self, rows: np.ndarray) -> Any:
         return {"n_features": int(rows.shape[1]), "rows": [self._client.encrypt(row) for row in rows]}

@@ -13,20 +13,44 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError, field_validator
 
 from sei_framework import InvalidRequest, PluginError
 
 from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
-from .packed_kernel import ClientKeys, KernelInputError, Params, ServerModel, choose_params
+from .packed_bounds import check_rows, check_scores, compact_bounds, expand_bounds, input_bounds, score_limit
+from .packed_kernel import AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan
 
 __all__ = ["PackedAdapter", "PackedClient", "PackedOptions"]
+
+
+Bound = tuple[FiniteFloat, FiniteFloat]
 
 
 class PackedOptions(SklearnOptions):
     mode: Literal["single", "bulk"] = "single"
     """`single`: one small request per row; `bulk`: up to 4096 rows per ciphertext batch."""
-    max_abs_score: float = 512.0
-    """Scores must stay below this in absolute value (more headroom costs precision)."""
+    tolerance: FiniteFloat = Field(1e-3, gt=0)
+    """Largest absolute score error the build must prove for in-bound inputs, or refuse the model."""
+    feature_bounds: Bound | list[Bound] | None = None
+    """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
+    Neither this nor calibration_data: every feature in [-1, 1]."""
+    calibration_data: str | None = None
+    """A .npy or .csv file of representative rows (the training rows), relative to the model file:
+    the bounds are their per-feature range widened by calibration_margin of it on each side."""
+    calibration_margin: FiniteFloat = Field(0.1, ge=0)
+    max_abs_score: FiniteFloat | None = Field(None, gt=0)
+    """Declared score bound; must be >= the worst case the bounds give (default: that worst case)."""
+
+    @field_validator("feature_bounds")
+    @classmethod
+    def _ordered(cls, value: Any) -> Any:
+        pairs = [value] if isinstance(value, tuple) else value or []
+        if any(lo > hi for lo, hi in pairs):
+            raise ValueError("each [lo, hi] needs lo <= hi")
+        if isinstance(value, list) and not value:
+            raise ValueError("give [lo, hi] or at least one pair per feature")
+        return value
 
 
 def _b64(blob: bytes) -> str:
@@ -51,20 +75,39 @@ class PackedAdapter(LinearAdapter):
 
     @classmethod
     def prepare(cls, source: Path, options: PackedOptions, dest: Path) -> dict[str, Any]:
+        """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
+        lo, hi, origin = input_bounds(model.n_features, options, source)
+        shown = compact_bounds(lo, hi)
+        where = f"features in {shown}" if len(shown) == 2 and not isinstance(shown[0], list) else "per-feature bounds"
         try:
-            params = choose_params(model.n_features, model.n_outputs, options.mode, options.max_abs_score)
-            ServerModel(model.coef, model.intercept, params)  # weights fit the scale
+            proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
+            ServerModel(model.coef, model.intercept, proof.params)  # the same weights: bulk limbs exact
+        except AccuracyError as exc:
+            hint = ("set feature_bounds or calibration_data to the inputs' real range" if origin == "default"
+                    else "narrow the bounds") + ", raise tolerance, or use fewer or smaller weights"
+            raise PluginError(
+                f"{model.estimator} cannot be served by sklearn-packed ({options.mode}) within tolerance "
+                f"{options.tolerance:g} for {where} ({origin}): {exc}; {hint}"
+            ) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
-        if not params.security_bits_ok():
-            raise PluginError(f"parameters {params.to_json()} are below 128-bit security")
-        return {**metadata, "params": params.to_json()}
+        if not proof.params.security_bits_ok():
+            raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")
+        accuracy = {
+            "tolerance": options.tolerance,
+            "error_bound": proof.error_bound,
+            "max_abs_score": proof.max_abs_score,
+            "feature_bounds": shown,
+            "bounds_from": origin,
+        }
+        return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: PackedOptions) -> None:
         super().__init__(model_dir, metadata, options)
         self.params = Params.from_json(metadata["params"])
         self.server = ServerModel(self.model.coef, self.model.intercept, self.params)
+        self.accuracy = metadata.get("accuracy")  # None: built before the bounds were proven
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -77,6 +120,7 @@ class PackedAdapter(LinearAdapter):
                 "security_bits": 128,
             },
             "key_scheme": PackedClient.scheme_for(self.params),
+            **({"accuracy": self.accuracy} if self.accuracy else {}),
         }
 
     def load_public_keys(self, data: bytes) -> Any:
@@ -85,26 +129,55 @@ class PackedAdapter(LinearAdapter):
         except KernelInputError as exc:
             raise InvalidRequest(f"public key: {exc}", code="invalid_keys") from None
 
-    def count_rows(self, data: Any) -> int:
+    class Data(BaseModel):
+        """A request's `data`: the feature count, the rows it holds (bulk) and base64 ciphertexts."""
+
+        model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+        n_features: StrictInt = Field(ge=1, le=2**31)
+        n_rows: StrictInt = Field(default=0, ge=1, le=2**31)  # may be absent (0) in single mode, never null
+        ciphertexts: list[StrictStr] = Field(min_length=1)
+
+    def parse_data(self, data: Any) -> PackedAdapter.Data:
+        """Check a request's untrusted `data` once, before anything reads it; n_rows is the declared row count."""
         if not isinstance(data, dict):
-            return 0
-        rows = data.get("n_rows") if self.params.mode == "bulk" else len(data.get("ciphertexts") or [])
-        return rows if isinstance(rows, int) else 0
+            raise InvalidRequest(
+                "data must be an object with 'n_features', 'n_rows' and 'ciphertexts'", code="invalid_data"
+            )
+        try:
+            request = self.Data.model_validate(data)
+        except ValidationError as exc:
+            problems = [
+                "data" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+                + ": " + error["msg"]
+                for error in exc.errors(include_input=False, include_url=False)[:5]
+            ]  # each bad field by its path and what it should be; never the value sent
+            raise InvalidRequest("; ".join(problems), code="invalid_data") from None
+        if self.params.mode == "single" and request.n_rows not in (0, len(request.ciphertexts)):
+            raise InvalidRequest(
+                f"data.n_rows says {request.n_rows} rows but there are {len(request.ciphertexts)} ciphertexts "
+                "(one per row)",
+                code="invalid_data",
+            )
+        if self.params.mode == "bulk" and not request.n_rows:
+            raise InvalidRequest("data.n_rows: Field required (the rows a bulk request holds)", code="invalid_data")
+        return request.model_copy(update={"n_rows": request.n_rows or len(request.ciphertexts)})
+
+    def count_rows(self, data: Any) -> int:
+        return self.parse_data(data).n_rows
 
     def predict(self, data: Any, keys: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("ciphertexts"), list) or not data["ciphertexts"]:
-            raise InvalidRequest("data must be an object with a non-empty 'ciphertexts' list", code="invalid_data")
-        if data.get("n_features") != self.model.n_features:
+        request = self.parse_data(data)
+        if request.n_features != self.model.n_features:
             raise InvalidRequest(
-                f"model takes {self.model.n_features} features; the request says {data.get('n_features')!r}",
+                f"model takes {self.model.n_features} features; the request says {request.n_features}",
                 code="wrong_features",
             )
-        blobs = [_unb64(text, f"ciphertext {i}") for i, text in enumerate(data["ciphertexts"])]
+        blobs = [_unb64(text, f"ciphertext {i}") for i, text in enumerate(request.ciphertexts)]
         try:
             rows = sum(self.server.request_rows(blob) for blob in blobs)
         except KernelInputError as exc:
             raise InvalidRequest(f"ciphertext: {exc}", code="invalid_ciphertext") from None
-        declared = self.count_rows(data)  # what the service checked against max_rows_per_request
+        declared = request.n_rows  # what the service checked against max_rows_per_request
         if rows != declared:
             raise InvalidRequest(f"the ciphertexts hold {rows} rows; the request says {declared}", code="invalid_data")
         evaluate = self.server.predict_batch if self.params.mode == "bulk" else self.server.predict_row
@@ -143,9 +216,15 @@ class PackedClient(LinearClient):
         return keys.secret_bytes(), keys.public_bytes()
 
     def use_keys(self, secret: bytes, public: bytes) -> None:
-        self._keys = ClientKeys.from_secret_bytes(secret)
+        """Refuse a pair whose public key (what the service computes with, and the key id) is not the secret's."""
+        keys = ClientKeys.from_secret_bytes(secret)
+        if keys.params != self.params:
+            raise KernelInputError("the secret key was made for other encryption parameters than this model's")
+        keys.verify_public(public)  # KernelInputError (a ValueError) names what does not match
+        self._keys = keys
 
     def encrypt(self, rows: np.ndarray) -> Any:
+        self.check_inputs(rows)
         if self.params.mode == "bulk":
             blobs = self._keys.encrypt_batch(rows)
         else:
@@ -162,7 +241,24 @@ class PackedClient(LinearClient):
             sizes = [1] * n_rows
         if len(result) != len(sizes):
             raise InvalidRequest(f"expected {len(sizes)} result ciphertexts, got {len(result)}", code="invalid_response")
-        parts = [
-            self._keys.decrypt_scores(base64.b64decode(text), outputs, size) for text, size in zip(result, sizes)
-        ]
-        return np.vstack(parts).reshape(n_rows, outputs)
+        try:
+            parts = [self._keys.decrypt_scores(_unb64(text, "result"), outputs, size) for text, size in zip(result, sizes)]
+        except (KernelInputError, InvalidRequest) as exc:
+            raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
+        scores = np.vstack(parts).reshape(n_rows, outputs)
+        accuracy = self.description.get("accuracy")
+        check_scores(scores, score_limit(accuracy, self.params.max_abs_score()))
+        return scores
+
+    def check_inputs(self, rows: np.ndarray) -> None:
+        """Rows outside the feature bounds the service proved its accuracy for are refused (InvalidRequest)."""
+        accuracy = self.description.get("accuracy")
+        if accuracy is None:  # a service built before the bounds were proven: nothing to check against
+            return
+
+        def unreadable(message: str) -> InvalidRequest:
+            return InvalidRequest(f"the service's accuracy description: {message}", code="invalid_response")
+        if not isinstance(accuracy, dict):
+            raise unreadable("not an object")
+        lo, hi = expand_bounds(accuracy.get("feature_bounds"), self.model.n_features, "feature_bounds", unreadable)
+        check_rows(rows, lo, hi, str(accuracy.get("bounds_from", "declared")))

@@ -18,12 +18,13 @@ Construction (see docs/packed-backend.md for the full description)
   NTT-domain multiply per block of m outputs, no rotations).
 * bulk: feature i of up to N rows is one ciphertext ``sum_r x_{r,i} X^r``;
   score k is ``sum_i W_ki * ct_i`` (an exact modular matrix product done with
-  float64 BLAS on 16-bit limbs), coefficient r is row r's score.
+  float64 BLAS on limbs of <= 16 bits, proven exact: < 2^53), coefficient r is row r's score.
 * requests are symmetric encryptions re-seeded on a SHAKE-256 seed: only the
   seed and c0 travel (c1 is expanded by the server), 31-bit words -> 4 bytes.
 * responses: the server adds a fresh public-key encryption of zero
   (re-randomisation), transforms to coefficient form, adds the intercept,
-  switches modulus to 2^32 and returns the full c1 but c0 ONLY at the
+  switches modulus to 2^32 (or, when the model needs the precision, keeps
+  both 31-bit residues) and returns the full c1 but c0 ONLY at the
   coefficients that hold scores.  Coefficients holding partial sums are
   thus withheld, which is equivalent to a one-time-pad mask that is uniform
   mod q (perfect hiding) at zero byte cost.
@@ -33,12 +34,17 @@ fully validated (magic, version, parameter fingerprint, exact length, every
 residue < its prime) before anything reaches the SEAL binding; SEAL only ever
 sees bytes this package built itself.
 
-Modules: ``params`` (Params, choose_params), ``wire`` (message format,
+Accuracy (``accuracy``): ``plan(W, b, lo, hi, mode, tolerance)`` chooses the scales and the
+response width from the model and its input bounds, and proves the score range, the exactness
+of every bulk float64 product and the error bound, or raises ``AccuracyError`` naming the bound.
+
+Modules: ``params`` (Params, choose_params), ``accuracy`` (plan), ``wire`` (message format,
 KernelInputError), ``seal_context`` (SEAL plumbing), ``client`` (ClientKeys),
 ``server`` (PublicMaterial, ServerModel).
 """
 from __future__ import annotations
 
+from .accuracy import AccuracyError, Plan, analyse, plan
 from .client import ClientKeys
 from .params import HES_MAX_BITS, Params, choose_params
 from .server import PublicMaterial, ServerModel
@@ -46,5 +52,5 @@ from .wire import KernelInputError, key_id_of  # key_id_of: public before the sp
 
 __all__ = [
     "KernelInputError", "Params", "choose_params", "ClientKeys", "ServerModel",
-    "PublicMaterial", "HES_MAX_BITS",
+    "PublicMaterial", "HES_MAX_BITS", "AccuracyError", "Plan", "analyse", "plan",
 ]

@@ -30,6 +30,12 @@ from .wire import (
 
 __all__ = ["ClientKeys"]
 
+# A public key's error e is SEAL's noise (centered binomial or clipped normal, sigma 3.2): |e| <= 21.
+# A public-key encryption of zero at the data level decrypts to at most a few thousand (rounding * s).
+# Another secret key leaves residues uniform below primes of 2^30 or more, far above either bound.
+_KEY_NOISE_BOUND = 64
+_ZERO_NOISE_BOUND = 2**20
+
 
 class ClientKeys:
     """Secret/public key pair and the client-side encode/encrypt/decrypt."""
@@ -105,6 +111,42 @@ class ClientKeys:
             raise KernelInputError(f"bad secret blob: {e}") from None
         return cls(params, skb, pub)
 
+    # -- key-pair check ----------------------------------------------------
+    def verify_public(self, pub: bytes) -> None:
+        """Raise KernelInputError unless `pub` is the public key stored with this secret key and was made
+        from it: pk0 + a*s must be SEAL's small noise e in every prime. A mismatched pair would make the
+        service re-randomise with another key, and decrypt to wrong scores without an error."""
+        c, p = self._c, self.params
+        try:
+            _parse_header(pub, _KIND_PUB, p)  # kind, layout version, parameter fingerprint
+        except KernelInputError as exc:
+            raise KernelInputError(f"public key: {exc}") from None
+        if bytes(pub) != self._pub:
+            raise KernelInputError("the public key is not the one stored with the secret key (another key id)")
+        Lk = len(c.qk)
+        if len(pub) != _HDR.size + _SEED_BYTES + 4 * Lk * c.N:
+            raise KernelInputError("the public key has the wrong size for these parameters")
+        seed = bytes(pub[_HDR.size:_HDR.size + _SEED_BYTES])
+        pk0 = np.frombuffer(pub, dtype="<u4", offset=_HDR.size + _SEED_BYTES).reshape(Lk, c.N).astype(np.uint64)
+        _check_residues(pk0, c.qk, "public key")
+        a = _expand_a_key(seed, c)
+        noise = (pk0 + _mulmod(a, self._s_ntt_key, c.qk)) % c.qk[:, None]      # NTT of e, every prime
+        # data primes: SEAL's inverse NTT gives e's coefficients, one small integer in every prime
+        e = c.from_ntt(np.stack([noise[:c.L], np.ones_like(noise[:c.L])]))[0].astype(np.int64)
+        q = c.q.astype(np.int64)[:, None]
+        e = np.where(e > q // 2, e - q, e)
+        if np.abs(e).max() > _KEY_NOISE_BOUND or np.any(e != e[0]):
+            raise KernelInputError("the public key was not made from this secret key")
+        # the special prime (key level only): a public-key encryption of zero must decrypt to small noise,
+        # which it cannot when pk's special-prime residues are not those of the same e
+        pk = c.ctx.from_public_str(c._pk_tmpl + np.stack([pk0, a]).astype(np.uint64).tobytes())
+        zero = c.ct_to_array(seal.Encryptor(c.ctx, pk).encrypt_zero())
+        m = (zero[0] + _mulmod(zero[1], self._s_ntt, c.q)) % c.q[:, None]
+        m = c.from_ntt(np.stack([m, np.ones_like(m)]))[0].astype(np.int64)
+        m = np.where(m > q // 2, m - q, m)
+        if np.abs(m).max() > _ZERO_NOISE_BOUND or np.any(m != m[0]):
+            raise KernelInputError("the public key was not made from this secret key (special prime)")
+
     # -- encryption --------------------------------------------------------
     def _encrypt_polys(self, polys: np.ndarray) -> tuple[list[bytes], np.ndarray]:
         """polys (n, N) int64 -> list of seeds and c0 array (n, L, N) uint32."""
@@ -170,27 +212,45 @@ class ClientKeys:
         return self._dec_rows_cache[key]
 
     def _resp_scale(self) -> float:
-        p = self.params
-        return 2.0 ** (p.log_scale_x + p.log_scale_w) * 2.0 ** p.response_bits / float(self._c.Qint)
+        return self.params.response_scale()
+
+    def _centered(self, c0: np.ndarray, c1s: list[np.ndarray]) -> np.ndarray:
+        """Decrypted values (c0 + c1*s), centered: mod 2^32 (switched responses) or mod Q via the CRT
+        of both residues. c0 (L, ...) or (...,) words, c1s the matching (c1*s) products."""
+        c = self._c
+        if self.params.switches_modulus:
+            m = (c0 + c1s[0]) & 0xFFFFFFFF
+            return np.where(m >= 2 ** 31, m - 2 ** 32, m).astype(np.float64)
+        residues = np.stack([(c0[j] + c1s[j]) % int(c.q[j]) for j in range(c.L)]).astype(np.uint64)
+        m = c.crt(residues).astype(np.int64)                   # [0, Q), Q < 2^62
+        return np.where(m > c.Qint // 2, m - c.Qint, m).astype(np.float64)
 
     def decrypt_scores(self, blob: bytes, n_outputs: int | None = None, n_rows: int | None = None) -> np.ndarray:
-        """Decrypt a response (row or batch) -> array (n_rows, n_outputs)."""
+        """Decrypt a response (row or batch) -> array (n_rows, n_outputs).
+
+        A 32-bit response carries one word per coefficient; a full-modulus one both 31-bit residues
+        (c0 as (L, count), then c1 as (L, N)), so nothing is rounded (`Params.response_bits`).
+        """
         p = self.params
         N = p.poly_modulus_degree
+        c = self._c
+        L = 1 if p.switches_modulus else c.L                   # words per coefficient
+        mods = [2 ** 32] if p.switches_modulus else [int(q) for q in c.q]
         if len(blob) >= _HDR.size and blob[5:6] == bytes([_KIND_RESP_BATCH]):
             rows, nct = _parse_header(blob, _KIND_RESP_BATCH, p)
             K = p.n_outputs
             if nct != K or not (1 <= rows <= N):
                 raise KernelInputError("bad batch response header")
-            exp = _HDR.size + K * 4 * (rows + N)
+            exp = _HDR.size + K * 4 * L * (rows + N)
             if len(blob) != exp:
                 raise KernelInputError(f"batch response has {len(blob)} bytes, expected {exp}")
-            body = np.frombuffer(blob, dtype="<u4", offset=_HDR.size).reshape(K, rows + N)
-            c0 = body[:, :rows].astype(np.int64)
-            c1 = body[:, rows:].astype(np.int64)
-            prod = _negacyclic_ternary(c1, self._s)[:, :rows]
-            m = (c0 + prod) & 0xFFFFFFFF
-            m = np.where(m >= 2 ** 31, m - 2 ** 32, m).astype(np.float64)
+            body = np.frombuffer(blob, dtype="<u4", offset=_HDR.size).reshape(K, L * (rows + N))
+            c0 = body[:, :L * rows].reshape(K, L, rows).transpose(1, 0, 2).astype(np.int64)   # (L, K, rows)
+            c1 = body[:, L * rows:].reshape(K, L, N).transpose(1, 0, 2).astype(np.int64)      # (L, K, N)
+            if not p.switches_modulus:
+                _check_words(c0, c1, c.q)
+            prods = [_negacyclic_ternary(c1[j], self._s, mods[j])[:, :rows] for j in range(L)]
+            m = self._centered(c0 if L > 1 else c0[0], prods)
             res = (m / self._resp_scale()).T
         else:
             rows, nct = _parse_header(blob, _KIND_RESP_ROW, p)
@@ -198,18 +258,22 @@ class ClientKeys:
             if rows != 1 or nct != nb:
                 raise KernelInputError("bad row response header")
             counts = [p.outputs_in_block(j) for j in range(nb)]
-            exp = _HDR.size + 4 * (sum(counts) + nb * N)
+            exp = _HDR.size + 4 * L * (sum(counts) + nb * N)
             if len(blob) != exp:
                 raise KernelInputError(f"row response has {len(blob)} bytes, expected {exp}")
             words = np.frombuffer(blob, dtype="<u4", offset=_HDR.size).astype(np.int64)
             scores, off = [], 0
             for count in counts:
-                c0, c1 = words[off:off + count], words[off + count:off + count + N]
-                off += count + N
+                c0 = words[off:off + L * count].reshape(L, count)
+                c1 = words[off + L * count:off + L * (count + N)].reshape(L, N)
+                off += L * (count + N)
+                if not p.switches_modulus:
+                    _check_words(c0, c1, c.q)
                 S = self._s_rows(tuple(t * d + d - 1 for t in range(count)))
-                scores.append((c0 + S @ c1) & 0xFFFFFFFF)
+                # S ternary, c1 < 2^32: |S @ c1| < N 2^32 <= 2^47, exact in int64
+                prods = [(S @ c1[j]) % mods[j] for j in range(L)]
+                scores.append(self._centered(c0 if L > 1 else c0[0], prods))
             m = np.concatenate(scores)
-            m = np.where(m >= 2 ** 31, m - 2 ** 32, m).astype(np.float64)
             res = (m / self._resp_scale())[None, :]
         if n_outputs is not None and n_outputs != res.shape[1]:
             raise KernelInputError(f"response has {res.shape[1]} outputs, expected {n_outputs}")
@@ -218,8 +282,19 @@ class ClientKeys:
         return res
 
 
-def _negacyclic_ternary(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """(c * s) mod (X^N+1, 2^32) exactly; c (..., N) in [0,2^32), s ternary. FFT on 11-bit limbs."""
+def _check_words(c0: np.ndarray, c1: np.ndarray, q: np.ndarray) -> None:
+    """Residue words (L, ...) must each be below their prime."""
+    shape = (len(q),) + (1,) * (c0.ndim - 1)
+    if np.any(c0 >= q.astype(np.int64).reshape(shape)) or np.any(c1 >= q.astype(np.int64).reshape(shape)):
+        raise KernelInputError("response: residue out of range for the coefficient modulus")
+
+
+def _negacyclic_ternary(c: np.ndarray, s: np.ndarray, modulus: int = 2 ** 32) -> np.ndarray:
+    """(c * s) mod (X^N+1, modulus) exactly; c (..., N) in [0, 2^32), s ternary. FFT on 11-bit limbs.
+
+    Each limb product is an integer below N 2^11 <= 2^23 (exact after rounding the FFT); the limbs
+    are recombined mod `modulus` (2^32, or a prime < 2^31 so that (x mod q) 2^22 < 2^53).
+    """
     N = s.shape[-1]
     fs = np.fft.rfft(np.concatenate([s, np.zeros(N)]).astype(np.float64))
     total = np.zeros(c.shape, dtype=np.int64)
@@ -228,7 +303,10 @@ def _negacyclic_ternary(c: np.ndarray, s: np.ndarray) -> np.ndarray:
         full = np.fft.irfft(np.fft.rfft(limb, n=2 * N, axis=-1) * fs, n=2 * N, axis=-1)
         full = np.rint(full).astype(np.int64)
         neg = full[..., :N] - full[..., N:]
-        total = (total + (neg << sh)) & 0xFFFFFFFF
+        if modulus == 2 ** 32:
+            total = (total + (neg << sh)) & 0xFFFFFFFF
+        else:
+            total = (total + (np.mod(neg, modulus) << sh)) % modulus
     return total
 
 

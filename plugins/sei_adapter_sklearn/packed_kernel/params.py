@@ -11,10 +11,35 @@ from functools import lru_cache
 import numpy as np
 import seal
 
-__all__ = ["HES_MAX_BITS", "Params", "choose_params"]
+__all__ = ["HES_MAX_BITS", "MAX_SINGLE_FEATURES", "RESPONSE_BITS", "Params", "choose_params", "coeff_modulus_bits", "ring_degree"]
 
 # Homomorphic Encryption Standard, 128-bit classical security, ternary secret.
 HES_MAX_BITS = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
+# 32: the response is switched to 2^32; 62: it carries both 31-bit residues (the full Q, no switch).
+RESPONSE_BITS = (32, 62)
+MAX_SINGLE_FEATURES = 32768
+
+
+def ring_degree(n_features: int, mode: str) -> int:
+    """N for a layout: bulk always 4096; single the smallest power of two >= n_features (>= 4096)."""
+    if n_features < 1:
+        raise ValueError("n_features must be >= 1")
+    if mode == "bulk":
+        return 4096
+    if mode != "single":
+        raise ValueError("mode must be 'single' or 'bulk'")
+    if n_features > MAX_SINGLE_FEATURES:
+        raise ValueError(f"single mode takes at most {MAX_SINGLE_FEATURES} features (one ciphertext of "
+                         f"N = {MAX_SINGLE_FEATURES}); this model has {n_features}: use mode 'bulk'")
+    N = 4096
+    while N < n_features:
+        N *= 2
+    return N
+
+
+def coeff_modulus_bits(N: int) -> tuple[int, ...]:
+    """Two 31-bit data primes and the special prime: 16 bits at N = 4096, 17 above (no 16-bit NTT prime exists)."""
+    return (31, 31, 16) if N <= 4096 else (31, 31, 17)
 
 
 @lru_cache(maxsize=None)
@@ -29,7 +54,7 @@ class Params:
     coeff_modulus_bits: tuple[int, ...] = (31, 31, 16)   # last prime = SEAL special prime
     log_scale_x: int = 28                        # client input scale 2^28
     log_scale_w: int = 23                        # server weight scale 2^23
-    response_bits: int = 32                      # modulus of the returned ciphertext
+    response_bits: int = 32                      # 32: modulus switch to 2^32; 62: the full Q (RNS residues)
     mode: str = "single"
     n_features: int = 784
     n_outputs: int = 10
@@ -68,8 +93,21 @@ class Params:
         return min(self.outputs_per_block, self.n_outputs - j * self.outputs_per_block)
 
     def max_abs_score(self) -> float:
-        """|score| must stay below this (headroom factor 2 kept)."""
+        """Half the representable range: |score| above this is not guaranteed (headroom factor 2).
+
+        The model-specific bound a build proves (feature bounds, weights) is smaller; see `accuracy`.
+        """
         return self.Q / 4.0 / 2.0 ** (self.log_scale_x + self.log_scale_w)
+
+    @property
+    def switches_modulus(self) -> bool:
+        """True: responses are switched to 2^32 (4-byte words); False: two 31-bit residues mod Q."""
+        return self.response_bits == 32
+
+    def response_scale(self) -> float:
+        """Decrypted response value per unit of score."""
+        T = self.log_scale_x + self.log_scale_w
+        return 2.0 ** (T + 32) / float(self.Q) if self.switches_modulus else 2.0 ** T
 
     def fingerprint(self) -> bytes:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
@@ -88,42 +126,39 @@ class Params:
         if not self.security_bits_ok():
             raise ValueError(f"parameters exceed HES 128-bit bound: {self.total_coeff_modulus_bits()} bits "
                              f"for N={self.poly_modulus_degree}")
-        if any(b > 31 for b in self.coeff_modulus_bits[:-1]) or len(self.coeff_modulus_bits) < 2:
-            raise ValueError("data primes must be <= 31 bits (exact uint64 arithmetic)")
+        if any(b > 31 for b in self.coeff_modulus_bits[:-1]) or len(self.coeff_modulus_bits) != 3:
+            raise ValueError("two data primes of <= 31 bits and a special prime (exact uint64 arithmetic, CRT of 2)")
         if self.mode not in ("single", "bulk"):
             raise ValueError("mode must be 'single' or 'bulk'")
         if self.mode == "single" and self.n_features > self.poly_modulus_degree:
             raise ValueError("single mode needs n_features <= N")
-        if self.response_bits not in (32,):
-            raise ValueError("response_bits must be 32")
-        resp_scale = self.log_scale_x + self.log_scale_w + self.response_bits - math.log2(self.Q)
-        if resp_scale < 16:
-            raise ValueError("response scale too small for 1e-3 accuracy")
+        if self.response_bits not in RESPONSE_BITS:
+            raise ValueError(f"response_bits must be one of {RESPONSE_BITS}")
+        if self.log_scale_x < 0 or self.log_scale_w < 0 or self.log_scale_x + self.log_scale_w > 62:
+            raise ValueError("log_scale_x and log_scale_w must be >= 0 with a sum <= 62")
+        # Accuracy is not a property of Params alone: `accuracy.plan` proves it for a model and its inputs.
 
 
 def choose_params(n_features: int, n_outputs: int, mode: str = "single",
                   max_abs_score: float = 512.0) -> Params:
-    """Smallest N that fits the layout, validated for 128-bit security.
+    """Model-independent parameters: smallest N for the layout, scales from a score bound alone.
 
-    ``max_abs_score`` bounds |x.w_k + b_k| (scores above it wrap around).
+    ``max_abs_score`` bounds |x.w_k + b_k|. Nothing here checks a model's accuracy: for that,
+    `accuracy.plan(W, b, lo, hi, mode, tolerance)` chooses the scales from the model and its inputs
+    and proves the bounds (what the `sklearn-packed` adapter uses).
     """
     if n_features < 1 or n_outputs < 1:
         raise ValueError("n_features and n_outputs must be >= 1")
-    if mode == "single":
-        N = 4096
-        while N < n_features:
-            N *= 2
-        if N > 32768:
-            raise ValueError("n_features too large for single-row packing")
-    elif mode == "bulk":
-        N = 4096
-    else:
-        raise ValueError("mode must be 'single' or 'bulk'")
+    if not (math.isfinite(max_abs_score) and max_abs_score > 0):
+        raise ValueError(f"max_abs_score must be a finite number > 0, got {max_abs_score!r}")
+    N = ring_degree(n_features, mode)
     # Q ~ 2^62; keep Q/4 > max_abs_score * 2^(lx+lw)
-    budget = 60 - max(0, math.ceil(math.log2(max(max_abs_score, 1.0))))
+    budget = 60 - max(0, math.ceil(math.log2(max_abs_score)))
+    if budget < 2:
+        raise ValueError(f"max_abs_score {max_abs_score:g} leaves no precision (Q ~ 2^62)")
     lw = min(23, budget // 2)
     lx = budget - lw
-    p = Params(poly_modulus_degree=N, log_scale_x=lx, log_scale_w=lw, mode=mode,
-               n_features=int(n_features), n_outputs=int(n_outputs))
+    p = Params(poly_modulus_degree=N, coeff_modulus_bits=coeff_modulus_bits(N), log_scale_x=lx,
+               log_scale_w=lw, mode=mode, n_features=int(n_features), n_outputs=int(n_outputs))
     p.validate()
     return p

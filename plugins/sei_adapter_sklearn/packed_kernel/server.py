@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import seal
 
+from .accuracy import INT64_SAFE, exact_limb_bits
 from .params import Params, choose_params
 from .seal_context import _Ctx, _ctx_for, _expand_a_key, _mulmod
 from .wire import (
@@ -50,11 +51,12 @@ class ServerModel:
         self._c = c = _ctx_for(p)
         N = p.poly_modulus_degree
         self.W, self.b = W, b
+        if np.abs(W).max(initial=0.0) * 2.0 ** p.log_scale_w >= INT64_SAFE:
+            raise ValueError(f"weights up to {np.abs(W).max():.3g} overflow int64 at scale 2^{p.log_scale_w}")
         self.Wq = np.rint(W * 2.0 ** p.log_scale_w).astype(np.int64)
-        if np.abs(self.Wq).max(initial=0) >= 2 ** 40:
-            raise ValueError("weights too large for the parameter scale")
         self.bq = np.array([int(round(v * 2.0 ** (p.log_scale_x + p.log_scale_w))) for v in b], dtype=object)
         self.bq_mod = np.array([int(v) % c.Qint for v in self.bq], dtype=np.uint64)
+        self.bq_res = np.array([[int(v) % int(qj) for v in self.bq] for qj in c.q], dtype=np.uint64).reshape(c.L, K)
         # --- single-row plaintexts: block j holds outputs j*m .. j*m+m-1
         m = p.outputs_per_block
         self.positions = np.array([t * d + d - 1 for t in range(m)])
@@ -66,13 +68,15 @@ class ServerModel:
             self.P = c.poly_to_ntt(polys)                         # (nb, L, N)
         else:
             self.P = None
-        # --- bulk: limbs so that float64 matmul is exact
-        wbits = int(np.abs(self.Wq).max(initial=1)).bit_length()
-        dbits = int(d).bit_length()
-        self.limb_bits = max(4, min(16, 52 - wbits - dbits))
-        self.n_limbs = -(-31 // self.limb_bits)
+        # --- bulk: the widest limbs whose float64 products and sums are all exact (< 2^53), or none
+        try:
+            self.limb_bits: int | None = exact_limb_bits(self.Wq)
+        except ValueError:
+            if p.mode == "bulk":
+                raise
+            self.limb_bits = None
+        self.n_limbs = -(-31 // self.limb_bits) if self.limb_bits else 0
         self.Wf = self.Wq.astype(np.float64)                       # (K, d)
-        self._bias_row = self.bq_mod
 
     # -- key material ------------------------------------------------------
     def load_public(self, pub: bytes) -> PublicMaterial:
@@ -120,12 +124,26 @@ class ServerModel:
         return _parse_header(blob, kind, self.params)[0]
 
     def _finish(self, acc: np.ndarray, pub: PublicMaterial) -> np.ndarray:
-        """acc (2, L, N) NTT -> re-randomised, coefficient form, CRT to [0,Q) (2, N) uint64."""
+        """acc (2, L, N) NTT -> re-randomised, coefficient form (2, L, N) residues uint64."""
         c = self._c
         z = c.ct_to_array(pub.encryptor.encrypt_zero())
         acc = (acc + z) % c.q[None, :, None]
-        coeff = c.from_ntt(acc)
-        return np.stack([c.crt(coeff[0]), c.crt(coeff[1])])
+        return c.from_ntt(acc)
+
+    def _response_part(self, v: np.ndarray, positions: np.ndarray | slice, outputs: slice) -> bytes:
+        """c0 at `positions` (plus the intercept) and the full c1 of a finished ciphertext `v`.
+
+        32-bit responses: CRT to [0, Q), switched to 2^32, one word each. Full-modulus responses:
+        both 31-bit residues of each coefficient (c0 as (L, count), then c1 as (L, N)), no rounding.
+        """
+        c = self._c
+        if self.params.switches_modulus:
+            Q = np.uint64(c.Qint)
+            c0 = (c.crt(v[0])[positions] + self.bq_mod[outputs]) % Q          # < 2^62 each
+            return (c.modswitch32(c0).astype("<u4").tobytes()
+                    + c.modswitch32(c.crt(v[1])).astype("<u4").tobytes())
+        c0 = (v[0][:, positions] + self.bq_res[:, outputs]) % c.q[:, None]
+        return c0.astype("<u4").tobytes() + v[1].astype("<u4").tobytes()
 
     def predict_row(self, ct_bytes: bytes, pub: PublicMaterial) -> bytes:
         c, p = self._c, self.params
@@ -137,21 +155,20 @@ class ServerModel:
         a = _expand_a(seeds[0], c.q, c.N)
         x0 = c0[0].astype(np.uint64)
         m = p.outputs_per_block
-        Q = np.uint64(c.Qint)
         parts = [_pack_header(_KIND_RESP_ROW, p, 1, p.n_blocks)]
         for j in range(p.n_blocks):
             acc = np.stack([_mulmod(x0, self.P[j], c.q), _mulmod(a, self.P[j], c.q)])
             v = self._finish(acc, pub)
             count = p.outputs_in_block(j)   # c0 only where scores are: nothing past the last output
-            c0r = (v[0, self.positions[:count]] + self.bq_mod[j * m: j * m + count]) % Q  # < 2^62 each
-            parts.append(c.modswitch32(c0r).astype("<u4").tobytes())
-            parts.append(c.modswitch32(v[1]).astype("<u4").tobytes())
+            parts.append(self._response_part(v, self.positions[:count], slice(j * m, j * m + count)))
         return b"".join(parts)
 
     def predict_batch(self, req: bytes, pub: PublicMaterial) -> bytes:
         c, p = self._c, self.params
         if not isinstance(pub, PublicMaterial):
             raise KernelInputError("pub must come from load_public()")
+        if not self.limb_bits:
+            raise KernelInputError("model not set up for bulk mode (no exact limb width)")
         n_rows, seeds, c0 = self._parse_request(req, _KIND_REQ_BATCH)
         d, L, N, K = p.n_features, c.L, c.N, p.n_outputs
         A = np.empty((d, L, N), dtype=np.uint32)
@@ -164,17 +181,14 @@ class ServerModel:
             for li in range(self.n_limbs):
                 sh = li * self.limb_bits
                 limb = ((M2 >> sh) & ((1 << self.limb_bits) - 1)).astype(np.float64)
-                S = (self.Wf @ limb).astype(np.int64).reshape(K, L, N)     # exact: |S| < 2^52
+                S = (self.Wf @ limb).astype(np.int64).reshape(K, L, N)     # exact: exact_limb_bits
                 S = np.mod(S, c.q.astype(np.int64)[None, :, None]).astype(np.uint64)
                 # (S * 2^sh) mod q exactly: S < 2^31 and sh < 31
                 S = (S << np.uint64(sh)) % c.q[None, :, None]
                 tot = S if tot is None else (tot + S) % c.q[None, :, None]
             acc[:, half] = tot
-        Q = np.uint64(c.Qint)
         out = [_pack_header(_KIND_RESP_BATCH, p, n_rows, K)]
         for k in range(K):
             v = self._finish(acc[k], pub)
-            c0r = (v[0, :n_rows] + self.bq_mod[k]) % Q
-            out.append(c.modswitch32(c0r).astype("<u4").tobytes())
-            out.append(c.modswitch32(v[1]).astype("<u4").tobytes())
+            out.append(self._response_part(v, slice(0, n_rows), slice(k, k + 1)))
         return b"".join(out)

@@ -1,0 +1,140 @@
+"""What `sklearn-packed` is told about its inputs (feature bounds, calibration rows) and the client's checks.
+
+The build proves its accuracy for inputs inside per-feature bounds; the client refuses rows outside
+them before encrypting, and decoded scores outside the proven score bound after decrypting.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sei_framework import InvalidRequest, PluginError
+
+__all__ = [
+    "DEFAULT_FEATURE_BOUNDS", "check_rows", "check_scores", "compact_bounds", "expand_bounds", "input_bounds",
+    "load_calibration", "score_limit",
+]
+
+DEFAULT_FEATURE_BOUNDS = (-1.0, 1.0)
+"""Assumed when neither feature_bounds nor calibration_data is set: scaled features (pixels / 255,
+x / 16, standardised data, scikit-learn's diabetes rows) fit; raw units need one of the options."""
+
+
+def load_calibration(path: Path, n_features: int) -> np.ndarray:
+    """Rows of a .npy or .csv file (a header line is skipped), shape (n, n_features), all finite."""
+    try:
+        if path.suffix.lower() == ".npy":
+            rows = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".csv":
+            try:
+                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+            except ValueError:
+                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=1)
+        else:
+            raise PluginError(f"calibration_data {path}: expected a .npy or .csv file")
+        rows = np.asarray(rows, dtype=np.float64)
+    except OSError as exc:
+        raise PluginError(f"calibration_data {path} cannot be read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PluginError(f"calibration_data {path} is not a numeric table: {exc}") from None
+    if rows.ndim == 1 and n_features == 1:
+        rows = rows.reshape(-1, 1)
+    if rows.ndim != 2 or rows.shape[1] != n_features or rows.shape[0] == 0:
+        raise PluginError(f"calibration_data {path} has shape {rows.shape}; the model takes rows of {n_features} features")
+    if not np.all(np.isfinite(rows)):
+        raise PluginError(f"calibration_data {path} holds non-finite values")
+    return rows
+
+
+def input_bounds(n_features: int, options: Any, source: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-feature (lo, hi) the build proves its accuracy for, and where they come from.
+
+    `feature_bounds` as given; else the calibration rows' range widened by `calibration_margin` of
+    it on each side (a constant feature by that share of max(|value|, 1)); else the default.
+    `calibration_data` is relative to the model file. With both options, every calibration row
+    must lie within feature_bounds.
+    """
+    rows = None
+    if options.calibration_data is not None:
+        path = Path(options.calibration_data).expanduser()
+        rows = load_calibration(path if path.is_absolute() else Path(source).parent / path, n_features)
+    if options.feature_bounds is not None:
+        lo, hi = expand_bounds(options.feature_bounds, n_features, "feature_bounds", PluginError)
+        if rows is not None and np.any((rows < lo) | (rows > hi)):
+            raise PluginError("calibration_data has rows outside feature_bounds (the client would refuse them)")
+        return lo, hi, "feature_bounds"
+    if rows is not None:
+        lo, hi = rows.min(axis=0), rows.max(axis=0)
+        span = hi - lo
+        pad = options.calibration_margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
+        return lo - pad, hi + pad, "calibration_data"
+    lo, hi = DEFAULT_FEATURE_BOUNDS
+    return np.full(n_features, lo), np.full(n_features, hi), "default"
+
+
+def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
+    """[lo, hi] when every feature shares them, else [[lo_1, hi_1], ...] (the option's own forms)."""
+    if np.all(lo == lo[0]) and np.all(hi == hi[0]):
+        return [float(lo[0]), float(hi[0])]
+    return [[float(a), float(b)] for a, b in zip(lo, hi)]
+
+
+def expand_bounds(form: Any, n_features: int, what: str, error: type[Exception]) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays (lo, hi) of a compact form; `error` names `what` when it does not fit the model."""
+    try:
+        pairs = np.asarray(form, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise error(f"{what} is not [lo, hi] or a list of [lo, hi] pairs") from None
+    if pairs.shape == (2,):
+        pairs = np.tile(pairs, (n_features, 1))
+    if pairs.shape != (n_features, 2):
+        raise error(f"{what} must be [lo, hi] or {n_features} [lo, hi] pairs (one per feature), got shape {pairs.shape}")
+    lo, hi = pairs[:, 0].copy(), pairs[:, 1].copy()
+    if not (np.all(np.isfinite(pairs)) and np.all(lo <= hi)):
+        raise error(f"{what} must be finite with lo <= hi")
+    return lo, hi
+
+
+def check_rows(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, origin: str) -> None:
+    """Refuse, before encryption, rows the build's guarantee does not cover (no values in the message)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    bad = ~np.isfinite(rows) | (rows < lo) | (rows > hi)
+    if np.any(bad):
+        row, feature = (int(i) for i in np.argwhere(bad)[0])
+        shown = f"[{lo[feature]:g}, {hi[feature]:g}]"
+        raise InvalidRequest(
+            f"row {row}, feature {feature}: outside the bounds {shown} the model was built for ({origin}); "
+            f"{int(bad.any(axis=1).sum())} of {len(rows)} rows are. Scores outside them are not guaranteed, so "
+            "they are refused: rebuild the model with feature_bounds or calibration_data covering these inputs",
+            code="input_out_of_bounds",
+        )
+
+
+def check_scores(scores: np.ndarray, limit: float) -> None:
+    """A decoded value beyond the proven bound is an error, never a score (it may have wrapped around)."""
+    bad = ~np.isfinite(scores) | (np.abs(scores) > limit)
+    if np.any(bad):
+        row, output = (int(i) for i in np.argwhere(bad.reshape(len(scores), -1))[0])
+        raise InvalidRequest(
+            f"row {row}, output {output}: the decrypted score is outside +-{limit:.6g}, the bound the service "
+            "proved for inputs within its feature bounds; the response is damaged or does not fit the model "
+            "(no scores returned)",
+            code="score_out_of_range",
+        )
+
+
+def score_limit(accuracy: Any, fallback: float) -> float:
+    """|decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (older services)."""
+    if accuracy is None:
+        return fallback
+    try:
+        limit = float(accuracy["max_abs_score"]) + float(accuracy["tolerance"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response") from None
+    if not (math.isfinite(limit) and limit > 0):
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
+    return limit
