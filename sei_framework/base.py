@@ -138,12 +138,18 @@ class KeyTransport(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     requirements: ClassVar[tuple[str, ...]] = ()
+    service_may_configure: ClassVar[bool] = False
+    """Whether a `Client` may build this transport from the options the service describes. Only
+    for a client side that uses no credentials, files or hosts of the client's (`inline`): else a
+    spoofed service could send the client's storage token, or its file writes, where it likes. Off:
+    the client uses the transport its user configures (or one it explicitly allowed)."""
 
     def __init__(self, options: PluginOptions) -> None:
         self.options = options
 
     def client_options(self) -> dict[str, Any]:
-        """Options a client may learn from the service's `describe` answer (never secrets)."""
+        """Options the service's `describe` answer shows (never secrets); a client builds the
+        transport from them only if `service_may_configure` or its user trusts the service."""
         return {}
 
     @abstractmethod
@@ -166,8 +172,6 @@ class DeployTarget(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
-    requirements: ClassVar[tuple[str, ...]] = ()
-    """pip requirements of the machine that deploys (not of the service)."""
 
     def __init__(self, options: PluginOptions) -> None:
         self.options = options

@@ -57,7 +57,6 @@ class AciTarget(DeployTarget):
 
     name: ClassVar[str] = "aci"
     Options = AciOptions
-    requirements = ("azureml-core>=1.57",)
 
     @property
     def opts(self) -> AciOptions:

@@ -53,7 +53,6 @@ class AzureMLOnlineTarget(DeployTarget):
 
     name: ClassVar[str] = "azureml-online"
     Options = OnlineOptions
-    requirements = ("azure-ai-ml>=1.20", "azure-identity>=1.15")
 
     @property
     def opts(self) -> OnlineOptions:

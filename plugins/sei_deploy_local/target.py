@@ -52,7 +52,6 @@ class LocalTarget(DeployTarget):
 
     name: ClassVar[str] = "local"
     Options = LocalOptions
-    requirements = ("azureml-inference-server-http", "gevent")
 
     def _run_dir(self, name: str) -> Path:
         return (self.options.state_dir or sei_home() / "local") / name

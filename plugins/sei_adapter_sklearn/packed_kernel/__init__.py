@@ -48,7 +48,7 @@ from .accuracy import AccuracyError, Plan, analyse, plan
 from .client import ClientKeys
 from .params import HES_MAX_BITS, Params, choose_params
 from .server import PublicMaterial, ServerModel
-from .wire import KernelInputError, key_id_of  # key_id_of: public before the split, kept importable
+from .wire import KernelInputError
 
 __all__ = [
     "KernelInputError", "Params", "choose_params", "ClientKeys", "ServerModel",

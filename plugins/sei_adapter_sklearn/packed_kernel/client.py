@@ -25,7 +25,6 @@ from .wire import (
     _expand_a,
     _pack_header,
     _parse_header,
-    key_id_of,
 )
 
 __all__ = ["ClientKeys"]
@@ -80,9 +79,6 @@ class ClientKeys:
         pub = _pack_header(_KIND_PUB, params, 0, 1) + seed + pk0.astype("<u4").tobytes()
         return cls(params, skb, pub)
 
-    @property
-    def key_id(self) -> str:
-        return key_id_of(self._pub)
 
     def public_bytes(self) -> bytes:
         """Everything the server needs (compact, seeded public key)."""

@@ -21,7 +21,6 @@ from .wire import (
     _expand_a,
     _pack_header,
     _parse_header,
-    key_id_of,
 )
 
 __all__ = ["PublicMaterial", "ServerModel"]
@@ -30,8 +29,7 @@ __all__ = ["PublicMaterial", "ServerModel"]
 class PublicMaterial:
     """What the server caches per client key: SEAL PublicKey + Encryptor."""
 
-    def __init__(self, c: _Ctx, pk, key_id: str):
-        self.key_id = key_id
+    def __init__(self, c: _Ctx, pk):
         self.encryptor = seal.Encryptor(c.ctx, pk)
 
 
@@ -95,7 +93,7 @@ class ServerModel:
             pk = c.ctx.from_public_str(c._pk_tmpl + np.ascontiguousarray(data, dtype=np.uint64).tobytes())
         except Exception as e:
             raise KernelInputError(f"public key rejected by SEAL: {e}") from None
-        return PublicMaterial(c, pk, key_id_of(bytes(pub)))
+        return PublicMaterial(c, pk)
 
     # -- request parsing ---------------------------------------------------
     def _parse_request(self, blob: bytes, kind: int) -> tuple[int, list[bytes], np.ndarray]:

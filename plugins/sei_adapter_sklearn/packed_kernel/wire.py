@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import struct
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from .params import Params
 
-__all__ = ["KernelInputError", "key_id_of"]
+__all__ = ["KernelInputError"]
 
 _MAGIC = b"SEIP"
 _KIND_REQ_ROW, _KIND_REQ_BATCH, _KIND_RESP_ROW, _KIND_RESP_BATCH, _KIND_PUB, _KIND_SECRET = 1, 2, 3, 4, 5, 6
@@ -70,7 +69,3 @@ def _check_residues(arr: np.ndarray, q: np.ndarray, what: str) -> None:
     # arr (..., L, N) ; every residue must be < its prime
     if np.any(arr >= q.astype(arr.dtype)[:, None]):
         raise KernelInputError(f"{what}: residue out of range for the coefficient modulus")
-
-
-def key_id_of(public_bytes: bytes) -> str:
-    return base64.b32encode(hashlib.sha256(public_bytes).digest()[:20]).decode().lower()
