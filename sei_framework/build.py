@@ -13,6 +13,7 @@ from typing import Any
 from .config import ResolvedConfig
 from .errors import BuildError, SeiError
 from .plugins import SeiPlugins
+from .state import state_requirements
 
 __all__ = ["MANIFEST", "Build", "build", "framework_version"]
 
@@ -65,6 +66,7 @@ def _requirements(resolved: ResolvedConfig, plugins: SeiPlugins) -> list[str]:
     reqs = [f"{DISTRIBUTION}=={framework_version()}"]
     for cls in [m.adapter for m in resolved.models] + [resolved.transport]:
         reqs += cls.requirements
+    reqs += state_requirements(resolved.config.state.model_dump())
     for info in plugins.plugin_infos():
         if info.name in resolved.plugins and info.distribution and info.distribution != DISTRIBUTION:
             reqs.append(f"{info.distribution}=={info.version}")
@@ -110,6 +112,7 @@ def build(resolved: ResolvedConfig, out: str | Path, plugins: SeiPlugins) -> Bui
         "key_transport": {"name": resolved.transport.name, "options": resolved.transport_options.model_dump(mode="json")},
         "deploy": {"target": resolved.target.name, "options": resolved.target_options.model_dump(mode="json")},
         "limits": config.limits.model_dump(mode="json"),
+        "state": config.state.model_dump(mode="json"),
         "requirements": _requirements(resolved, plugins),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))

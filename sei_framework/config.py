@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,6 +20,7 @@ __all__ = [
     "TransportConfig",
     "DeployConfig",
     "LimitsConfig",
+    "StateConfig",
     "SeiConfig",
     "ResolvedModel",
     "ResolvedConfig",
@@ -65,9 +66,26 @@ class LimitsConfig(_Strict):
     max_rows_per_request: int = Field(default=64, ge=1)
     max_public_key_mb: float = Field(default=32, gt=0)
     key_cache_mb: float = Field(default=256, gt=0)
+    """Converted public keys each worker keeps, measured as they sit in memory (see docs/security.md)."""
     max_requests_per_key: int | None = Field(default=10000, ge=1)
-    """Predict requests one key id may make per quota window (None: no quota); counted per worker."""
+    """Predict requests one key id may make per quota window (None: no quota); counted per worker
+    process with `state: memory`, across every worker and replica with `state: redis`."""
     quota_window_s: float = Field(default=3600, gt=0)
+
+
+class StateConfig(_Strict):
+    """Where quota counts and published keys live: `memory` (one process) or `redis` (shared)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url_env: str = Field(default="SEI_REDIS_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the Redis URL (never the URL itself: it carries the password)."""
+    namespace: str | None = Field(default=None, pattern=NAME_PATTERN)
+    """Deployments with the same namespace share quota and keys (default: the deployment name)."""
+    prefix: str = Field(default="sei", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    public_key_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
+    """Published public keys unused this long are dropped from Redis."""
+    timeout_s: float = Field(default=2.0, gt=0, le=30)
+    """Connect and read timeout of each Redis call; past it the request is refused with 503."""
 
 
 class SeiConfig(_Strict):
@@ -78,6 +96,7 @@ class SeiConfig(_Strict):
     key_transport: TransportConfig = TransportConfig()
     deploy: DeployConfig = DeployConfig()
     limits: LimitsConfig = LimitsConfig()
+    state: StateConfig = StateConfig()
 
     @field_validator("models")
     @classmethod

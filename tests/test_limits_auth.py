@@ -13,7 +13,7 @@ from conftest import keyed_request
 from sei_framework import Client, DeployError
 from sei_framework.cli import cli
 from sei_framework.keys import Keyring
-from sei_framework.serving import KeyCache, QuotaExceeded, RequestQuota, ScoringService
+from sei_framework.serving import QuotaExceeded, RequestQuota, ScoringService
 
 
 class FakeClock:
@@ -78,7 +78,7 @@ def test_service_refuses_a_key_over_its_quota_with_429(make_deployment, model_fi
     assert "made 2 predict requests in this 600 s window" in answer["error"]["message"]
     other, status = service.handle(json.dumps({**body, "key_id": "z" * 32}))
     assert status == 404 and other["error"]["code"] == "unknown_key_id"  # unknown keys are not charged
-    service.keys = KeyCache(service.keys.max_bytes)  # the keys evicted: a spent key must not cost a fetch
+    service.keys.clear()  # the keys evicted: a spent key must not cost a fetch
     transport, service.transport = service.transport, None  # using it would be an internal error, not a 429
     answer, status = service.handle(json.dumps(first))
     assert status == 429 and answer["error"]["code"] == "quota_exceeded", answer
