@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test azurite demo test bench clean
+.PHONY: install install-test floors azurite demo test bench clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -24,6 +24,18 @@ $(VENV)/.installed-test: $(DEPS)
 	$(PY) -m pip check
 	touch $@ $(VENV)/.installed
 
+# The lowest versions pyproject.toml allows (tests/floors.txt), for the tests that need no server or cloud SDK.
+FLOORS_VENV ?= .venv-floors
+FLOORS_PY := $(FLOORS_VENV)/bin/python
+FLOORS_TESTS := tests/test_linear.py tests/test_model_files.py tests/test_packed_kernel.py tests/test_packed_accuracy.py \
+	tests/test_adapter_inputs.py tests/test_key_pairs.py tests/test_keyring.py tests/test_config.py tests/test_plugins.py
+$(FLOORS_VENV)/.installed: $(DEPS) tests/floors.txt
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_PY) -m pip install --quiet --upgrade pip
+	$(FLOORS_PY) -m pip install --quiet -c tests/floors.txt -e '.[test]' -e tests/fixtures/sei-transport-sqlite
+	$(FLOORS_PY) -m pip check
+	touch $@
+
 # Azurite, the Azure Storage emulator the azure-blob tests run against, at the versions of its lockfile.
 $(AZURITE_DIR)/node_modules/.installed: $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
@@ -35,16 +47,19 @@ install-test: $(VENV)/.installed-test
 
 azurite: $(AZURITE_DIR)/node_modules/.installed
 
+floors: $(FLOORS_VENV)/.installed
+
 demo: install
 	$(PY) examples/demo.py
 
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs,
 # ../shared beside the clone), so any skip fails the run (tests/no_skips.py).
-test: install-test azurite
+test: install-test azurite floors
 	SEI_NO_SKIPS=1 $(PY) -m pytest
+	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
 
 bench: install
 	$(PY) -m bench.mnist
 
 clean:
-	rm -rf $(VENV) .sei examples/models $(AZURITE_DIR)/node_modules
+	rm -rf $(VENV) $(FLOORS_VENV) .sei examples/models $(AZURITE_DIR)/node_modules
