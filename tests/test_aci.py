@@ -20,7 +20,7 @@ import yaml
 from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
 
-from sei_framework import Build, Client, DeployError, Deployment
+from sei_framework import Build, DeployError, Deployment
 from sei_framework.cli import cli
 from sei_framework.keys import Keyring
 
@@ -305,7 +305,8 @@ def test_dry_run_writes_what_aci_would_get_and_it_serves(
     monkeypatch.setenv(ENV, azurite.connection_string)  # the client's own storage credentials
     _, model, X = model_files["digits"]
     try:
-        result = Client(endpoint, keyring=Keyring(tmp_path / "keys")).predict("digits", X[:3])
+        client = Deployment.from_file(aci_config).client(endpoint, keyring=Keyring(tmp_path / "keys"))  # own transport
+        result = client.predict("digits", X[:3])
     finally:
         target.delete("sei-digits")
     np.testing.assert_allclose(result.scores, model.decision_function(X[:3]), atol=1e-3)
@@ -335,3 +336,20 @@ def test_tls_options_reach_the_sdk_configuration_and_are_checked(tmp_path):
     with pytest.raises(ValidationError, match="ssl_cname"):
         AciOptions(ssl_enabled=True, ssl_cert_pem_file=cert, ssl_key_pem_file=key, ssl_cname="not a host\n")
     assert AciTarget(AciOptions()).deployment_config(build).ssl_enabled is None  # plain http unless asked
+
+
+def test_redis_state_url_is_an_environment_variable_of_the_service_and_never_of_a_dry_run(monkeypatch):
+    from sei_deploy_aci import AciOptions, AciTarget
+
+    build = types.SimpleNamespace(name="sei-digits", manifest={"state": {"backend": "redis", "url_env": "SEI_TEST_REDIS_URL"}})
+    target = AciTarget(AciOptions())
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", "rediss://:redis-access-key-value@host:6380/0")
+    env = target.environment(build, ["sei-framework"])
+    assert env.environment_variables == {"SEI_TEST_REDIS_URL": "rediss://:redis-access-key-value@host:6380/0"}
+    dry = target.environment(build, ["sei-framework"], dry_run=True)
+    assert "redis-access-key-value" not in str(dry.environment_variables)
+    monkeypatch.delenv("SEI_TEST_REDIS_URL")
+    with pytest.raises(DeployError, match="SEI_TEST_REDIS_URL"):
+        target.environment(build, ["sei-framework"])
+    memory = types.SimpleNamespace(name="sei-digits", manifest={"state": {"backend": "memory"}})
+    assert target.environment(memory, ["sei-framework"]).environment_variables == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,7 +82,9 @@ def check_deployment(deployment: ManagedOnlineDeployment, calls: list) -> None:
     ]
     assert (deployment.instance_type, deployment.instance_count) == ("Standard_DS3_v2", 1)
     assert deployment.request_settings.request_timeout_ms == 90_000
-    assert deployment.environment_variables in (None, {})
+    state = manifest["state"]
+    expected = {state["url_env"]: os.environ[state["url_env"]]} if state["backend"] == "redis" else {}
+    assert (deployment.environment_variables or {}) == expected  # the Redis URL, from the deploying machine
     calls.append("online_deployments.begin_create_or_update")
 
 
@@ -193,3 +196,34 @@ def test_dry_run_writes_yaml_the_sdk_loads(online_config, loopback_only, tmp_pat
     assert f"/tmp/sei/wheels/{wheel.name}" in (out / "environment" / "requirements.txt").read_text()
     assert (out / "build" / "score.py").is_file()
     assert json.loads((out / "workspace.json").read_text())["name"] == "sei-ws"
+
+
+REDIS_URL = "rediss://:redis-access-key-value@sei.redis.cache.windows.net:6380/0"
+
+
+def with_redis_state(config_path: Path) -> Path:
+    data = yaml.safe_load(config_path.read_text())
+    data["state"] = {"backend": "redis", "url_env": "SEI_TEST_REDIS_URL"}
+    config_path.write_text(yaml.safe_dump(data))
+    return config_path
+
+
+def test_redis_state_url_reaches_the_deployment_from_the_environment(online_config, azure, monkeypatch):
+    deployment = Deployment.from_file(with_redis_state(online_config))
+    monkeypatch.delenv("SEI_TEST_REDIS_URL", raising=False)
+    with pytest.raises(DeployError, match="needs the Redis URL in the environment variable SEI_TEST_REDIS_URL"):
+        deployment.deploy()
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", REDIS_URL)
+    deployment.deploy()  # check_deployment: environment_variables == {"SEI_TEST_REDIS_URL": REDIS_URL}
+    assert "online_deployments.begin_create_or_update" in azure.calls
+
+
+def test_dry_run_names_the_redis_variable_never_its_value(online_config, loopback_only, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", REDIS_URL)
+    out = tmp_path / "dry"
+    result = CliRunner().invoke(cli, ["deploy", str(with_redis_state(online_config)), "--dry-run", str(out)])
+    assert result.exit_code == 0, result.output
+    deployment = load_online_deployment(out / "deployment.yml")
+    assert deployment.environment_variables == {"SEI_TEST_REDIS_URL": "<the value of $SEI_TEST_REDIS_URL when deploying>"}
+    texts = [f.read_bytes() for f in out.rglob("*") if f.is_file()]
+    assert texts and not any(b"redis-access-key-value" in t for t in texts)

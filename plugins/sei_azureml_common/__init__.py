@@ -6,13 +6,14 @@ A helper package, not a plugin: it registers nothing, and both `sei_deploy_aci` 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from sei_framework import Build, PluginOptions
+from sei_framework import Build, DeployError, PluginOptions
 
-__all__ = ["WorkspaceOptions", "MODEL_NAME_PATTERN", "service_tags", "service_description"]
+__all__ = ["WorkspaceOptions", "MODEL_NAME_PATTERN", "service_tags", "service_description", "service_environment"]
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
 
@@ -51,3 +52,20 @@ def service_tags(build: Build, options: WorkspaceOptions) -> dict[str, str]:
 def service_description(build: Build, options: WorkspaceOptions) -> str:
     models = ", ".join(m["name"] for m in build.manifest["models"])
     return options.description or f"SEI encrypted inference ({models})"
+
+def service_environment(build: Build, *, dry_run: bool) -> dict[str, str]:
+    """Environment variables the service needs from the deploying machine: with `state: redis`, the
+    Redis URL, read from the variable the config names. A dry run writes a placeholder, never the URL."""
+    state = build.manifest.get("state") or {}
+    if state.get("backend") != "redis":
+        return {}
+    name = state["url_env"]
+    if dry_run:
+        return {name: f"<the value of ${name} when deploying>"}
+    value = os.environ.get(name)
+    if not value:
+        raise DeployError(
+            f"state: redis needs the Redis URL in the environment variable {name} when deploying; "
+            "the service receives it as an environment variable of its deployment"
+        )
+    return {name: value}

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from sei_azureml_common import service_description, service_tags
+from sei_azureml_common import service_description, service_environment, service_tags
 
 from sei_framework import Build, DeployError, DeployTarget, Endpoint, ship_local_distributions
 
@@ -83,7 +83,7 @@ class AciTarget(DeployTarget):
         """The build's requirements (wheels first, by URL or path) and the Azure ML inference runtime."""
         return list(dict.fromkeys([*wheel_refs, *index_requirements, RUNTIME_REQUIREMENT]))
 
-    def environment(self, build: Build, pip_packages: list[str]) -> Any:
+    def environment(self, build: Build, pip_packages: list[str], *, dry_run: bool = False) -> Any:
         core = azureml()
         from azureml.core.conda_dependencies import CondaDependencies
 
@@ -95,6 +95,7 @@ class AciTarget(DeployTarget):
         env.python.conda_dependencies = deps
         if self.opts.base_image:
             env.docker.base_image = self.opts.base_image
+        env.environment_variables = service_environment(build, dry_run=dry_run)
         return env
 
     def inference_config(self, build: Build, environment: Any) -> Any:
@@ -240,7 +241,7 @@ class AciTarget(DeployTarget):
         service_name = self.service_name(build.name)
         shipment = ship_local_distributions(build.requirements, out / "wheels")
         refs = [_relative(w, out) for w in shipment.wheels]
-        env = self.environment(build, self.pip_packages(refs, shipment.index_requirements))
+        env = self.environment(build, self.pip_packages(refs, shipment.index_requirements), dry_run=True)
         env.save_to_directory(str(out / "environment"), overwrite=True)
         inference = self.inference_config(build, env)
         deployment = self.deployment_config(build)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from sei_azureml_common import service_description, service_tags
+from sei_azureml_common import service_description, service_environment, service_tags
 
 from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
@@ -86,7 +86,7 @@ class AzureMLOnlineTarget(DeployTarget):
             tags=self.tags(build),
         )
 
-    def deployment_entity(self, build: Build, context: Path) -> Any:
+    def deployment_entity(self, build: Build, context: Path, *, dry_run: bool = False) -> Any:
         """The deployment of `build` with the environment built from the Docker build context `context`."""
         _sdk()
         from azure.ai.ml.constants import AssetTypes
@@ -116,6 +116,7 @@ class AzureMLOnlineTarget(DeployTarget):
             ),
             environment=Environment(name=f"sei-{endpoint}", build=BuildContext(path=where(context))),
             code_configuration=CodeConfiguration(code=where(build.path), scoring_script="score.py"),
+            environment_variables=service_environment(build, dry_run=dry_run),
             instance_type=self.opts.instance_type,
             instance_count=self.opts.instance_count,
             request_settings=OnlineRequestSettings(
@@ -185,7 +186,7 @@ class AzureMLOnlineTarget(DeployTarget):
         endpoint = self.endpoint_entity(build)
         (out / "endpoint.yml").write_text(yaml.safe_dump(json.loads(json.dumps(endpoint.dump())), sort_keys=False))
         buffer = io.StringIO()
-        self.deployment_entity(build, out / "environment").dump(buffer)
+        self.deployment_entity(build, out / "environment", dry_run=True).dump(buffer)
         document = yaml.safe_load(buffer.getvalue())  # the SDK writes absolute paths: make them relative to OUT
         document["code_configuration"]["code"] = _relative(build.path, out)
         document["model"]["path"] = _relative(build.models_dir, out)
