@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .base import AdapterClient, DeployTarget, Endpoint, KeyTransport, ModelAdapter, PluginOptions, Prediction
+from .base import (
+    AdapterClient,
+    DeployTarget,
+    Endpoint,
+    KeyTransport,
+    ModelAdapter,
+    PluginOptions,
+    Prediction,
+    RequestSize,
+)
 from .build import Build
 from .client import Client
 from .deployment import Deployment
@@ -16,8 +25,10 @@ from .errors import (
     KeyringError,
     PluginError,
     PluginLoadError,
+    QuotaExceeded,
     SeiError,
     ServiceError,
+    StateUnavailable,
     UnknownKey,
     UnknownPluginError,
 )
@@ -25,6 +36,7 @@ from .hookspecs import hookimpl
 from .isolation import call_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .packaging import Shipment, ship_local_distributions
+from .paths import ConfigPath
 from .plugins import get_plugin_manager
 
 __all__ = [
@@ -33,6 +45,7 @@ __all__ = [
     "BuildError",
     "Client",
     "ConfigError",
+    "ConfigPath",
     "DeployError",
     "DeployTarget",
     "Deployment",
@@ -48,9 +61,12 @@ __all__ = [
     "PluginLoadError",
     "PluginOptions",
     "Prediction",
+    "QuotaExceeded",
+    "RequestSize",
     "SeiError",
     "ServiceError",
     "Shipment",
+    "StateUnavailable",
     "UnknownKey",
     "UnknownPluginError",
     "call_isolated",

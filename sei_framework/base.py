@@ -25,6 +25,7 @@ __all__ = [
     "DeployTarget",
     "Endpoint",
     "Prediction",
+    "RequestSize",
 ]
 
 
@@ -41,6 +42,20 @@ class Prediction:
     scores: np.ndarray
     predictions: np.ndarray
     probabilities: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RequestSize:
+    """What requests to one model carry, as `ModelAdapter.request_size` reports it at build time: the
+    build fits the model's rows per request to `limits.max_request_mb`, or says what to set."""
+
+    batch_bytes: int
+    """Bytes of a request's `data` field (as sent: JSON, base64 included) per batch of `batch_rows` rows."""
+    batch_rows: int = 1
+    """Rows that travel together at one cost (a bulk ciphertext batch): a request of fewer rows is as
+    large, and the build gives the model at least one full batch per request. 1: the cost is per row."""
+    public_key_bytes: int = 0
+    """Bytes of the public keys as they may travel with a request (the `inline` transport), base64 included."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,12 @@ class AdapterClient(ABC):
 
 
 class ModelAdapter(ABC):
-    """Server half of a model adapter: prepares a model at build time and scores ciphertexts."""
+    """Server half of a model adapter: prepares a model at build time and scores ciphertexts.
+
+    Optional, with defaults: `request_size(metadata)` (build time: what a request carries, so the
+    build fits the rows per request to the model) and `key_size(keys)` (the bytes converted keys
+    hold, for the key cache's budget).
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
@@ -105,6 +125,12 @@ class ModelAdapter(ABC):
         self.model_dir = model_dir
         self.metadata = metadata
         self.options = options
+
+    @classmethod
+    def request_size(cls, metadata: dict[str, Any]) -> RequestSize | None:
+        """Build time, after `prepare` (its `metadata`): what requests to this model carry. None (the
+        default): unknown, the config's `limits.max_rows_per_request` applies as it is."""
+        return None
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -125,6 +151,12 @@ class ModelAdapter(ABC):
     def count_rows(self, data: Any) -> int:
         """Rows in a request's `data` field, for the rows-per-request limit."""
         return len(data) if isinstance(data, list) else 1
+
+    def key_size(self, keys: Any) -> int | None:
+        """Bytes that keys from `load_public_keys` hold in memory, charged to `limits.key_cache_mb`.
+        None (the default): measured generically (numpy arrays, ctypes, Python containers; native
+        objects it cannot see count as 4 bytes per public-key byte). Override when that is wrong."""
+        return None
 
     @classmethod
     @abstractmethod

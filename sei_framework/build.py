@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
@@ -12,6 +14,7 @@ from typing import Any
 
 from .config import ResolvedConfig
 from .errors import BuildError, SeiError
+from .limits import model_max_rows
 from .plugins import SeiPlugins
 from .state import state_requirements
 
@@ -74,36 +77,79 @@ def _requirements(resolved: ResolvedConfig, plugins: SeiPlugins) -> list[str]:
 
 
 def build(resolved: ResolvedConfig, out: str | Path, plugins: SeiPlugins) -> Build:
-    """Write the build folder `out` (replacing an earlier build there) and return it."""
+    """Write the build folder `out` (replacing an earlier build there) and return it.
+
+    The build is written into a sibling temporary folder and renamed into place: a build that fails
+    leaves the previous build as it was (or nothing), never a half-written folder, and no temporary
+    folder behind.
+    """
     out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BuildError(f"{out} exists and is not a SEI build folder; refusing to overwrite it")
+    if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
+        raise BuildError(f"{out} exists and is not a SEI build folder; refusing to overwrite it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / f".{out.name}.building-{uuid.uuid4().hex[:12]}"
+        staging.mkdir()  # unique, and with the umask's permissions (mkdtemp's 0700 would hide it)
+    except OSError as exc:
+        raise BuildError(f"cannot write a build next to {out}: {exc.strerror or exc}") from None
+    try:
+        manifest = _render(resolved, staging, plugins)
+        _replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Build(out, manifest)
+
+
+def _replace(new: Path, out: Path) -> None:
+    """Put the folder `new` at `out`: the old build is renamed aside, the new one in, the old removed;
+    if the new one cannot be moved in, the old one is put back."""
+    old = None
     if out.exists():
-        if not (out / MANIFEST).exists() and any(out.iterdir()):
-            raise BuildError(f"{out} exists and is not a SEI build folder; refusing to overwrite it")
-        shutil.rmtree(out)
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+        os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[str, Any]:
+    """Write score.py, the model files, the manifest and requirements.txt into the empty folder `out`."""
     models_dir = out / "models"
-    models_dir.mkdir(parents=True)
+    models_dir.mkdir()
     (out / "score.py").write_bytes(files("score_template").joinpath("score.py").read_bytes())
+    config = resolved.config
     models = []
-    for model in resolved.models:
+    for index, model in enumerate(resolved.models):
         dest = models_dir / model.config.name
         dest.mkdir()
+        failed = f"model {model.config.name!r}: adapter {model.adapter.name!r} failed"
         try:
             metadata = model.adapter.prepare(model.source, model.options, dest)
+            size = model.adapter.request_size(metadata)
         except SeiError:
             raise
         except Exception as exc:
-            raise BuildError(
-                f"model {model.config.name!r}: adapter {model.adapter.name!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise BuildError(f"{failed}: {type(exc).__name__}: {exc}") from exc
+        rows = model_max_rows(
+            model.config.name, index, size, config.limits, model.config.limits.max_rows_per_request
+        )
         models.append(
             {
                 "name": model.config.name,
                 "adapter": model.adapter.name,
                 "options": model.options.model_dump(mode="json"),
                 "metadata": metadata,
+                "limits": {"max_rows_per_request": rows},
             }
         )
-    config = resolved.config
     manifest = {
         "name": config.name,
         "sei_version": framework_version(),
@@ -117,4 +163,4 @@ def build(resolved: ResolvedConfig, out: str | Path, plugins: SeiPlugins) -> Bui
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     (out / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
-    return Build(out, manifest)
+    return manifest

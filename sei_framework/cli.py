@@ -146,15 +146,42 @@ def read_rows(path: Path) -> np.ndarray:
 @click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' (e.g. authorization).")
 @click.option("--token-env", help="Send 'Authorization: Bearer' with the token in this environment variable (kept off the command line).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False),
+    help="Publish keys with this deployment config's key_transport (needed for azure-blob and local-dir).",
+)  # fmt: skip
+@click.option(
+    "--trust-service-transport", is_flag=True,
+    help="Use the key transport as the service describes it (its storage account, its folder): trusted services only.",
+)  # fmt: skip
+@click.option(
+    "--allow-insecure-http", is_flag=True,
+    help="Send the token and headers over plain http to a host beyond this machine (readable on the way).",
+)  # fmt: skip
 @handle_errors
 def predict(
-    endpoint: str, model: str, input_path: str, headers: tuple[str, ...], token_env: str | None, as_json: bool
+    endpoint: str,
+    model: str,
+    input_path: str,
+    headers: tuple[str, ...],
+    token_env: str | None,
+    as_json: bool,
+    config: str | None,
+    trust_service_transport: bool,
+    allow_insecure_http: bool,
 ) -> None:
-    """Encrypt INPUT rows, score them on the service, decrypt and print the predictions."""
+    """Encrypt INPUT rows, score them on the service, decrypt and print the predictions.
+
+    Keys travel through the key transport of --config, or through `inline` if the service uses
+    it; a transport with credentials or files is never configured by the service unless
+    --trust-service-transport.
+    """
     from tqdm import tqdm
 
     from .client import Client
 
+    if config and trust_service_transport:
+        raise click.UsageError("--config and --trust-service-transport exclude each other: CONFIG says where keys go")
     header_map = {}
     for header in headers:
         name, colon, value = header.partition(":")
@@ -166,7 +193,15 @@ def predict(
         if not token:
             raise InvalidRequest(f"--token-env {token_env}: the environment variable is not set")
         header_map["Authorization"] = f"Bearer {token}"
-    client = Client(Endpoint(endpoint, header_map), plugins=_plugins())
+    plugins = _plugins()
+    transport = Deployment.from_file(config, plugins=plugins).key_transport() if config else None
+    client = Client(
+        Endpoint(endpoint, header_map),
+        plugins=plugins,
+        transport=transport,
+        trust_service_transport=trust_service_transport,
+        allow_insecure_http=allow_insecure_http,
+    )
     rows = read_rows(Path(input_path))
     with tqdm(total=len(rows), unit="row", disable=len(rows) < 2, file=sys.stderr) as bar:
         result = client.predict(model, rows, progress=bar.update)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
+from pydantic import ValidationError
+from urllib3.util import parse_url
 
 from .base import AdapterClient, Endpoint, KeyTransport, Prediction
-from .errors import InvalidRequest, KeyringError, KeyTransportError, ServiceError
+from .errors import InvalidRequest, KeyringError, KeyTransportError, SeiError, ServiceError
 from .keys import Keyring, key_id_for
 from .plugins import SeiPlugins, get_plugin_manager
 
-__all__ = ["Client"]
+__all__ = ["Client", "is_loopback_host"]
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +38,41 @@ class _ModelSession:
     public_keys: bytes
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1 (also IPv4-mapped): traffic that stays on this machine."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A session auth that adds nothing, so requests never adds ~/.netrc credentials on its own."""
+    return request
+
+
 class Client:
     """Talks to one SEI service; the secret keys stay in the local keyring.
 
-    >>> client = Client("http://127.0.0.1:8890/score")
+    >>> client = Client("http://127.0.0.1:8890/score")                     # an `inline` service
+    >>> client = Deployment.from_file("my-config.yaml").client(endpoint)   # any key transport
     >>> client.predict("mnist", X).predictions
+
+    Key transport: the one passed as `transport`; else the one the service describes, only if
+    that transport allows it (`inline`) or `trust_service_transport` is set. A transport that uses
+    the client's credentials or files (`azure-blob`, `local-dir`) never takes its destination
+    from the service by default: a spoofed service could collect the token or direct the writes.
+
+    The endpoint's headers (a bearer token, a service key) go over plain http only to a loopback
+    address unless `allow_insecure_http`; redirects are never followed.
 
     Requests are idempotent, so connection errors, timeouts and 502/503/504 answers are retried up
     to `retries` times, after a random wait of up to `backoff` * 2**attempt seconds (at most
@@ -55,8 +90,14 @@ class Client:
         retries: int = 4,
         backoff: float = 0.2,
         max_backoff: float = 10.0,
+        trust_service_transport: bool = False,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
+        self.trust_service_transport = trust_service_transport
+        self.allow_insecure_http = allow_insecure_http
+        self._warned_insecure: str | None = None
+        self._check_endpoint()  # before anything is sent
         self.keyring = keyring or Keyring()
         self.timeout = timeout
         self.retries = max(0, retries)
@@ -67,7 +108,9 @@ class Client:
         self._description: dict[str, Any] | None = None
         self._models: dict[str, _ModelSession] = {}
         self._pending: dict[str, dict[str, Any]] = {}  # key_id -> fields to send once
+        self._transport_checked = False
         self._session = requests.Session()
+        self._session.auth = _no_netrc  # only the endpoint's own headers are credentials SEI sends
 
     @property
     def plugins(self) -> SeiPlugins:
@@ -77,12 +120,15 @@ class Client:
 
     def call(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST one request, retrying what may pass on; an error answer raises ServiceError with its code."""
+        self._check_endpoint()  # the endpoint may have been replaced since
         uri = self.endpoint.scoring_uri
         attempts, attempt = self.retries + 1, 0
         while True:
             last = attempt == self.retries
             try:
-                response = self._session.post(uri, json=body, headers=self.endpoint.headers, timeout=self.timeout)
+                response = self._session.post(
+                    uri, json=body, headers=self.endpoint.headers, timeout=self.timeout, allow_redirects=False
+                )  # a redirect could carry the headers elsewhere: it is an error answer instead
             except _RETRY_ERRORS as exc:
                 if not last:
                     self._wait(attempt, uri, type(exc).__name__)
@@ -97,6 +143,42 @@ class Client:
                 attempt += 1
                 continue
             return self._answer(response, attempt + 1)
+
+    def _check_endpoint(self) -> None:
+        """Refuse to send the endpoint's headers or URL credentials over plain http beyond loopback."""
+        uri = self.endpoint.scoring_uri
+        try:
+            parts, host = urlsplit(uri), parse_url(uri).host
+            hosts = {parts.hostname, host}  # both parsers must agree that the host is loopback
+            userinfo = parts.username is not None or parts.password is not None
+        except ValueError:  # urllib3's LocationParseError is a ValueError
+            hosts, userinfo, parts = {None}, False, None
+        if not self.endpoint.headers and not userinfo:
+            return
+        if parts is not None and parts.scheme == "https":
+            return
+        if all(is_loopback_host(h) for h in hosts):
+            return
+        names = sorted(self.endpoint.headers)
+        if any(name.lower() == "authorization" for name in names):
+            what = "Authorization header (a bearer token or service key)"
+        elif names:
+            what = f"header{'s' if len(names) > 1 else ''} {', '.join(names)}"
+        else:
+            what = "user name and password in the URI"
+        shown = (parts.hostname if parts is not None else None) or "an unparsable host"
+        if self.allow_insecure_http:
+            if self._warned_insecure != uri:
+                log.warning("sending the endpoint's %s to %s over plain http (allow_insecure_http)", what, shown)
+                self._warned_insecure = uri
+            return
+        raise SeiError(
+            f"refusing to send the endpoint's {what} to {shown} over plain http, where anyone on the way can "
+            "read and reuse it; use the service's https URI (docs/azure.md says which deploy targets serve "
+            "TLS), or, on a network you trust, allow it: `sei predict --allow-insecure-http` or "
+            "Client(..., allow_insecure_http=True)",
+            code="insecure_http",
+        )
 
     def _wait(self, attempt: int, uri: str, what: str, retry_after: str | None = None) -> None:
         """Sleep before retry `attempt + 1`: full jitter under an exponential cap (or Retry-After)."""
@@ -122,6 +204,14 @@ class Client:
 
     @staticmethod
     def _answer(response: requests.Response, attempts: int) -> dict[str, Any]:
+        if response.is_redirect or 300 <= response.status_code < 400:
+            status, location = response.status_code, response.headers.get("Location", "")
+            raise ServiceError(
+                f"service answered {status}, a redirect to {location[:200]!r}; the client follows no redirects "
+                "(they could carry its headers to another host): use the scoring URI it points to, if you trust it",
+                code="redirect",
+                status=status,
+            )
         try:
             answer = response.json()
         except ValueError:
@@ -145,11 +235,72 @@ class Client:
 
     @property
     def transport(self) -> KeyTransport:
+        """The key transport passed in; else the service's, if its class or the user allows that."""
         if self._transport is None:
-            spec = self.describe()["key_transport"]
-            cls = self.plugins.key_transports().get(spec["name"])
-            self._transport = cls(cls.Options.model_validate(spec["options"]))
+            self._transport = self._transport_from_service()
         return self._transport
+
+    def _described_transport(self) -> tuple[str, dict[str, Any]] | None:
+        spec = self.describe().get("key_transport")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            return None
+        options = spec.get("options", {})
+        return spec["name"], options if isinstance(options, dict) else {}
+
+    def _transport_from_service(self) -> KeyTransport:
+        uri = self.endpoint.scoring_uri
+        described = self._described_transport()
+        if described is None:
+            raise KeyTransportError(f"the service at {uri} does not say how it takes public keys (no key_transport)")
+        name, options = described
+        cls = self.plugins.key_transports().get(name)
+        if not (cls.service_may_configure or self.trust_service_transport):
+            shown = json.dumps(options, sort_keys=True, default=str)
+            shown = shown if len(shown) <= 300 else shown[:300] + "..."
+            raise KeyTransportError(
+                f"the service at {uri} takes public keys through the {name!r} key transport with options {shown}; "
+                f"this client does not let a service choose where {name!r} sends its credentials or writes its "
+                "files. Configure the transport yourself: `sei predict --config CONFIG` (your deployment config's "
+                "key_transport), Deployment.from_file(CONFIG).client(endpoint) or Client(endpoint, transport=...); "
+                "or, if you trust this service and the way to it, `sei predict --trust-service-transport` "
+                "(Client(..., trust_service_transport=True))",
+                code="untrusted_key_transport",
+            )
+        try:
+            validated = cls.Options.model_validate(options)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "<top>" for e in exc.errors()}))
+            raise KeyTransportError(f"the service at {uri} describes invalid {name!r} options ({fields})") from None
+        if not cls.service_may_configure:
+            log.warning("using the %r key transport as the service at %s describes it (trusted)", name, uri)
+        return cls(validated)
+
+    def _checked_transport(self) -> KeyTransport:
+        """The transport, once checked against the one the service names (a mismatch cannot work)."""
+        transport = self.transport
+        if self._transport_checked:
+            return transport
+        described = self._described_transport()
+        if described is not None:
+            name, options = described
+            if name != transport.name:
+                raise KeyTransportError(
+                    f"the service at {self.endpoint.scoring_uri} takes public keys through {name!r}; this "
+                    f"client's key transport is {transport.name!r} (a config for another service?)",
+                    code="key_transport_mismatch",
+                )
+            mine = transport.client_options()
+            differ = sorted(k for k in set(mine) | set(options) if mine.get(k) != options.get(k))
+            if differ:
+                log.warning(
+                    "the %r options %s differ from what the service at %s describes; fine if both name the "
+                    "same place, else the service will not find the keys",
+                    name,
+                    ", ".join(map(repr, differ)),
+                    self.endpoint.scoring_uri,
+                )
+        self._transport_checked = True
+        return transport
 
     def model(self, name: str) -> AdapterClient:
         """The adapter client for model `name`, with keys from the keyring (made on first use)."""
@@ -182,12 +333,13 @@ class Client:
         return self._models[name]
 
     def _publish(self, client: _ModelSession) -> None:
+        transport = self._checked_transport()
         try:
-            self._pending[client.key_id] = self.transport.publish(client.key_id, client.public_keys)
+            self._pending[client.key_id] = transport.publish(client.key_id, client.public_keys)
         except KeyTransportError:
             raise
         except Exception as exc:
-            raise KeyTransportError(f"publishing keys through {self.transport.name!r} failed: {exc}") from exc
+            raise KeyTransportError(f"publishing keys through {transport.name!r} failed: {exc}") from exc
 
     def predict_encrypted(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Encrypt `rows`, score them on the service, return the decrypted scores."""
@@ -226,7 +378,8 @@ class Client:
         expected = self.describe()["models"][name].get("n_features")
         if expected is not None and X.shape[1] != expected:
             raise InvalidRequest(f"model {name!r} takes {expected} features; the input has {X.shape[1]}", code="wrong_features")
-        limit = self.describe().get("limits", {}).get("max_rows_per_request", client.max_rows_per_request)
+        limits = self.describe()["models"][name].get("limits") or self.describe().get("limits", {})
+        limit = limits.get("max_rows_per_request", client.max_rows_per_request)  # the model's own, if described
         size = max(1, min(batch_size or client.max_rows_per_request, limit))
         scores = []
         for start in range(0, len(X), size):

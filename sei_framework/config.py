@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .base import DeployTarget, KeyTransport, ModelAdapter, PluginOptions
 from .errors import ConfigError, UnknownPluginError
+from .paths import config_context
 from .plugins import SeiPlugins
 from .registry import Registry
 
 __all__ = [
+    "ModelLimitsConfig",
     "ModelConfig",
     "TransportConfig",
     "DeployConfig",
@@ -36,6 +38,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ModelLimitsConfig(_Strict):
+    """One model's own limits; unset, the build fits them to the model (see `sei_framework.limits`)."""
+
+    max_rows_per_request: int | None = Field(default=None, ge=1)
+    """Rows one request to this model may hold; the build refuses a value whose requests cannot fit
+    `limits.max_request_mb`."""
+
+
 class ModelConfig(_Strict):
     """One model the service holds, served by the named adapter."""
 
@@ -43,6 +53,7 @@ class ModelConfig(_Strict):
     adapter: str
     path: Path
     options: dict[str, Any] = {}
+    limits: ModelLimitsConfig = ModelLimitsConfig()
 
 
 class TransportConfig(_Strict):
@@ -64,6 +75,9 @@ class LimitsConfig(_Strict):
 
     max_request_mb: float = Field(default=64, gt=0)
     max_rows_per_request: int = Field(default=64, ge=1)
+    """Rows per request for a model that sets none of its own (`models[].limits`); a model whose
+    adapter reports its request size gets at least one natural batch (sklearn-packed bulk: 4096
+    rows), capped at what fits `max_request_mb`."""
     max_public_key_mb: float = Field(default=32, gt=0)
     key_cache_mb: float = Field(default=256, gt=0)
     """Converted public keys each worker keeps, measured as they sit in memory (see docs/security.md)."""
@@ -97,6 +111,13 @@ class SeiConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     limits: LimitsConfig = LimitsConfig()
     state: StateConfig = StateConfig()
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder relative paths in this config resolve from (the config file's); None: the
+        working folder (a config built in code)."""
+        return self._base_dir
 
     @field_validator("models")
     @classmethod
@@ -148,13 +169,16 @@ def _problems(error: ValidationError, prefix: str = "") -> list[str]:
 
 
 def parse_config(data: Any, *, base_dir: Path, source: str = "config") -> SeiConfig:
-    """Validate a mapping against the core schema; relative model paths resolve from base_dir."""
+    """Validate a mapping against the core schema; every relative path in it (model paths here,
+    plugins' `ConfigPath` options in `resolve_config`) resolves from base_dir."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         config = SeiConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source} is invalid:", problems=_problems(exc)) from None
+    base_dir = Path(base_dir).expanduser().absolute()
+    config._base_dir = base_dir
     for model in config.models:
         if not model.path.is_absolute():
             model.path = (base_dir / model.path).resolve()
@@ -175,14 +199,16 @@ def load_config(path: str | Path) -> SeiConfig:
     return parse_config(data, base_dir=path.parent.resolve(), source=str(path))
 
 
-def _plugin_options(registry: Registry, name: str, options: dict, where: str, problems: list[str]):
+def _plugin_options(
+    registry: Registry, name: str, options: dict, where: str, problems: list[str], base_dir: Path | None
+):
     try:
         cls = registry.get(name)
     except UnknownPluginError as exc:
         problems.append(f"{where}: {exc}")
         return None, None
-    try:
-        return cls, cls.Options.model_validate(options)
+    try:  # ConfigPath fields resolve from the config's folder
+        return cls, cls.Options.model_validate(options, context=config_context(base_dir))
     except ValidationError as exc:
         problems.extend(_problems(exc, prefix=where.rsplit(".", 1)[0] + ".options"))
         return cls, None
@@ -194,16 +220,21 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
     adapters = plugins.model_adapters()
     models = []
     for i, model in enumerate(config.models):
-        cls, options = _plugin_options(adapters, model.adapter, model.options, f"models[{i}].adapter", problems)
+        cls, options = _plugin_options(
+            adapters, model.adapter, model.options, f"models[{i}].adapter", problems, config.base_dir
+        )
         if check_files and not model.path.is_file():
             problems.append(f"models[{i}].path: no such file: {model.path}")
         if cls is not None and options is not None:
             models.append(ResolvedModel(model, cls, options, model.path))
     transports, targets = plugins.key_transports(), plugins.deploy_targets()
     tcls, topts = _plugin_options(
-        transports, config.key_transport.name, config.key_transport.options, "key_transport.name", problems
+        transports, config.key_transport.name, config.key_transport.options, "key_transport.name", problems,
+        config.base_dir,
     )
-    dcls, dopts = _plugin_options(targets, config.deploy.target, config.deploy.options, "deploy.target", problems)
+    dcls, dopts = _plugin_options(
+        targets, config.deploy.target, config.deploy.options, "deploy.target", problems, config.base_dir
+    )
     if problems:
         raise ConfigError(f"config {config.name!r} is invalid:", problems=problems)
     used = [adapters.entry(m.adapter).plugin for m in config.models]

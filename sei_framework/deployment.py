@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .base import Endpoint
+from .base import Endpoint, KeyTransport
 from .build import Build, build
 from .client import Client
 from .config import DeployConfig, ResolvedConfig, SeiConfig, load_config, resolve_config
@@ -19,8 +19,8 @@ __all__ = ["Deployment"]
 class Deployment:
     """A config file's deployment.
 
-    >>> endpoint = Deployment.from_file("configs/demo-local.yaml").deploy()
-    >>> Client(endpoint).predict("digits", X)
+    >>> deployment = Deployment.from_file("configs/demo-local.yaml")
+    >>> deployment.client(deployment.deploy()).predict("digits", X)
     """
 
     def __init__(self, config: SeiConfig, *, plugins: SeiPlugins | None = None) -> None:
@@ -69,6 +69,11 @@ class Deployment:
         """Stop and remove the deployment; False when there was none."""
         return self.resolved.target_instance().delete(self.name)
 
+    def key_transport(self) -> KeyTransport:
+        """This config's key transport, as its clients use it (the model files need not be here)."""
+        return resolve_config(self.config, self.plugins, check_files=False).transport_instance()
+
     def client(self, endpoint: Endpoint | str, **kwargs: Any) -> Client:
-        """A client for this deployment's endpoint, using this deployment's key transport."""
-        return Client(endpoint, transport=self.resolved.transport_instance(), plugins=self.plugins, **kwargs)
+        """A client for this deployment's endpoint that publishes keys where this config says, never
+        where the service says (see `Client`)."""
+        return Client(endpoint, transport=self.key_transport(), plugins=self.plugins, **kwargs)

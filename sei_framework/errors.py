@@ -13,11 +13,13 @@ __all__ = [
     "DuplicatePluginError",
     "InvalidRequest",
     "UnknownKey",
+    "QuotaExceeded",
     "KeyTransportError",
     "KeyringError",
     "BuildError",
     "DeployError",
     "ServiceError",
+    "StateUnavailable",
 ]
 
 
@@ -88,6 +90,20 @@ class UnknownKey(InvalidRequest):
 
     code = "unknown_key_id"
     status = 404
+
+
+class QuotaExceeded(InvalidRequest):
+    """A key id made more predict requests than the quota allows in the current window."""
+
+    code = "quota_exceeded"
+    status = 429
+
+
+class StateUnavailable(SeiError):
+    """The shared state store cannot be reached; quota-bound requests are refused (fail closed)."""
+
+    code = "state_unavailable"
+    status = 503
 
 
 class KeyTransportError(SeiError):

@@ -63,6 +63,11 @@ class ScoringService:
         limits = build.manifest["limits"]
         self.max_request_bytes = int(limits["max_request_mb"] * MB)
         self.max_rows = int(limits["max_rows_per_request"])
+        """The config's rows per request; each model's own (`model_rows`) is what the service enforces."""
+        self.model_rows = {
+            spec["name"]: int(spec.get("limits", {}).get("max_rows_per_request", self.max_rows))
+            for spec in build.manifest["models"]
+        }  # a build made before per-model limits has none: the config's applies
         self.max_key_bytes = int(limits["max_public_key_mb"] * MB)
         if state is None:
             state = open_state(build.manifest.get("state"), limits, build.name, models=len(adapters))
@@ -142,7 +147,12 @@ class ScoringService:
             "service": self.build.name,
             "sei_version": self.build.manifest["sei_version"],
             "models": {
-                name: {"adapter": adapter.name, **adapter.describe()} for name, adapter in self.adapters.items()
+                name: {
+                    "adapter": adapter.name,
+                    **adapter.describe(),
+                    "limits": {"max_rows_per_request": self.model_rows.get(name, self.max_rows)},
+                }
+                for name, adapter in self.adapters.items()
             },
             "key_transport": {"name": self.transport.name, "options": self.transport.client_options()},
             "limits": {
@@ -169,9 +179,11 @@ class ScoringService:
             raise InvalidRequest("request has no 'data' field", code="missing_data")
         data = request["data"]
         rows = adapter.count_rows(data)
-        if rows > self.max_rows:
+        limit = self.model_rows.get(name, self.max_rows)
+        if rows > limit:
             raise InvalidRequest(
-                f"request has {rows} rows; this service accepts at most {self.max_rows}", code="too_many_rows"
+                f"request has {rows} rows; this service accepts at most {limit} for model {name!r}",
+                code="too_many_rows",
             )
         self.state.check_quota(key_id)  # a spent key costs no key fetch or conversion
         slot = (self._cache_key(key_id, request), name)

@@ -178,7 +178,7 @@ def test_local_service_reads_keys_from_blob_storage(blob_env, make_deployment, m
     endpoint = deployment.deploy(tmp_path / "build")  # the service inherits ENV: its own credentials
     _, model, X = model_files["digits"]
     try:
-        client = Client(endpoint, keyring=Keyring(tmp_path / "keys"))
+        client = deployment.client(endpoint, keyring=Keyring(tmp_path / "keys"))  # the config's own account
         result = client.predict("digits", X[:4])
         np.testing.assert_allclose(result.scores, model.decision_function(X[:4]), atol=1e-3)
         assert (result.predictions == model.predict(X[:4])).all()
@@ -204,7 +204,7 @@ def test_sas_mode_service_holds_no_storage_credentials(azurite, make_deployment,
     monkeypatch.setenv(ENV, azurite.connection_string)  # the client's own credentials
     _, model, X = model_files["diabetes"]
     try:
-        client = Client(endpoint, keyring=Keyring(tmp_path / "keys"))
+        client = deployment.client(endpoint, keyring=Keyring(tmp_path / "keys"))
         assert client.describe()["key_transport"]["options"]["mode"] == "sas"
         result = client.predict("diabetes", X[:3])
         np.testing.assert_allclose(result.predictions, model.predict(X[:3]), atol=1e-3)

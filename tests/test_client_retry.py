@@ -168,7 +168,8 @@ def test_keys_replaced_in_the_transport_are_published_again(model_files, tmp_pat
 
     _, model, X = model_files["diabetes"]
     with serve(handle) as (uri, _):
-        client = fast_client(uri, keyring=Keyring(tmp_path / "keys"))
+        transport = Deployment.from_file(tmp_path / "retry.yaml").key_transport()  # local-dir: the user's own
+        client = fast_client(uri, keyring=Keyring(tmp_path / "keys"), transport=transport)
         np.testing.assert_allclose(client.predict("m", X[:2]).predictions, model.predict(X[:2]), atol=1e-3)
         (published,) = shared.iterdir()
         published.write_bytes(b"not the keys this key id names")

@@ -124,7 +124,87 @@ def test_cli_validate_reports_field_paths_and_exit_code(tmp_path):
 
 
 def test_a_relative_key_folder_becomes_absolute_so_client_and_service_agree(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the base directory: the working folder must not matter
     data = good(tmp_path, key_transport={"name": "local-dir", "options": {"path": "keys"}})
-    resolved = resolve_config(parse_config(data, base_dir=tmp_path), get_plugin_manager())
-    assert resolved.transport_options.path == tmp_path / "keys"
+    resolved = resolve_config(parse_config(data, base_dir=tmp_path / "cfg"), get_plugin_manager())
+    assert resolved.transport_options.path == tmp_path / "cfg" / "keys"
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_every_relative_path_in_a_config_resolves_from_its_folder(tmp_path, monkeypatch):
+    """One rule: model paths and every plugin's path options, whatever the working folder."""
+    cfg = tmp_path / "project" / "configs"
+    path = write_config(cfg / "svc.yaml", {
+        "name": "svc",
+        "models": [{"name": "a", "adapter": "sklearn-packed", "path": "../models/m.joblib",
+                    "options": {"calibration_data": "data/train.npy"}}],
+        "key_transport": {"name": "local-dir", "options": {"path": "../keys"}},
+        "deploy": {"target": "local", "options": {"state_dir": "state", "python": "../.venv/bin/python"}},
+    })  # fmt: skip
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resolved = resolve_config(load_config(path), get_plugin_manager(), check_files=False)
+    assert resolved.models[0].source == tmp_path / "project" / "models" / "m.joblib"
+    assert resolved.models[0].options.calibration_data == cfg / "data" / "train.npy"
+    assert resolved.transport_options.path == tmp_path / "project" / "keys"
+    assert resolved.target_options.state_dir == cfg / "state"
+    assert resolved.target_options.python == tmp_path / "project" / ".venv" / "bin" / "python"
+
+
+def test_azure_path_options_resolve_from_the_config_folder(tmp_path, monkeypatch):
+    cfg = tmp_path / "configs"
+    aci = {"workspace_config": "config.json", "ssl_enabled": True, "ssl_cert_pem_file": "certs/c.pem",
+           "ssl_key_pem_file": "~/k.pem", "ssl_cname": "scoring.example.com"}  # fmt: skip
+    path = write_config(cfg / "aci.yaml", good(tmp_path, deploy={"target": "aci", "options": aci}))
+    monkeypatch.chdir(tmp_path)
+    options = resolve_config(load_config(path), get_plugin_manager()).target_options
+    assert options.workspace_config == cfg / "config.json"
+    assert options.ssl_cert_pem_file == cfg / "certs" / "c.pem"
+    assert options.ssl_key_pem_file == Path("~/k.pem").expanduser()  # ~ and absolute paths as they are
+    online = write_config(cfg / "online.yaml", good(tmp_path, deploy={"target": "azureml-online",
+                                                                      "options": {"workspace_config": "ws.json"}}))
+    assert resolve_config(load_config(online), get_plugin_manager()).target_options.workspace_config == cfg / "ws.json"
+
+
+def test_options_built_in_code_resolve_from_the_working_folder(tmp_path, monkeypatch):
+    from sei_transport_local_dir import LocalDirOptions
+
+    monkeypatch.chdir(tmp_path)
+    assert LocalDirOptions(path="keys").path == tmp_path / "keys"
+    assert LocalDirOptions(path="/srv/keys").path == Path("/srv/keys")
+
+
+def test_calibration_data_resolves_from_the_config_folder_in_a_build(tmp_path, monkeypatch):
+    """Not from the model file (the old rule) nor the working folder; the build records the absolute path."""
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from sei_framework import Deployment
+
+    model = LinearRegression().fit(np.random.default_rng(0).uniform(0, 50, (40, 3)), np.arange(40.0))
+    (tmp_path / "models").mkdir()
+    joblib.dump(model, tmp_path / "models" / "m.joblib")
+    cfg = tmp_path / "configs"
+    (cfg / "data").mkdir(parents=True)
+    np.save(cfg / "data" / "train.npy", np.random.default_rng(1).uniform(0, 50, (40, 3)))
+    (tmp_path / "models" / "data").mkdir()  # where the old rule looked: a file that does not fit the model
+    np.save(tmp_path / "models" / "data" / "train.npy", np.ones((4, 7)))
+    path = write_config(cfg / "svc.yaml", {
+        "name": "svc",
+        "models": [{"name": "m", "adapter": "sklearn-packed", "path": "../models/m.joblib",
+                    "options": {"calibration_data": "data/train.npy"}}],
+    })  # fmt: skip
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    built = Deployment.from_file(path).build(tmp_path / "build")
+    spec = built.manifest["models"][0]
+    assert spec["metadata"]["accuracy"]["bounds_from"] == "calibration_data"
+    assert spec["options"]["calibration_data"] == str(cfg / "data" / "train.npy")

@@ -43,7 +43,7 @@ def assert_matches_plaintext(result, model, rows):
 def test_two_models_with_local_dir_keys(local_dir_service, model_files, tmp_path):
     deployment, endpoint = local_dir_service
     assert endpoint.scoring_uri.startswith("http://127.0.0.1:")
-    client = Client(endpoint, keyring=Keyring(tmp_path / "keys"))  # configures itself from describe
+    client = deployment.client(endpoint, keyring=Keyring(tmp_path / "keys"))  # the config's own key transport
     assert client.describe()["key_transport"]["name"] == "local-dir"
     for name in ("digits", "diabetes"):
         _, model, X = model_files[name]
@@ -64,11 +64,13 @@ def test_cli_predict_reads_npy_and_csv(local_dir_service, model_files, tmp_path)
     np.savetxt(tmp_path / "rows.csv", X[:2], delimiter=",", header=",".join(f"f{i}" for i in range(10)), comments="")
     runner = CliRunner()
     for path, n in ((tmp_path / "rows.npy", 3), (tmp_path / "rows.csv", 2)):
-        result = runner.invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "diabetes", "--input", str(path), "--json"])
+        args = ["predict", "--endpoint", endpoint.scoring_uri, "--model", "diabetes", "--input", str(path), "--json"]
+        result = runner.invoke(cli, [*args, "--config", str(tmp_path / "svc.yaml")])  # local-dir: the user's folder
         assert result.exit_code == 0, result.output
         answer = json.loads(result.stdout)
         np.testing.assert_allclose(answer["predictions"], model.predict(X[:n]), atol=1e-3)
-    result = runner.invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "digits", "--input", str(tmp_path / "rows.npy")])
+    args = ["predict", "--endpoint", endpoint.scoring_uri, "--model", "digits", "--input", str(tmp_path / "rows.npy")]
+    result = runner.invoke(cli, [*args, "--config", str(tmp_path / "svc.yaml")])
     assert result.exit_code == 3 and "model 'digits' takes 64 features; the input has 10" in result.output
 
 
@@ -135,7 +137,8 @@ def test_client_republishes_keys_when_the_service_forgot_them(make_deployment, m
         client.predict("diabetes", X[:1])
         client.endpoint = deployment.deploy(tmp_path / "b2")  # a fresh service with an empty key cache
         with pytest.raises(ServiceError, match="unknown_key_id"):
-            client.call({"model": "diabetes", "key_id": client._session_for("diabetes").key_id, "data": {}})
+            session = client._session_for("diabetes")
+            client.call({"model": "diabetes", "key_id": session.key_id, "data": session.adapter.encrypt(X[:1])})
         assert_matches_plaintext(client.predict("diabetes", X[:2]), model, X[:2])
     finally:
         deployment.delete()

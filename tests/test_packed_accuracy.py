@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def test_raw_units_regression_by_default_is_refused_naming_the_bound(diabetes20,
 def test_raw_units_regression_with_calibration_data_is_served(diabetes20, tmp_path):
     folder, model, X = diabetes20
     service = serve(tmp_path, [
-        {"name": "single", "path": str(folder / "model.joblib"), "options": {"calibration_data": "train.npy"}},
+        {"name": "single", "path": str(folder / "model.joblib"),  # relative to the config file (svc.yaml)
+         "options": {"calibration_data": os.path.relpath(folder / "train.npy", tmp_path)}},
         {"name": "bulk", "path": str(folder / "model.joblib"),
          "options": {"mode": "bulk", "calibration_data": str(folder / "train.csv")}},
     ])

@@ -19,7 +19,7 @@ import requests
 from azurite import ACCOUNT_KEY, azurite_fixture  # noqa: F401  (fixture azurite)
 from conftest import MNIST_IMAGES, ROOT, SEED_MODEL, load_mnist, needs_shared
 
-from sei_framework import Client, Deployment
+from sei_framework import Deployment
 from sei_framework.config import load_config
 from sei_framework.keys import Keyring
 
@@ -49,13 +49,13 @@ def tutorial_service(azurite, tmp_path_factory):
         patch.delenv("SEI_BLOB_CONNECTION", raising=False)  # mode sas: the service holds no storage credentials
         endpoint = deployment.deploy(tmp / "build")
     try:
-        yield endpoint, options["container"], tmp / "state" / config.name / "server.log"
+        yield endpoint, options["container"], tmp / "state" / config.name / "server.log", deployment
     finally:
         deployment.delete()
 
 
 def test_the_tutorials_client_code_gets_the_right_digits(tutorial_service, azurite, seed_model):
-    endpoint, container_name, server_log = tutorial_service
+    endpoint, container_name, server_log, _ = tutorial_service
     X_test, y_test = load_mnist(IMAGES)
 
     # -- the tutorial's client steps ------------------------------------------------------------
@@ -103,10 +103,10 @@ def test_the_tutorials_client_code_gets_the_right_digits(tutorial_service, azuri
 def test_seis_own_client_uses_the_same_service_with_a_sas_url(
     tutorial_service, azurite, seed_model, tmp_path, monkeypatch
 ):
-    endpoint, _, server_log = tutorial_service
+    endpoint, _, server_log, deployment = tutorial_service
     monkeypatch.setenv("SEI_BLOB_CONNECTION", azurite.connection_string)  # the client's own credentials
     X, _ = load_mnist(IMAGES)
-    client = Client(endpoint, keyring=Keyring(tmp_path / "keys"))
+    client = deployment.client(endpoint, keyring=Keyring(tmp_path / "keys"))  # the user's config: Azurite
     assert client.describe()["key_transport"]["options"]["mode"] == "sas"
     result = client.predict("mnist", X)
     np.testing.assert_allclose(result.scores, seed_model.decision_function(X), atol=1e-3)

@@ -15,11 +15,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError, field_validator
 
-from sei_framework import InvalidRequest, PluginError
+from sei_framework import ConfigPath, InvalidRequest, PluginError, RequestSize
 
 from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
 from .packed_bounds import check_rows, check_scores, compact_bounds, expand_bounds, input_bounds, score_limit
-from .packed_kernel import AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan
+from .packed_kernel import (
+    AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan, public_key_size, request_size,
+)
 
 __all__ = ["PackedAdapter", "PackedClient", "PackedOptions"]
 
@@ -35,8 +37,8 @@ class PackedOptions(SklearnOptions):
     feature_bounds: Bound | list[Bound] | None = None
     """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
     Neither this nor calibration_data: every feature in [-1, 1]."""
-    calibration_data: str | None = None
-    """A .npy or .csv file of representative rows (the training rows), relative to the model file:
+    calibration_data: ConfigPath | None = None
+    """A .npy or .csv file of representative rows (the training rows), relative to the config file:
     the bounds are their per-feature range widened by calibration_margin of it on each side."""
     calibration_margin: FiniteFloat = Field(0.1, ge=0)
     max_abs_score: FiniteFloat | None = Field(None, gt=0)
@@ -51,6 +53,10 @@ class PackedOptions(SklearnOptions):
         if isinstance(value, list) and not value:
             raise ValueError("give [lo, hi] or at least one pair per feature")
         return value
+
+
+def _b64_size(nbytes: int) -> int:
+    return 4 * -(-nbytes // 3)
 
 
 def _b64(blob: bytes) -> str:
@@ -77,7 +83,7 @@ class PackedAdapter(LinearAdapter):
     def prepare(cls, source: Path, options: PackedOptions, dest: Path) -> dict[str, Any]:
         """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
-        lo, hi, origin = input_bounds(model.n_features, options, source)
+        lo, hi, origin = input_bounds(model.n_features, options)
         shown = compact_bounds(lo, hi)
         where = f"features in {shown}" if len(shown) == 2 and not isinstance(shown[0], list) else "per-feature bounds"
         try:
@@ -102,6 +108,17 @@ class PackedAdapter(LinearAdapter):
             "bounds_from": origin,
         }
         return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}
+
+    @classmethod
+    def request_size(cls, metadata: dict[str, Any]) -> RequestSize:
+        """A bulk request costs a whole batch of poly_modulus_degree rows (4096), one ciphertext per
+        feature; a single-mode request one ciphertext per row. Base64 and the JSON quotes included."""
+        params = Params.from_json(metadata["params"])
+        return RequestSize(
+            batch_bytes=_b64_size(request_size(params)) + 4,  # quotes and the ", " between list items
+            batch_rows=params.poly_modulus_degree if params.mode == "bulk" else 1,
+            public_key_bytes=_b64_size(public_key_size(params)) + 32,
+        )
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: PackedOptions) -> None:
         super().__init__(model_dir, metadata, options)

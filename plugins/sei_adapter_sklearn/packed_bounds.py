@@ -50,18 +50,17 @@ def load_calibration(path: Path, n_features: int) -> np.ndarray:
     return rows
 
 
-def input_bounds(n_features: int, options: Any, source: Path) -> tuple[np.ndarray, np.ndarray, str]:
+def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """Per-feature (lo, hi) the build proves its accuracy for, and where they come from.
 
     `feature_bounds` as given; else the calibration rows' range widened by `calibration_margin` of
     it on each side (a constant feature by that share of max(|value|, 1)); else the default.
-    `calibration_data` is relative to the model file. With both options, every calibration row
-    must lie within feature_bounds.
+    `calibration_data` is absolute by now (a `ConfigPath`: relative to the config file). With both
+    options, every calibration row must lie within feature_bounds.
     """
     rows = None
     if options.calibration_data is not None:
-        path = Path(options.calibration_data).expanduser()
-        rows = load_calibration(path if path.is_absolute() else Path(source).parent / path, n_features)
+        rows = load_calibration(Path(options.calibration_data), n_features)
     if options.feature_bounds is not None:
         lo, hi = expand_bounds(options.feature_bounds, n_features, "feature_bounds", PluginError)
         if rows is not None and np.any((rows < lo) | (rows > hi)):

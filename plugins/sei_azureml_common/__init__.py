@@ -7,11 +7,10 @@ A helper package, not a plugin: it registers nothing, and both `sei_deploy_aci` 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from sei_framework import Build, DeployError, PluginOptions
+from sei_framework import Build, ConfigPath, DeployError, PluginOptions
 
 __all__ = ["WorkspaceOptions", "MODEL_NAME_PATTERN", "service_tags", "service_description", "service_environment"]
 
@@ -25,7 +24,8 @@ class WorkspaceOptions(PluginOptions):
     the standard AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET environment variables.
     """
 
-    workspace_config: Path | None = None
+    workspace_config: ConfigPath | None = None
+    """An Azure ML `config.json`, relative to the config file."""
     subscription_id: str | None = None
     resource_group: str | None = None
     workspace_name: str | None = None
@@ -52,6 +52,7 @@ def service_tags(build: Build, options: WorkspaceOptions) -> dict[str, str]:
 def service_description(build: Build, options: WorkspaceOptions) -> str:
     models = ", ".join(m["name"] for m in build.manifest["models"])
     return options.description or f"SEI encrypted inference ({models})"
+
 
 def service_environment(build: Build, *, dry_run: bool) -> dict[str, str]:
     """Environment variables the service needs from the deploying machine: with `state: redis`, the

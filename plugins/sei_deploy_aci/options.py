@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from sei_azureml_common import WorkspaceOptions
+
+from sei_framework import ConfigPath
 
 __all__ = ["AciOptions", "ACI_NAME_PATTERN", "default_python"]
 
@@ -36,10 +37,12 @@ class AciOptions(WorkspaceOptions):
     ssl_enabled: bool = False
     """Serve over https with your certificate for `ssl_cname` (ACI has no managed certificates); without it
     the scoring URI is plain http and SEI's client refuses to send the service key to it unless told to."""
-    ssl_cert_pem_file: Path | None = None
-    """The certificate chain (PEM) for `ssl_cname`; read by the SDK at deploy, never copied into a dry run."""
-    ssl_key_pem_file: Path | None = None
-    """Its private key (PEM): a file path only, so the key itself never sits in a config."""
+    ssl_cert_pem_file: ConfigPath | None = None
+    """The certificate chain (PEM) for `ssl_cname`, relative to the config file; read by the SDK at
+    deploy, never copied into a dry run."""
+    ssl_key_pem_file: ConfigPath | None = None
+    """Its private key (PEM), relative to the config file: a file path only, so the key itself never
+    sits in a config."""
     ssl_cname: str | None = Field(default=None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     """The DNS name clients use (a CNAME to the service's Azure name), which the certificate names."""
     dns_name_label: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")

@@ -15,7 +15,7 @@ from typing import ClassVar
 import requests
 from pydantic import Field
 
-from sei_framework import Build, DeployError, DeployTarget, Endpoint, PluginOptions, sei_home
+from sei_framework import Build, ConfigPath, DeployError, DeployTarget, Endpoint, PluginOptions, sei_home
 
 from .gunicorn_conf import render
 from .logs import open_log, private_dir, rotate
@@ -30,15 +30,15 @@ class LocalOptions(PluginOptions):
     """Port on 127.0.0.1; 0 picks a free one."""
     workers: int = 1
     startup_timeout: float = 120.0
-    state_dir: Path | None = None
-    """Where pid files and logs go (default: $SEI_HOME/local)."""
+    state_dir: ConfigPath | None = None
+    """Where pid files and logs go (default: $SEI_HOME/local); relative to the config file."""
     auth: bool = False
     """Require `Authorization: Bearer <token>` on every request but the `/` health probe."""
     token_env: str = Field(default="SEI_LOCAL_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """The environment variable holding the token (read by `sei deploy` and by the server)."""
-    python: Path | None = None
-    """The interpreter whose azmlinfsrv serves (default: this one); e.g. a venv made from a dry
-    run's requirements, to try the environment a cloud target would build."""
+    python: ConfigPath | None = None
+    """The interpreter whose azmlinfsrv serves (default: this one), a path relative to the config file;
+    e.g. a venv made from a dry run's requirements, to try the environment a cloud target would build."""
 
 
 def free_port() -> int:

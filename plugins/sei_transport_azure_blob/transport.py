@@ -25,6 +25,9 @@ class AzureBlobTransport(KeyTransport):
     name: ClassVar[str] = "azure-blob"
     Options = AzureBlobOptions
     requirements = ("azure-storage-blob>=12.19", "azure-identity>=1.15")
+    service_may_configure: ClassVar[bool] = False
+    """The client uploads with its own storage credentials, so only to the account and container its
+    user configures: a service that named them could collect the client's Azure identity token."""
 
     def __init__(self, options: AzureBlobOptions) -> None:
         super().__init__(options)
@@ -37,7 +40,8 @@ class AzureBlobTransport(KeyTransport):
         return self.options  # type: ignore[return-value]
 
     def client_options(self) -> dict[str, Any]:
-        """What a client needs to publish: container, account URL, mode, env variable NAME; never secrets."""
+        """Shown in `describe`: container, account URL, mode, env variable NAME; never secrets. A client
+        builds its transport from these only when its user trusts the service (`trust_service_transport`)."""
         shared = {
             "container": self.opts.container,
             "mode": self.opts.mode,

@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from sei_framework import (
+    ConfigPath,
     InvalidRequest,
     KeyTransport,
     KeyTransportError,
@@ -39,15 +40,11 @@ _KINDS = {
 
 
 class LocalDirOptions(PluginOptions):
-    path: Path
-    """The shared folder; one file per key id. A relative path is taken from where SEI is run."""
+    path: ConfigPath
+    """The shared folder; one file per key id. Relative to the config file; made absolute, so the
+    service (which runs elsewhere) and every client agree."""
     max_key_mb: float = Field(default=32, gt=0)
     """Largest key file the service reads (a larger one is refused unread)."""
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, path: Path) -> Path:
-        return path.expanduser().resolve()  # the service runs elsewhere: it gets the absolute path
 
 
 class _BadKeyFile(Exception):

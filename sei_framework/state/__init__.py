@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from ..errors import InvalidRequest, SeiError
+from ..errors import QuotaExceeded, SeiError, StateUnavailable
 from .keycache import OPAQUE_FACTOR, PROBATION_SHARE, KeyCache, measure_keys
 
 __all__ = [
@@ -28,20 +28,6 @@ __all__ = [
 ]
 
 BACKENDS = ("memory", "redis")
-
-
-class QuotaExceeded(InvalidRequest):
-    """A key id made more predict requests than the quota allows in the current window."""
-
-    code = "quota_exceeded"
-    status = 429
-
-
-class StateUnavailable(SeiError):
-    """The shared state store cannot be reached; quota-bound requests are refused (fail closed)."""
-
-    code = "state_unavailable"
-    status = 503
 
 
 def quota_message(key_id: str, count: int, window_s: float, retry_s: float) -> str:

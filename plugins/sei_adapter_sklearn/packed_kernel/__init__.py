@@ -48,9 +48,9 @@ from .accuracy import AccuracyError, Plan, analyse, plan
 from .client import ClientKeys
 from .params import HES_MAX_BITS, Params, choose_params
 from .server import PublicMaterial, ServerModel
-from .wire import KernelInputError
+from .wire import KernelInputError, public_key_size, request_size
 
 __all__ = [
     "KernelInputError", "Params", "choose_params", "ClientKeys", "ServerModel",
-    "PublicMaterial", "HES_MAX_BITS", "AccuracyError", "Plan", "analyse", "plan",
+    "PublicMaterial", "HES_MAX_BITS", "AccuracyError", "Plan", "analyse", "plan", "public_key_size", "request_size",
 ]

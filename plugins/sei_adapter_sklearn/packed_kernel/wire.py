@@ -9,7 +9,7 @@ import numpy as np
 
 from .params import Params
 
-__all__ = ["KernelInputError"]
+__all__ = ["KernelInputError", "public_key_size", "request_size"]
 
 _MAGIC = b"SEIP"
 _KIND_REQ_ROW, _KIND_REQ_BATCH, _KIND_RESP_ROW, _KIND_RESP_BATCH, _KIND_PUB, _KIND_SECRET = 1, 2, 3, 4, 5, 6
@@ -42,6 +42,19 @@ def _expand_a(seed: bytes, q: np.ndarray, N: int) -> np.ndarray:
             ctr += 1
             extra *= 4
     return out
+
+
+def request_size(params: Params) -> int:
+    """Bytes of one request message: a row (single mode) or a full batch of N rows (bulk: one
+    ciphertext per feature); each ciphertext is a seed and c0's 31-bit residues as 4-byte words."""
+    n_ct = params.n_features if params.mode == "bulk" else 1
+    data_primes = len(params.coeff_modulus_bits) - 1
+    return _HDR.size + n_ct * (_SEED_BYTES + 4 * data_primes * params.poly_modulus_degree)
+
+
+def public_key_size(params: Params) -> int:
+    """Bytes of the seeded public key: a seed and pk0's residues under every prime (the special one too)."""
+    return _HDR.size + _SEED_BYTES + 4 * len(params.coeff_modulus_bits) * params.poly_modulus_degree
 
 
 def _pack_header(kind: int, params: Params, n_rows: int, n_ct: int) -> bytes:
