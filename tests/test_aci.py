@@ -7,7 +7,7 @@ azmlinfsrv, which proves that the package ACI would run answers encrypted predic
 from __future__ import annotations
 
 import json
-import subprocess
+import logging
 import sys
 import zipfile
 import types
@@ -19,8 +19,9 @@ import pytest
 import yaml
 from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
+from fresh_env import fresh_venv, pip_install, served_by
 
-from sei_framework import Build, DeployError, Deployment
+from sei_framework import DeployError, Deployment
 from sei_framework.cli import cli
 from sei_framework.keys import Keyring
 
@@ -30,6 +31,8 @@ from azureml.core.authentication import ServicePrincipalAuthentication  # noqa: 
 from azureml.core.model import InferenceConfig  # noqa: E402
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration  # noqa: E402
 from azureml.exceptions import WebserviceException  # noqa: E402
+from sei_deploy_aci.target import SDK_V1_WARNING  # noqa: E402
+
 from sei_framework import ship_local_distributions  # noqa: E402
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
@@ -197,6 +200,16 @@ def test_deploy_submits_the_build_and_returns_uri_and_key(aci_config, azure, cap
         assert secret not in out.out + out.err + caplog.text
 
 
+def test_deploy_warns_once_that_sdk_v1_is_out_of_support(aci_config, azure, caplog):
+    """A logged warning: `sei` prints warnings on stderr (logging at WARNING), so does Python when unconfigured."""
+    with caplog.at_level(logging.WARNING):
+        Deployment.from_file(aci_config).deploy()
+    [warning] = [r for r in caplog.records if "SDK v1" in r.getMessage()]
+    assert (warning.levelno, warning.name, warning.getMessage()) == (logging.WARNING, "sei_deploy_aci", SDK_V1_WARNING)
+    assert "out of support since 2026-06-30" in SDK_V1_WARNING
+    assert "target azureml-online (configs/mnist-online.yaml)" in SDK_V1_WARNING
+
+
 def test_sei_deploy_prints_the_scoring_uri_and_never_the_key(aci_config, azure):
     result = CliRunner().invoke(cli, ["deploy", str(aci_config)])
     assert result.exit_code == 0, result.output
@@ -253,7 +266,7 @@ def test_local_distributions_travel_as_wheels(tmp_path):
 
 
 def test_dry_run_writes_what_aci_would_get_and_it_serves(
-    aci_config, azurite, loopback_only, tmp_path, monkeypatch, model_files
+    aci_config, azurite, loopback_only, tmp_path, monkeypatch, model_files, caplog
 ):
     def forbidden(*args, **kwargs):
         raise AssertionError("a dry run must not call Azure")
@@ -262,8 +275,10 @@ def test_dry_run_writes_what_aci_would_get_and_it_serves(
                         (Model, "register"), (Model, "deploy")):  # fmt: skip
         monkeypatch.setattr(owner, name, staticmethod(forbidden))
     out = tmp_path / "dry"
-    result = CliRunner().invoke(cli, ["deploy", str(aci_config), "--dry-run", str(out)])
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(cli, ["deploy", str(aci_config), "--dry-run", str(out)])
     assert result.exit_code == 0, result.output
+    assert [r.getMessage() for r in caplog.records].count(SDK_V1_WARNING) == 1  # once per dry run too
     [wheel] = sorted((out / "wheels").glob("*.whl"))
     assert_framework_wheel(wheel)
     conda = yaml.safe_load((out / "environment" / "conda_dependencies.yml").read_text())
@@ -285,30 +300,14 @@ def test_dry_run_writes_what_aci_would_get_and_it_serves(
     # What ACI would run: a fresh environment made from exactly the dry run's pip list (the wheel
     # included; nothing of the development environment), serving the build folder in its azmlinfsrv.
     # A requirement missing from the list fails here, at import or at the first request.
-    venv = tmp_path / "aci-env"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
+    python = fresh_venv(tmp_path / "aci-env")
     packages = [p for p in pip if not p.startswith("--")]  # azureml-core's index options: pip's own config here
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", *packages], cwd=out, capture_output=True, text=True
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
-    assert subprocess.run([str(python), "-m", "pip", "check"], capture_output=True).returncode == 0
-    from sei_deploy_local import LocalOptions, LocalTarget
-
-    target = LocalTarget(LocalOptions(state_dir=tmp_path / "state", python=python))
-    endpoint = target.deploy(Build.open(out / "build"))
-    import psutil
-
-    state = json.loads((tmp_path / "state" / "sei-digits" / "state.json").read_text())
-    assert psutil.Process(state["pid"]).cmdline()[0] == str(python)  # served by the fresh environment
+    pip_install(python, packages, cwd=out)  # then pip check; sei_framework from the venv
     monkeypatch.setenv(ENV, azurite.connection_string)  # the client's own storage credentials
     _, model, X = model_files["digits"]
-    try:
+    with served_by(python, out / "build", tmp_path / "state") as endpoint:
         client = Deployment.from_file(aci_config).client(endpoint, keyring=Keyring(tmp_path / "keys"))  # own transport
         result = client.predict("digits", X[:3])
-    finally:
-        target.delete("sei-digits")
     np.testing.assert_allclose(result.scores, model.decision_function(X[:3]), atol=1e-3)
     assert (result.predictions == model.predict(X[:3])).all()
 

@@ -1,29 +1,47 @@
-"""Deploy target `azureml-online`: real azure-ai-ml entities; only the calls that cross the network are replaced."""
+"""Deploy target `azureml-online`: real azure-ai-ml entities; only the calls that cross the network are replaced.
+
+The dry run's build context is then installed into a fresh environment and its build folder served
+by that environment's azmlinfsrv, which proves that the package the endpoint would run answers
+encrypted predictions.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
-from azurite import loopback_only_fixture  # noqa: F401  (fixture loopback_only)
+from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
+from fresh_env import fresh_venv, pip_install, served_by
 
-from sei_framework import DeployError, Deployment
+from sei_framework import ConfigError, DeployError, Deployment, get_plugin_manager
 from sei_framework.cli import cli
+from sei_framework.config import load_config, resolve_config
+from sei_framework.keys import Keyring
 
 pytest.importorskip("azure.ai.ml", reason="needs the [azureml-online] extra (make test installs it)")
 from azure.ai.ml import MLClient, load_online_deployment, load_online_endpoint  # noqa: E402
-from azure.ai.ml.entities import EndpointAuthKeys, ManagedOnlineDeployment, ManagedOnlineEndpoint  # noqa: E402
+from azure.ai.ml.entities import (  # noqa: E402
+    DefaultScaleSettings,
+    EndpointAuthKeys,
+    ManagedOnlineDeployment,
+    ManagedOnlineEndpoint,
+)
 from azure.ai.ml.operations import OnlineDeploymentOperations, OnlineEndpointOperations  # noqa: E402
 from azure.core.exceptions import ResourceNotFoundError  # noqa: E402
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000bb"
 PRIMARY_KEY = "online-primary-key-value"
 BASE_IMAGE = "mcr.microsoft.com/azureml/minimal-py311-inference:latest"
+ENV = "SEI_TEST_BLOB_CONNECTION"
+LIVENESS = {"initial_delay": 30, "period": 15, "timeout": 5, "failure_threshold": 4}
+READINESS = {"initial_delay": 5, "period": 5, "timeout": 3, "success_threshold": 2, "failure_threshold": 10}
 
 
 @pytest.fixture
@@ -42,6 +60,12 @@ def online_config(tmp_path, model_files):
                 "resource_group": "sei-rg",
                 "workspace_name": "sei-ws",
                 "instance_type": "Standard_DS3_v2",
+                "instance_count": 3,
+                "max_concurrent_requests_per_instance": 2,
+                "max_queue_wait_ms": 2000,
+                "liveness_probe": LIVENESS,
+                "readiness_probe": READINESS,
+                "scale_settings": {"type": "default"},
                 "tags": {"data": "diabetes"},
             },
         },  # fmt: skip
@@ -62,6 +86,26 @@ class Poller:
         return self.value
 
 
+def check_scaling(deployment: ManagedOnlineDeployment) -> None:
+    """Instances, request settings, probes and scale type, as the config sets them."""
+    assert (deployment.instance_type, deployment.instance_count) == ("Standard_DS3_v2", 3)
+    request = deployment.request_settings
+    assert (request.request_timeout_ms, request.max_concurrent_requests_per_instance, request.max_queue_wait_ms) == (
+        90_000, 2, 2000
+    )  # fmt: skip
+    fields = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
+    assert {f: getattr(deployment.liveness_probe, f) for f in fields} == {**LIVENESS, "success_threshold": None}
+    assert {f: getattr(deployment.readiness_probe, f) for f in fields} == READINESS
+    assert isinstance(deployment.scale_settings, DefaultScaleSettings)
+    rest = deployment._to_rest_object("westeurope").as_dict()["properties"]  # the body the SDK sends to Azure
+    liveness = {"initialDelay": "PT30S", "period": "PT15S", "timeout": "PT5S", "failureThreshold": 4}
+    assert rest["livenessProbe"] == liveness
+    assert rest["readinessProbe"]["successThreshold"] == 2 and rest["scaleSettings"] == {"scaleType": "Default"}
+    assert rest["requestSettings"] == {
+        "requestTimeout": "PT1M30S", "maxConcurrentRequestsPerInstance": 2, "maxQueueWait": "PT2S"
+    }  # fmt: skip
+
+
 def check_deployment(deployment: ManagedOnlineDeployment, calls: list) -> None:
     """The deployment the target submits, checked while its temporary build context still exists."""
     assert deployment.name == "sei" and deployment.endpoint_name == "sei-diabetes"
@@ -80,8 +124,7 @@ def check_deployment(deployment: ManagedOnlineDeployment, calls: list) -> None:
         *manifest["requirements"][1:],
         "azureml-inference-server-http>=1.4",
     ]
-    assert (deployment.instance_type, deployment.instance_count) == ("Standard_DS3_v2", 1)
-    assert deployment.request_settings.request_timeout_ms == 90_000
+    check_scaling(deployment)
     state = manifest["state"]
     expected = {state["url_env"]: os.environ[state["url_env"]]} if state["backend"] == "redis" else {}
     assert (deployment.environment_variables or {}) == expected  # the Redis URL, from the deploying machine
@@ -188,8 +231,10 @@ def test_dry_run_writes_yaml_the_sdk_loads(online_config, loopback_only, tmp_pat
     raw = yaml.safe_load((out / "deployment.yml").read_text())
     assert raw["code_configuration"] == {"code": "build", "scoring_script": "score.py"}
     assert raw["model"]["path"] == "build/models" and raw["environment"]["build"]["path"] == "environment"
+    assert raw["liveness_probe"] == LIVENESS and raw["readiness_probe"] == READINESS
+    assert raw["scale_settings"] == {"type": "default"}
     deployment = load_online_deployment(out / "deployment.yml")  # the SDK's own schema accepts it
-    assert deployment.instance_type == "Standard_DS3_v2" and deployment.request_settings.request_timeout_ms == 90_000
+    check_scaling(deployment)
     base = Path(deployment.base_path)  # the SDK resolves paths from the YAML file's folder
     assert (base / deployment.code_configuration.code).resolve() == (out / "build").resolve()
     [wheel] = (out / "environment" / "wheels").glob("*.whl")
@@ -227,3 +272,103 @@ def test_dry_run_names_the_redis_variable_never_its_value(online_config, loopbac
     assert deployment.environment_variables == {"SEI_TEST_REDIS_URL": "<the value of $SEI_TEST_REDIS_URL when deploying>"}
     texts = [f.read_bytes() for f in out.rglob("*") if f.is_file()]
     assert texts and not any(b"redis-access-key-value" in t for t in texts)
+
+
+def test_invalid_scaling_options_are_config_errors_with_field_paths(online_config):
+    data = yaml.safe_load(online_config.read_text())
+    data["deploy"]["options"].update(
+        instance_count=0,
+        request_timeout_ms=200_000,
+        max_queue_wait_ms=-1,
+        liveness_probe={**LIVENESS, "success_threshold": 2},
+        readiness_probe={"period": 0, "timeout": 0, "path": "/ready"},
+        scale_settings={"type": "target_utilization"},
+    )
+    online_config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as caught:
+        Deployment.from_file(online_config).validate()
+    problems = {p.split(":")[0]: p for p in caught.value.problems}
+    prefix = "deploy.options."
+    assert set(problems) == {
+        prefix + field
+        for field in (
+            "instance_count", "request_timeout_ms", "max_queue_wait_ms", "liveness_probe.success_threshold",
+            "readiness_probe.period", "readiness_probe.timeout", "readiness_probe.path", "scale_settings.type",
+        )
+    }  # fmt: skip
+    assert "Input should be 1" in problems[prefix + "liveness_probe.success_threshold"]
+    assert "less than or equal to 180000" in problems[prefix + "request_timeout_ms"]
+    assert "'default'" in problems[prefix + "scale_settings.type"]
+
+
+@pytest.fixture
+def served_config(online_config, azurite):
+    """online_config with its keys in Azurite, mode sas: the service holds no storage credentials."""
+    data = yaml.safe_load(online_config.read_text())
+    data["key_transport"] = {
+        "name": "azure-blob",
+        "options": {
+            "container": "online-keys", "account_url": azurite.account_url, "mode": "sas", "connection_string_env": ENV,
+        },
+    }  # fmt: skip
+    online_config.write_text(yaml.safe_dump(data))
+    return online_config
+
+
+def test_dry_run_installs_into_a_fresh_environment_and_serves(
+    served_config, azurite, loopback_only, tmp_path, monkeypatch, model_files
+):
+    """What the endpoint would run: the dry run's build context installed into a fresh environment (its pip
+    layer: Docker and the base image's own packages are not here) and its build folder served by that
+    environment's azmlinfsrv. A requirement missing from the list fails here, at pip check, import or request."""
+    out = tmp_path / "dry"
+    result = CliRunner().invoke(cli, ["deploy", str(served_config), "--dry-run", str(out)])
+    assert result.exit_code == 0, result.output
+    deployment = load_online_deployment(out / "deployment.yml")  # the folders as the SDK reads them
+    base = Path(deployment.base_path)
+    context, build = base / deployment.environment.build.path, base / deployment.code_configuration.code
+    assert deployment.environment.build.dockerfile_path in (None, "Dockerfile")  # Azure's default: Dockerfile
+    assert (base / deployment.model.path).resolve() == (build / "models").resolve()
+
+    # The image build, read from the Dockerfile: which context files land where, and its one pip install.
+    dockerfile = (context / "Dockerfile").read_text().splitlines()
+    [image] = [line.split()[1] for line in dockerfile if line.startswith("FROM ")]
+    copies = {dest: source for _, source, dest in (line.split() for line in dockerfile if line.startswith("COPY "))}
+    assert copies == {"/tmp/sei/requirements.txt": "requirements.txt", "/tmp/sei/wheels/": "wheels/"}
+    assert [line for line in dockerfile if line.startswith("RUN ")] == [
+        "RUN pip install --no-cache-dir -r /tmp/sei/requirements.txt"
+    ]
+    assert image == BASE_IMAGE and f"py{sys.version_info.major}{sys.version_info.minor}" in image  # its Python is ours
+
+    # Docker is not available here, so the image's paths map back to the build context they are copied
+    # from: /tmp/sei/wheels/NAME is environment/wheels/NAME. Every other line is installed as written.
+    requirements = (context / copies["/tmp/sei/requirements.txt"]).read_text().split()
+    wheels = context / copies["/tmp/sei/wheels/"]
+    prefix = "/tmp/sei/wheels/"
+    local = [str(wheels / r.removeprefix(prefix)) if r.startswith(prefix) else r for r in requirements]
+    assert {Path(r) for r in local if r.startswith("/")} == set(wheels.glob("*.whl")) and len(local) > 2
+    assert requirements[-1] == "azureml-inference-server-http>=1.4"  # azmlinfsrv comes from the list itself
+    mapped = tmp_path / "requirements.txt"
+    mapped.write_text("\n".join(local) + "\n")
+    python = fresh_venv(tmp_path / "online-env")
+    pip_install(python, ["-r", str(mapped)], cwd=context)  # then pip check; sei_framework from the venv
+
+    monkeypatch.setenv(ENV, azurite.connection_string)  # the client's own storage credentials
+    _, model, X = model_files["diabetes"]
+    with served_by(python, build, tmp_path / "state") as endpoint:
+        client = Deployment.from_file(served_config).client(endpoint, keyring=Keyring(tmp_path / "keys"))
+        prediction = client.predict("diabetes", X[:3])
+    np.testing.assert_allclose(prediction.predictions, model.predict(X[:3]), atol=1e-3)
+
+
+def test_mnist_online_is_the_tutorials_service_on_a_managed_endpoint():
+    """configs/mnist-online.yaml leads; it is configs/mnist-aci.yaml but for the target."""
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    online, aci = (load_config(configs / f"mnist-{name}.yaml") for name in ("online", "aci"))
+    for part in ("models", "key_transport", "limits"):
+        assert getattr(online, part) == getattr(aci, part), part
+    assert "configs/mnist-online.yaml" in (configs / "mnist-aci.yaml").read_text().split("\nname:")[0]
+    target = resolve_config(online, get_plugin_manager(), check_files=False).target_instance()
+    assert target.name == "azureml-online" and target.endpoint_name(online.name) == "sei-mnist-online"
+    scaling = target.scaling()  # the SDK's entities from the config's options
+    assert scaling["request_settings"].request_timeout_ms == 90_000 and scaling["instance_count"] == 1

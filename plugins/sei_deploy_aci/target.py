@@ -9,6 +9,7 @@ the build's `score.py`, an ACI deployment configuration, `Model.deploy`, and wai
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -22,11 +23,19 @@ from sei_framework import Build, DeployError, DeployTarget, Endpoint, ship_local
 
 from .options import ACI_NAME_PATTERN, AciOptions
 
-__all__ = ["AciTarget", "RUNTIME_REQUIREMENT"]
+__all__ = ["AciTarget", "RUNTIME_REQUIREMENT", "SDK_V1_WARNING"]
+
+log = logging.getLogger("sei_deploy_aci")
 
 INSTALL_HINT = "pip install 'sei-framework[aci]' (azureml-core)"
 RUNTIME_REQUIREMENT = "azureml-defaults>=1.57"
 """What Azure ML v1 needs in an inference environment: the inference server (azmlinfsrv) and friends."""
+SDK_V1_WARNING = (
+    "Azure ML SDK v1 (azureml-core), which the aci target uses, is out of support since 2026-06-30; "
+    "deploy the same config to a managed online endpoint with target azureml-online (configs/mnist-online.yaml)"
+)
+"""Logged once by `deploy` and `dry_run` (a warning: `sei` shows it on stderr, and so does Python's
+last-resort handler when nothing configured logging)."""
 
 
 def azureml() -> ModuleType:
@@ -165,9 +174,17 @@ class AciTarget(DeployTarget):
             raise DeployError(f"cannot open the Azure ML workspace: {_short(exc)}") from None
 
     def deploy(self, build: Build) -> Endpoint:
+        log.warning(SDK_V1_WARNING)
         core = azureml()
         service_name = self.service_name(build.name)
         deployment_config = self.deployment_config(build)
+        if self.opts.auth_enabled and not self.opts.ssl_enabled:
+            log.warning(
+                "ACI service %r: auth_enabled without ssl_enabled serves plain http, where the service key "
+                "travels in clear; SEI's client will not send it there unless allowed (--allow-insecure-http). "
+                "Set ssl_enabled with ssl_cert_pem_file, ssl_key_pem_file and ssl_cname (docs/azure.md, TLS)",
+                service_name,
+            )
         with tempfile.TemporaryDirectory(prefix="sei-aci-") as tmp:
             shipment = ship_local_distributions(build.requirements, Path(tmp))
             ws = self.workspace()
@@ -237,6 +254,7 @@ class AciTarget(DeployTarget):
 
     def dry_run(self, build: Build, out: Path) -> list[Path]:
         """Write the environment, inference, deployment and model settings, and the wheels; call no Azure API."""
+        log.warning(SDK_V1_WARNING)
         out = Path(out)
         service_name = self.service_name(build.name)
         shipment = ship_local_distributions(build.requirements, out / "wheels")

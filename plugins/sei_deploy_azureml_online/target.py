@@ -96,7 +96,6 @@ class AzureMLOnlineTarget(DeployTarget):
             Environment,
             ManagedOnlineDeployment,
             Model,
-            OnlineRequestSettings,
         )
 
         def where(path: Path) -> str:
@@ -117,13 +116,31 @@ class AzureMLOnlineTarget(DeployTarget):
             environment=Environment(name=f"sei-{endpoint}", build=BuildContext(path=where(context))),
             code_configuration=CodeConfiguration(code=where(build.path), scoring_script="score.py"),
             environment_variables=service_environment(build, dry_run=dry_run),
-            instance_type=self.opts.instance_type,
-            instance_count=self.opts.instance_count,
-            request_settings=OnlineRequestSettings(
-                request_timeout_ms=self.opts.request_timeout_ms,
-                max_concurrent_requests_per_instance=self.opts.max_concurrent_requests_per_instance,
-            ),
+            **self.scaling(),
         )
+
+    def scaling(self) -> dict[str, Any]:
+        """The deployment's instances, request settings, probes and scale settings, as SDK entities."""
+        _sdk()
+        from azure.ai.ml.entities import DefaultScaleSettings, OnlineRequestSettings, ProbeSettings
+
+        o = self.opts
+
+        def probe(settings: Any) -> Any:
+            return None if settings is None else ProbeSettings(**settings.model_dump())
+
+        return {
+            "instance_type": o.instance_type,
+            "instance_count": o.instance_count,
+            "request_settings": OnlineRequestSettings(
+                request_timeout_ms=o.request_timeout_ms,
+                max_concurrent_requests_per_instance=o.max_concurrent_requests_per_instance,
+                max_queue_wait_ms=o.max_queue_wait_ms,
+            ),
+            "liveness_probe": probe(o.liveness_probe),
+            "readiness_probe": probe(o.readiness_probe),
+            "scale_settings": DefaultScaleSettings(),  # the only type managed endpoints take (ScaleSettings)
+        }
 
     # -- Azure --------------------------------------------------------------------------------
 
