@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
+from sei_framework.logs import log_to_server_log
 from sei_framework.serving import ScoringService
 
 service: ScoringService | None = None
-LOG_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"  # as azmlinfsrv's own lines
-
-
-class _Stderr(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a line is logged (as logging's last-resort handler does)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _log_to_stderr() -> None:
-    """Served by azmlinfsrv: SEI's INFO lines (`request refused: ...`) to stderr, which its log captures.
-
-    azmlinfsrv configures only its own and gunicorn's loggers (disabling any that existed before);
-    elsewhere the host application's logging setup is left alone.
-    """
-    if "azureml_inference_server_http.server" not in sys.modules:  # imported by the server, not by run()
-        return
-    for name, each in logging.Logger.manager.loggerDict.items():
-        if name.startswith("sei_") and isinstance(each, logging.Logger):
-            each.disabled = False
-    logger = logging.getLogger("sei_framework")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # a root handler (logging.info() installs one) would repeat each line
-    if not any(getattr(handler, "_sei_score", False) for handler in logger.handlers):
-        handler = _Stderr()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._sei_score = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
 
 
 def init() -> None:
     """Load the build folder this script sits in; model files come from AZUREML_MODEL_DIR."""
     global service
-    _log_to_stderr()
+    log_to_server_log()
     service = ScoringService.from_environment(Path(__file__).resolve().parent)
 
 

@@ -8,6 +8,7 @@ from .base import (
     Endpoint,
     KeyTransport,
     ModelAdapter,
+    ModelSource,
     PluginOptions,
     Prediction,
     RequestSize,
@@ -35,6 +36,7 @@ from .errors import (
 from .hookspecs import hookimpl
 from .isolation import call_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
+from .logs import log_to_stderr
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
@@ -57,6 +59,7 @@ __all__ = [
     "Keyring",
     "KeyringError",
     "ModelAdapter",
+    "ModelSource",
     "PluginError",
     "PluginLoadError",
     "PluginOptions",
@@ -74,6 +77,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "key_id_for",
+    "log_to_stderr",
     "sei_home",
     "ship_local_distributions",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "AdapterClient",
     "KeyTransport",
     "DeployTarget",
+    "ModelSource",
     "Endpoint",
     "Prediction",
     "RequestSize",
@@ -89,6 +90,10 @@ class AdapterClient(ABC):
         keyring): the service computes with the public key, so a mismatched pair would decrypt
         wrong scores without any error. The client turns the exception into a KeyringError.
         """
+
+    def check_input(self, X: Any) -> None:
+        """Check the caller's input as given (a pandas DataFrame's column names, say) before it becomes
+        an array of rows; raise InvalidRequest to refuse it. The default accepts anything."""
 
     @abstractmethod
     def encrypt(self, rows: np.ndarray) -> Any:
@@ -227,3 +232,29 @@ class DeployTarget(ABC):
         from .errors import DeployError
 
         raise DeployError(f"deploy target {self.name!r} has no dry run")
+
+
+class ModelSource(ABC):
+    """Fetches a model that a config names by URI (`SCHEME:...` as a model's `path`) at build time.
+
+    `name` is the URI scheme. `Options` come from the config's `model_sources.SCHEME`; the source
+    also sees the deploy target's name and validated options (a source may take defaults from them).
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+
+    def __init__(
+        self, options: PluginOptions, *, target: str | None = None, target_options: PluginOptions | None = None
+    ) -> None:
+        self.options = options
+        self.target = target
+        self.target_options = target_options
+
+    def check(self, uri: str) -> None:
+        """Validate time, no network: raise ValueError saying what is wrong with `uri`. Default: accept."""
+
+    @abstractmethod
+    def fetch(self, uri: str, dest: Path) -> Path:
+        """Download the model `uri` into the empty folder `dest`; return the model file or folder in it
+        that the model's adapter `prepare`s."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -12,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .config import ResolvedConfig
+from .config import ResolvedConfig, ResolvedModel
 from .errors import BuildError, SeiError
 from .limits import model_max_rows
 from .plugins import SeiPlugins
@@ -120,6 +121,24 @@ def _replace(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _fetch(model: ResolvedModel, folder: Path) -> Path:
+    """The model's local file or folder: its path, or what its model source fetches into `folder`."""
+    if model.model_source is None:
+        return Path(model.source)
+    uri, scheme = str(model.source), model.model_source.name
+    try:
+        path = Path(model.model_source.fetch(uri, folder))
+    except SeiError:
+        raise
+    except Exception as exc:
+        raise BuildError(
+            f"model {model.config.name!r}: model source {scheme!r} could not fetch {uri}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not path.exists():
+        raise BuildError(f"model {model.config.name!r}: model source {scheme!r} fetched nothing for {uri}")
+    return path
+
+
 def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[str, Any]:
     """Write score.py, the model files, the manifest and requirements.txt into the empty folder `out`."""
     models_dir = out / "models"
@@ -131,13 +150,15 @@ def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[st
         dest = models_dir / model.config.name
         dest.mkdir()
         failed = f"model {model.config.name!r}: adapter {model.adapter.name!r} failed"
-        try:
-            metadata = model.adapter.prepare(model.source, model.options, dest)
-            size = model.adapter.request_size(metadata)
-        except SeiError:
-            raise
-        except Exception as exc:
-            raise BuildError(f"{failed}: {type(exc).__name__}: {exc}") from exc
+        with tempfile.TemporaryDirectory(prefix="sei-model-") as fetched:  # a fetched model is removed after prepare
+            source = _fetch(model, Path(fetched))
+            try:
+                metadata = model.adapter.prepare(source, model.options, dest)
+                size = model.adapter.request_size(metadata)
+            except SeiError:
+                raise
+            except Exception as exc:
+                raise BuildError(f"{failed}: {type(exc).__name__}: {exc}") from exc
         rows = model_max_rows(
             model.config.name, index, size, config.limits, model.config.limits.max_rows_per_request
         )

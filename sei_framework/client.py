@@ -372,6 +372,7 @@ class Client:
     ) -> Prediction:
         """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each."""
         client = self.model(name)
+        client.check_input(X)  # as given: a DataFrame's column names against the model's signature
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[None, :]

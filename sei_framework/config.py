@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +11,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from .base import DeployTarget, KeyTransport, ModelAdapter, PluginOptions
+from .base import DeployTarget, KeyTransport, ModelAdapter, ModelSource, PluginOptions
 from .errors import ConfigError, UnknownPluginError
 from .paths import config_context
 from .plugins import SeiPlugins
-from .registry import Registry
+from .registry import SCHEME_PATTERN, Registry
 
 __all__ = [
     "ModelLimitsConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_config",
+    "model_uri_scheme",
 ]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -46,14 +48,40 @@ class ModelLimitsConfig(_Strict):
     `limits.max_request_mb`."""
 
 
+def model_uri_scheme(path: object) -> str | None:
+    """The scheme of a model URI (`azureml:NAME:VERSION` -> `azureml`); None for a file or folder path.
+
+    A string that starts with a scheme of two or more characters and a colon is a URI (one letter
+    and a colon is a Windows drive); write `./name:with-colon` for a local file so named."""
+    if not isinstance(path, str):
+        return None
+    match = re.match(rf"^({SCHEME_PATTERN}):", path)
+    return match.group(1) if match else None
+
+
 class ModelConfig(_Strict):
     """One model the service holds, served by the named adapter."""
 
     name: str = Field(pattern=NAME_PATTERN)
     adapter: str
-    path: Path
+    path: Path | str
+    """A model file or folder (an MLflow model, say), relative to the config file; or a model URI
+    (`SCHEME:...`, e.g. `azureml:NAME:VERSION`) that the model source registered for SCHEME fetches
+    at build time."""
     options: dict[str, Any] = {}
     limits: ModelLimitsConfig = ModelLimitsConfig()
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_or_uri(cls, value: Any) -> Any:
+        """A URI stays a string; anything else is a path."""
+        if isinstance(value, str) and model_uri_scheme(value) is None:
+            return Path(value)
+        return value
+
+    @property
+    def uri_scheme(self) -> str | None:
+        return model_uri_scheme(self.path)
 
 
 class TransportConfig(_Strict):
@@ -111,6 +139,8 @@ class SeiConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     limits: LimitsConfig = LimitsConfig()
     state: StateConfig = StateConfig()
+    model_sources: dict[str, dict[str, Any]] = {}
+    """Options of each model source, by URI scheme (`azureml: {workspace_config: ...}`)."""
     _base_dir: Path | None = PrivateAttr(default=None)
 
     @property
@@ -134,7 +164,9 @@ class ResolvedModel:
     config: ModelConfig
     adapter: type[ModelAdapter]
     options: PluginOptions
-    source: Path
+    source: Path | str
+    """The model file or folder; or its URI, which `model_source` fetches at build time."""
+    model_source: ModelSource | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +212,7 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config") -> SeiCon
     base_dir = Path(base_dir).expanduser().absolute()
     config._base_dir = base_dir
     for model in config.models:
-        if not model.path.is_absolute():
+        if isinstance(model.path, Path) and not model.path.is_absolute():
             model.path = (base_dir / model.path).resolve()
     return config
 
@@ -214,19 +246,44 @@ def _plugin_options(
         return cls, None
 
 
+def _model_sources(
+    config: SeiConfig, plugins: SeiPlugins, target: type[DeployTarget] | None, target_options: PluginOptions | None,
+    problems: list[str],
+) -> dict[str, ModelSource]:
+    """An instance of each model source that a model's URI or `model_sources` names (no network yet)."""
+    registry = plugins.model_sources()
+    wanted = [m.uri_scheme for m in config.models if m.uri_scheme] + list(config.model_sources)
+    sources: dict[str, ModelSource] = {}
+    for scheme in dict.fromkeys(wanted):
+        if scheme not in registry:
+            if scheme in config.model_sources:
+                unknown = UnknownPluginError(registry.kind, scheme, registry.names())
+                problems.append(f"model_sources.{scheme}: {unknown}")
+            continue
+        cls = registry.get(scheme)
+        try:  # ConfigPath fields resolve from the config's folder
+            options = cls.Options.model_validate(
+                config.model_sources.get(scheme, {}), context=config_context(config.base_dir)
+            )
+        except ValidationError as exc:
+            problems.extend(_problems(exc, prefix=f"model_sources.{scheme}"))
+            continue
+        name = target.name if target is not None else None
+        sources[scheme] = cls(options, target=name, target_options=target_options)
+    return sources
+
+
 def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool = True) -> ResolvedConfig:
     """Second phase: every named plugin exists and accepts its options; all problems at once."""
     problems: list[str] = []
     adapters = plugins.model_adapters()
-    models = []
+    adapter_options = []
     for i, model in enumerate(config.models):
-        cls, options = _plugin_options(
-            adapters, model.adapter, model.options, f"models[{i}].adapter", problems, config.base_dir
+        adapter_options.append(
+            _plugin_options(adapters, model.adapter, model.options, f"models[{i}].adapter", problems, config.base_dir)
         )
-        if check_files and not model.path.is_file():
+        if check_files and model.uri_scheme is None and not model.path.exists():
             problems.append(f"models[{i}].path: no such file: {model.path}")
-        if cls is not None and options is not None:
-            models.append(ResolvedModel(model, cls, options, model.path))
     transports, targets = plugins.key_transports(), plugins.deploy_targets()
     tcls, topts = _plugin_options(
         transports, config.key_transport.name, config.key_transport.options, "key_transport.name", problems,
@@ -235,6 +292,24 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
     dcls, dopts = _plugin_options(
         targets, config.deploy.target, config.deploy.options, "deploy.target", problems, config.base_dir
     )
+    sources = _model_sources(config, plugins, dcls, dopts, problems)
+    models = []
+    for i, (model, (cls, options)) in enumerate(zip(config.models, adapter_options)):
+        scheme = model.uri_scheme
+        source = sources.get(scheme) if scheme else None
+        if scheme is not None and scheme not in plugins.model_sources():
+            available = ", ".join(plugins.model_sources().names()) or "none"
+            problems.append(
+                f"models[{i}].path: no model source handles {scheme!r} URIs (available: {available}); "
+                "write a local path that starts with a word and a colon as ./PATH"
+            )
+        elif source is not None:
+            try:
+                source.check(str(model.path))
+            except ValueError as exc:
+                problems.append(f"models[{i}].path: {exc}")
+        if cls is not None and options is not None:
+            models.append(ResolvedModel(model, cls, options, model.path, source))
     if problems:
         raise ConfigError(f"config {config.name!r} is invalid:", problems=problems)
     used = [adapters.entry(m.adapter).plugin for m in config.models]

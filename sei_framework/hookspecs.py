@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .registry import AdapterRegistry, TargetRegistry, TransportRegistry
+    from .registry import AdapterRegistry, ModelSourceRegistry, TargetRegistry, TransportRegistry
 
 __all__ = [
     "PROJECT_NAME",
@@ -37,6 +37,7 @@ __all__ = [
     "sei_register_model_adapters",
     "sei_register_key_transports",
     "sei_register_deploy_targets",
+    "sei_register_model_sources",
 ]
 
 PROJECT_NAME = "sei_framework"
@@ -68,4 +69,13 @@ def sei_register_deploy_targets(registry: TargetRegistry) -> None:
 
     A target runs a build folder (score.py, resolved config, model files) somewhere
     and returns its endpoint.
+    """
+
+
+@hookspec
+def sei_register_model_sources(registry: ModelSourceRegistry) -> None:
+    """Register `ModelSource` subclasses with `registry.register(cls)`; `cls.name` is a URI scheme.
+
+    A model whose `path` is `SCHEME:...` (e.g. `azureml:NAME:VERSION`) is fetched by the source
+    registered for SCHEME when the build runs, then prepared by its adapter like a local path.
     """

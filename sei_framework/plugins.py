@@ -13,7 +13,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import DuplicatePluginError, PluginLoadError, SeiError
-from .registry import AdapterRegistry, Registry, TargetRegistry, TransportRegistry
+from .registry import AdapterRegistry, ModelSourceRegistry, Registry, TargetRegistry, TransportRegistry
 
 __all__ = ["ENTRYPOINT_GROUP", "DISABLE_ENV", "PluginInfo", "SeiPlugins", "get_plugin_manager"]
 
@@ -114,8 +114,8 @@ class SeiPlugins:
         self._registries.clear()
 
     def collect(self) -> SeiPlugins:
-        """Fill all three registries now, so that every plugin's failure is in `load_errors`."""
-        self.model_adapters(), self.key_transports(), self.deploy_targets()
+        """Fill every registry now, so that every plugin's failure is in `load_errors`."""
+        self.model_adapters(), self.key_transports(), self.deploy_targets(), self.model_sources()
         return self
 
     def model_adapters(self) -> AdapterRegistry:
@@ -126,6 +126,9 @@ class SeiPlugins:
 
     def deploy_targets(self) -> TargetRegistry:
         return self._registry("sei_register_deploy_targets", TargetRegistry)
+
+    def model_sources(self) -> ModelSourceRegistry:
+        return self._registry("sei_register_model_sources", ModelSourceRegistry)
 
     def _registry(self, hook_name: str, factory: Callable[[], R]) -> R:
         if hook_name not in self._registries:
@@ -155,7 +158,7 @@ class SeiPlugins:
     def plugin_infos(self) -> list[PluginInfo]:
         """Every registered plugin with its distribution and the names it provides."""
         provides: dict[str, dict[str, list[str]]] = {}
-        for registry in (self.model_adapters(), self.key_transports(), self.deploy_targets()):
+        for registry in (self.model_adapters(), self.key_transports(), self.deploy_targets(), self.model_sources()):
             for entry in registry:
                 provides.setdefault(entry.plugin, {}).setdefault(registry.kind, []).append(entry.cls.name)
         infos = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,10 +10,21 @@ from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from .base import DeployTarget, KeyTransport, ModelAdapter
+from .base import DeployTarget, KeyTransport, ModelAdapter, ModelSource
 from .errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 
-__all__ = ["Registration", "Registry", "AdapterRegistry", "TransportRegistry", "TargetRegistry"]
+__all__ = [
+    "Registration",
+    "Registry",
+    "AdapterRegistry",
+    "TransportRegistry",
+    "TargetRegistry",
+    "ModelSourceRegistry",
+    "SCHEME_PATTERN",
+]
+
+SCHEME_PATTERN = r"[a-z][a-z0-9+.-]+"
+"""A model source's name: a URI scheme of two or more characters (one letter would be a Windows drive)."""
 
 T = TypeVar("T")
 
@@ -104,3 +116,16 @@ class TransportRegistry(Registry[KeyTransport]):
 class TargetRegistry(Registry[DeployTarget]):
     kind = "deploy target"
     base = DeployTarget
+
+
+class ModelSourceRegistry(Registry[ModelSource]):
+    kind = "model source"
+    base = ModelSource
+
+    def _check(self, cls: type, plugin: str) -> None:
+        super()._check(cls, plugin)
+        if not re.fullmatch(SCHEME_PATTERN, cls.name):
+            raise PluginLoadError(
+                f"{self.kind} {cls.name!r} of plugin {plugin!r}: the name must be a URI scheme "
+                "(a lowercase letter, then lowercase letters, digits, '+', '-' or '.'; two characters at least)"
+            )

@@ -53,7 +53,7 @@ def built_in_plugins() -> list[tuple[str, str, type[BaseModel]]]:
     ours = {info.name for info in plugins.plugin_infos() if info.distribution == BUILT_IN}
     found = []
     for kind, registry in (("model adapter", plugins.model_adapters()), ("key transport", plugins.key_transports()),
-                           ("deploy target", plugins.deploy_targets())):  # fmt: skip
+                           ("deploy target", plugins.deploy_targets()), ("model source", plugins.model_sources())):  # fmt: skip
         for name in registry.names():
             if registry.entry(name).plugin in ours:
                 found.append((kind, name, registry.get(name).Options))
@@ -62,7 +62,7 @@ def built_in_plugins() -> list[tuple[str, str, type[BaseModel]]]:
 
 def test_every_built_in_plugin_is_found():
     names = {name for _, name, _ in built_in_plugins()}
-    assert {"sklearn-eiserver", "sklearn-packed", "inline", "local-dir", "azure-blob", "local", "aci", "azureml-online"} <= names
+    assert {"sklearn-eiserver", "sklearn-packed", "inline", "local-dir", "azure-blob", "local", "aci", "azureml-online", "azureml"} <= names
 
 
 @pytest.mark.parametrize("kind, name, options", [(k, n, o) for k, n, o in built_in_plugins()], ids=str)

@@ -216,3 +216,61 @@ def test_the_import_rule_knows_every_plugin():
 
 def test_plugins_folder_is_not_a_package():
     assert not (ROOT / "plugins" / "__init__.py").exists()
+
+
+def source_plugin(name: str = "vault", files: dict | None = None):
+    """An inline plugin registering a model source `name:` that copies files from `files` (URI -> path)."""
+    from sei_framework import ModelSource
+
+    class VaultSource(ModelSource):
+        Options = PluginOptions
+        fetched: ClassVar[list] = []
+
+        def check(self, uri):
+            if uri.count(":") != 1:
+                raise ValueError(f"{uri!r}: write {self.name}:KEY")
+
+        def fetch(self, uri, dest):
+            path = dest / Path(files[uri]).name
+            path.write_bytes(Path(files[uri]).read_bytes())
+            VaultSource.fetched.append(path)
+            return path
+
+    VaultSource.name = name
+    module = types.ModuleType(f"{name}_plugin")
+
+    @hookimpl
+    def sei_register_model_sources(registry):
+        registry.register(VaultSource)
+
+    module.sei_register_model_sources = sei_register_model_sources
+    return module, VaultSource
+
+
+def test_model_sources_follow_the_registry_rules(sei_plugins, register_plugin):
+    register_plugin(source_plugin()[0], "first_plugin")
+    register_plugin(source_plugin()[0], "second_plugin")
+    with pytest.raises(DuplicatePluginError, match="model source 'vault' is registered by both plugin 'first_plugin'"):
+        sei_plugins.model_sources()
+    plugins = get_plugin_manager(entrypoints=False)
+    plugins.register(source_plugin("C")[0], "drive_letter")
+    assert "C" not in plugins.model_sources()
+    assert "the name must be a URI scheme" in plugins.load_errors[0].message
+
+
+def test_a_model_uri_is_fetched_by_its_source_at_build(model_files, tmp_path):
+    from sei_framework.config import ModelConfig, SeiConfig
+
+    module, source = source_plugin(files={"vault:diabetes": model_files["diabetes"][0]})
+    plugins = get_plugin_manager()
+    plugins.register(module, "vault_plugin")
+    data = {"name": "vault", "models": [{"name": "m", "adapter": "sklearn-eiserver", "path": "vault:diabetes"}]}
+    config = SeiConfig.model_validate(data)
+    assert config.models[0].path == "vault:diabetes" and isinstance(config.models[0], ModelConfig)
+    build = sei_framework.Deployment(config, plugins=plugins).build(tmp_path / "build")
+    assert build.manifest["models"][0]["metadata"]["n_features"] == 10
+    assert "vault_plugin" not in build.manifest["plugins"]  # a build-time plugin: the service never loads it
+    assert not source.fetched[0].exists()  # the fetched copy is removed once prepared
+    bad = SeiConfig.model_validate({**data, "models": [{**data["models"][0], "path": "vault:a:b"}]})
+    with pytest.raises(sei_framework.ConfigError, match="models\\[0\\].path: 'vault:a:b': write vault:KEY"):
+        sei_framework.Deployment(bad, plugins=plugins).validate()

@@ -11,6 +11,7 @@ import numpy as np
 from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction
 
 from .linear import LinearModel, NotLinearError, fold
+from .mlflow_model import check_columns, differences, load_mlflow_model, signature_names
 from .model_files import ModelFileError, load_model
 
 __all__ = ["SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
@@ -22,7 +23,7 @@ MAX_DESCRIBED_SIZE = 1 << 20
 
 class SklearnOptions(PluginOptions):
     trusted_types: list[str] = []
-    """Extra types to trust when loading a .skops file."""
+    """Extra types to trust when loading a .skops file (or an MLflow model saved as skops)."""
 
 
 def readout(model: LinearModel) -> dict[str, Any]:
@@ -48,13 +49,23 @@ def from_readout(description: dict[str, Any]) -> LinearModel:
 
 
 def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
-    """Load and fold a model file into `dest/linear.json`; a non-linear model is refused by name."""
+    """Load and fold a model file or MLflow model folder into `dest/linear.json`; a non-linear model is
+    refused by name, and an MLflow signature whose column count is not the model's features too."""
+    signature = None
     try:
-        model = fold(load_model(source, trusted_types=options.trusted_types or None))
+        if Path(source).is_dir():
+            estimator, signature = load_mlflow_model(source, trusted_types=options.trusted_types or None)
+        else:
+            estimator = load_model(source, trusted_types=options.trusted_types or None)
+        model = fold(estimator)
+        if signature is not None:
+            check_columns(signature, model.n_features, source)
     except (NotLinearError, ModelFileError) as exc:
         raise PluginError(str(exc)) from None
     (dest / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
     metadata = {"estimator": model.estimator, "n_features": model.n_features, "n_outputs": model.n_outputs}
+    if signature is not None:
+        metadata["signature"] = signature
     return model, metadata
 
 
@@ -76,6 +87,7 @@ class LinearAdapter(ModelAdapter):
             "n_outputs": self.model.n_outputs,
             "estimator": self.model.estimator,
             "readout": readout(self.model),
+            **({"signature": self.metadata["signature"]} if self.metadata.get("signature") else {}),
         }
 
     def reference_scores(self, X: np.ndarray) -> np.ndarray:
@@ -88,6 +100,21 @@ class LinearClient(AdapterClient):
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
         self.model = from_readout(description)
+
+    def check_input(self, X: Any) -> None:
+        """A pandas DataFrame sent to a model with a column-based MLflow signature must have its
+        columns, in its order (an array is checked by its feature count only)."""
+        expected = signature_names(self.description.get("signature"))
+        columns = getattr(X, "columns", None)
+        if expected is None or columns is None:
+            return
+        given = [str(name) for name in columns]
+        if given != expected:
+            raise InvalidRequest(
+                f"the DataFrame's columns are not the {len(expected)} of the model's MLflow signature "
+                f"(describe(): signature): {differences(expected, given)}",
+                code="wrong_features",
+            )
 
     def interpret(self, scores: np.ndarray) -> Prediction:
         return Prediction(scores, self.model.predict(scores), self.model.predict_proba(scores))

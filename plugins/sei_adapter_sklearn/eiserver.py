@@ -1,4 +1,8 @@
-"""Model adapter `sklearn-eiserver`: scikit-learn linear models served by EIServer (encrypted-inference 0.9)."""
+"""Model adapter `sklearn-eiserver`: scikit-learn linear models served by EIServer (encrypted-inference 0.9).
+
+The build proves an error bound for inputs within the feature bounds (eiserver_accuracy.py) or
+refuses the model; the client refuses rows outside the bounds and decrypted scores outside the range.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
-from sei_framework import InvalidRequest, KeyringError, call_isolated
+from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolated
 
-from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
+from .bounds import (
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, describe_bounds, input_bounds, score_limit,
+)
+from .common import LinearAdapter, LinearClient, prepare_linear
+from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
 
 __all__ = ["EIServerAdapter", "EIServerClient"]
 
@@ -24,7 +32,9 @@ ENCRYPTION = {
 }
 
 
-class EIServerOptions(SklearnOptions):
+class EIServerOptions(BoundsOptions):
+    """tolerance, feature_bounds, calibration_data, calibration_margin: see bounds.BoundsOptions."""
+
     convert_keys_once: bool = True
     """False serves through plain `EIServer.predict`, as the tutorial does (for comparisons)."""
 
@@ -74,7 +84,22 @@ class EIServerAdapter(LinearAdapter):
 
     @classmethod
     def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:
-        return prepare_linear(source, options, dest)[1]
+        """The error bound of EIServer's CKKS dot product for in-bound inputs, proven or refused."""
+        model, metadata = prepare_linear(source, options, dest)
+        lo, hi, origin = input_bounds(model.n_features, options)
+        try:
+            proof = prove(model.coef, model.intercept, lo, hi, options.tolerance)
+        except EIServerAccuracyError as exc:
+            hint = ("set feature_bounds or calibration_data to the inputs' real range" if origin == "default"
+                    else "narrow the bounds") + ", raise tolerance, or use smaller weights"
+            raise PluginError(
+                f"{model.estimator} cannot be served by sklearn-eiserver within tolerance {options.tolerance:g} "
+                f"for {describe_bounds(lo, hi, origin)}: {exc}; {hint}"
+            ) from None
+        except ValueError as exc:
+            raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
+        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)
+        return {**metadata, "accuracy": accuracy}
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: EIServerOptions) -> None:
         from encrypted.inference.eiserver import EIServer
@@ -84,6 +109,7 @@ class EIServerAdapter(LinearAdapter):
         super().__init__(model_dir, metadata, options)
         self.kernel = EIServerKernel(self.model.coef, self.model.intercept)
         self.tutorial_server = None if options.convert_keys_once else EIServer(self.model.coef, self.model.intercept)
+        self.accuracy = metadata.get("accuracy")  # None: built before the bound was proven
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -91,6 +117,7 @@ class EIServerAdapter(LinearAdapter):
             "encryption": ENCRYPTION,
             "key_scheme": EIServerClient.key_scheme,
             "ciphertexts_per_row": self.kernel.ciphertexts_per_row,
+            **({"accuracy": self.accuracy} if self.accuracy else {}),
         }
 
     def load_public_keys(self, data: bytes) -> Any:
@@ -154,9 +181,13 @@ class EIServerClient(LinearClient):
         self._client = client
 
     def encrypt(self, rows: np.ndarray) -> Any:
+        """Rows outside the feature bounds the service proved its accuracy for are refused first."""
+        check_described_rows(self.description.get("accuracy"), rows, self.model.n_features)
         return {"n_features": int(rows.shape[1]), "rows": [self._client.encrypt(row) for row in rows]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
         if not isinstance(result, list) or len(result) != n_rows:
             raise InvalidRequest(f"expected {n_rows} result rows from the service", code="invalid_response")
-        return np.array([self._client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
+        scores = np.array([self._client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
+        check_scores(scores, score_limit(self.description.get("accuracy"), RANGE_LIMIT))  # older services: 2^57
+        return scores

@@ -12,7 +12,7 @@ from typing import Any
 import joblib
 from sklearn.exceptions import InconsistentVersionWarning
 
-__all__ = ["MODEL_SUFFIXES", "ModelFileError", "load_model"]
+__all__ = ["MODEL_SUFFIXES", "ModelFileError", "load_model", "refused_types"]
 
 logger = logging.getLogger("sei_adapter_sklearn")
 
@@ -69,8 +69,7 @@ def _load_skops(path: Path, trusted_types: Iterable[str]) -> object:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # a bad zip or schema surfaces as many exception types
         raise ModelFileError(f"model file {path} is not a valid skops file: {type(exc).__name__}: {exc}") from exc
-    allowed = set(trusted_types)
-    refused = sorted(t for t in untrusted if t not in allowed and not _is_library_class(t))
+    refused = refused_types(untrusted, trusted_types)
     if refused:
         raise ModelFileError(
             f"model file {path} contains untrusted types: {', '.join(refused)}; "
@@ -80,6 +79,12 @@ def _load_skops(path: Path, trusted_types: Iterable[str]) -> object:
         return sio.load(path, trusted=untrusted)
     except Exception as exc:
         raise ModelFileError(f"model file {path} could not be loaded: {type(exc).__name__}: {exc}") from exc
+
+
+def refused_types(untrusted: Iterable[str], trusted_types: Iterable[str]) -> list[str]:
+    """The types skops reports as untrusted that are neither scikit-learn/numpy classes nor in `trusted_types`."""
+    allowed = set(trusted_types)
+    return sorted(t for t in untrusted if t not in allowed and not _is_library_class(t))
 
 
 def _is_library_class(name: str) -> bool:

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError
 
-from sei_framework import ConfigPath, InvalidRequest, PluginError, RequestSize
+from sei_framework import InvalidRequest, PluginError, RequestSize
 
-from .common import LinearAdapter, LinearClient, SklearnOptions, prepare_linear
-from .packed_bounds import check_rows, check_scores, compact_bounds, expand_bounds, input_bounds, score_limit
+from .bounds import (
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, describe_bounds, input_bounds, score_limit,
+)
+from .common import LinearAdapter, LinearClient, prepare_linear
 from .packed_kernel import (
     AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan, public_key_size, request_size,
 )
@@ -26,33 +28,13 @@ from .packed_kernel import (
 __all__ = ["PackedAdapter", "PackedClient", "PackedOptions"]
 
 
-Bound = tuple[FiniteFloat, FiniteFloat]
+class PackedOptions(BoundsOptions):
+    """tolerance, feature_bounds, calibration_data, calibration_margin: see bounds.BoundsOptions."""
 
-
-class PackedOptions(SklearnOptions):
     mode: Literal["single", "bulk"] = "single"
     """`single`: one small request per row; `bulk`: up to 4096 rows per ciphertext batch."""
-    tolerance: FiniteFloat = Field(1e-3, gt=0)
-    """Largest absolute score error the build must prove for in-bound inputs, or refuse the model."""
-    feature_bounds: Bound | list[Bound] | None = None
-    """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
-    Neither this nor calibration_data: every feature in [-1, 1]."""
-    calibration_data: ConfigPath | None = None
-    """A .npy or .csv file of representative rows (the training rows), relative to the config file:
-    the bounds are their per-feature range widened by calibration_margin of it on each side."""
-    calibration_margin: FiniteFloat = Field(0.1, ge=0)
     max_abs_score: FiniteFloat | None = Field(None, gt=0)
     """Declared score bound; must be >= the worst case the bounds give (default: that worst case)."""
-
-    @field_validator("feature_bounds")
-    @classmethod
-    def _ordered(cls, value: Any) -> Any:
-        pairs = [value] if isinstance(value, tuple) else value or []
-        if any(lo > hi for lo, hi in pairs):
-            raise ValueError("each [lo, hi] needs lo <= hi")
-        if isinstance(value, list) and not value:
-            raise ValueError("give [lo, hi] or at least one pair per feature")
-        return value
 
 
 def _b64_size(nbytes: int) -> int:
@@ -84,8 +66,6 @@ class PackedAdapter(LinearAdapter):
         """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
         lo, hi, origin = input_bounds(model.n_features, options)
-        shown = compact_bounds(lo, hi)
-        where = f"features in {shown}" if len(shown) == 2 and not isinstance(shown[0], list) else "per-feature bounds"
         try:
             proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
             ServerModel(model.coef, model.intercept, proof.params)  # the same weights: bulk limbs exact
@@ -94,19 +74,13 @@ class PackedAdapter(LinearAdapter):
                     else "narrow the bounds") + ", raise tolerance, or use fewer or smaller weights"
             raise PluginError(
                 f"{model.estimator} cannot be served by sklearn-packed ({options.mode}) within tolerance "
-                f"{options.tolerance:g} for {where} ({origin}): {exc}; {hint}"
+                f"{options.tolerance:g} for {describe_bounds(lo, hi, origin)}: {exc}; {hint}"
             ) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
         if not proof.params.security_bits_ok():
             raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")
-        accuracy = {
-            "tolerance": options.tolerance,
-            "error_bound": proof.error_bound,
-            "max_abs_score": proof.max_abs_score,
-            "feature_bounds": shown,
-            "bounds_from": origin,
-        }
+        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)
         return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}
 
     @classmethod
@@ -269,13 +243,4 @@ class PackedClient(LinearClient):
 
     def check_inputs(self, rows: np.ndarray) -> None:
         """Rows outside the feature bounds the service proved its accuracy for are refused (InvalidRequest)."""
-        accuracy = self.description.get("accuracy")
-        if accuracy is None:  # a service built before the bounds were proven: nothing to check against
-            return
-
-        def unreadable(message: str) -> InvalidRequest:
-            return InvalidRequest(f"the service's accuracy description: {message}", code="invalid_response")
-        if not isinstance(accuracy, dict):
-            raise unreadable("not an object")
-        lo, hi = expand_bounds(accuracy.get("feature_bounds"), self.model.n_features, "feature_bounds", unreadable)
-        check_rows(rows, lo, hi, str(accuracy.get("bounds_from", "declared")))
+        check_described_rows(self.description.get("accuracy"), rows, self.model.n_features)

@@ -12,12 +12,19 @@ from pydantic import Field, model_validator
 
 from sei_framework import Build, ConfigPath, DeployError, PluginOptions
 
-__all__ = ["WorkspaceOptions", "MODEL_NAME_PATTERN", "service_tags", "service_description", "service_environment"]
+__all__ = [
+    "Workspace",
+    "WorkspaceOptions",
+    "MODEL_NAME_PATTERN",
+    "service_tags",
+    "service_description",
+    "service_environment",
+]
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
 
 
-class WorkspaceOptions(PluginOptions):
+class Workspace(PluginOptions):
     """An Azure ML workspace: a `config.json` (`workspace_config`, or one found from the working
     folder when nothing is set), or `subscription_id` + `resource_group` + `workspace_name`.
     Credentials are never options: they come from the Azure CLI login, a managed identity, or
@@ -29,19 +36,29 @@ class WorkspaceOptions(PluginOptions):
     subscription_id: str | None = None
     resource_group: str | None = None
     workspace_name: str | None = None
-    model_name: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN)
-    """Name under which the build's model files are registered (default: the service name)."""
-    tags: dict[str, str] = {}
-    description: str | None = None
 
     @model_validator(mode="after")
-    def _one_workspace(self) -> WorkspaceOptions:
+    def _one_workspace(self) -> Workspace:
         named = [self.subscription_id, self.resource_group, self.workspace_name]
         if any(named) and not all(named):
             raise ValueError("give all of subscription_id, resource_group and workspace_name, or none of them")
         if all(named) and self.workspace_config is not None:
             raise ValueError("give either workspace_config or subscription_id/resource_group/workspace_name, not both")
         return self
+
+    @property
+    def names_workspace(self) -> bool:
+        """Whether a workspace is given (else a config.json is looked for from the working folder)."""
+        return self.workspace_config is not None or self.workspace_name is not None
+
+
+class WorkspaceOptions(Workspace):
+    """The Azure ML deploy targets' options: a workspace, and how the service is named and tagged."""
+
+    model_name: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN)
+    """Name under which the build's model files are registered (default: the service name)."""
+    tags: dict[str, str] = {}
+    description: str | None = None
 
 
 def service_tags(build: Build, options: WorkspaceOptions) -> dict[str, str]:

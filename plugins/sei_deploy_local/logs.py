@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import IO
 
-__all__ = ["KEEP_LOGS", "log_to_stderr", "open_log", "private_dir", "rotate"]
+__all__ = ["KEEP_LOGS", "open_log", "private_dir", "rotate"]
 
 KEEP_LOGS = 3
 """server.log.1 ... server.log.3: the logs of the deploys before this one."""
-FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"  # as azmlinfsrv's lines
-
-
-class _Stderr(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a line is logged (as logging's last-resort handler does)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
 
 
 def private_dir(path: Path) -> Path:
@@ -53,16 +38,3 @@ def open_log(log: Path) -> IO[bytes]:
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "ab")
-
-
-def log_to_stderr(name: str) -> None:
-    """INFO lines of logger `name` to stderr, which the server's log captures; once per process."""
-    logger = logging.getLogger(name)
-    logger.disabled = False  # azmlinfsrv's dictConfig disables loggers that existed before it ran
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # a root handler (logging.info() installs one) would repeat each line
-    if not any(getattr(h, "_sei", False) for h in logger.handlers):
-        handler = _Stderr()
-        handler.setFormatter(logging.Formatter(FORMAT))
-        handler._sei = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)

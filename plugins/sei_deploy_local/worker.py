@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from types import MethodType
 
-from sei_framework import Build
+from sei_framework import Build, log_to_stderr
 
 from .answers import REASONS, error_bytes
 from .auth import BearerAuth, expected_header
 from .guard import Guard
-from .logs import log_to_stderr
 
 __all__ = ["setup"]
 

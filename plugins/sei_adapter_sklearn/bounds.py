@@ -1,7 +1,8 @@
-"""What `sklearn-packed` is told about its inputs (feature bounds, calibration rows) and the client's checks.
+"""Input bounds shared by the scikit-learn adapters: the options, the worst-case score, the client's checks.
 
-The build proves its accuracy for inputs inside per-feature bounds; the client refuses rows outside
-them before encrypting, and decoded scores outside the proven score bound after decrypting.
+A build proves its accuracy for inputs inside per-feature bounds (`feature_bounds`, or the range of
+`calibration_data`, else [-1, 1]); the client refuses rows outside them before encrypting, and
+decoded scores outside the proven score bound (plus the tolerance) after decrypting.
 """
 
 from __future__ import annotations
@@ -11,13 +12,43 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, FiniteFloat, field_validator
 
-from sei_framework import InvalidRequest, PluginError
+from sei_framework import ConfigPath, InvalidRequest, PluginError
+
+from .common import SklearnOptions
 
 __all__ = [
-    "DEFAULT_FEATURE_BOUNDS", "check_rows", "check_scores", "compact_bounds", "expand_bounds", "input_bounds",
-    "load_calibration", "score_limit",
+    "DEFAULT_FEATURE_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
+    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "score_limit",
 ]
+
+Bound = tuple[FiniteFloat, FiniteFloat]
+
+
+class BoundsOptions(SklearnOptions):
+    """The options of an adapter that states its accuracy for inputs within bounds."""
+
+    tolerance: FiniteFloat = Field(1e-3, gt=0)
+    """Largest absolute score error the build must prove for in-bound inputs, or refuse the model."""
+    feature_bounds: Bound | list[Bound] | None = None
+    """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
+    Neither this nor calibration_data: every feature in [-1, 1]."""
+    calibration_data: ConfigPath | None = None
+    """A .npy or .csv file of representative rows (the training rows), relative to the config file:
+    the bounds are their per-feature range widened by calibration_margin of it on each side."""
+    calibration_margin: FiniteFloat = Field(0.1, ge=0)
+
+    @field_validator("feature_bounds")
+    @classmethod
+    def _ordered(cls, value: Any) -> Any:
+        pairs = [value] if isinstance(value, tuple) else value or []
+        if any(lo > hi for lo, hi in pairs):
+            raise ValueError("each [lo, hi] needs lo <= hi")
+        if isinstance(value, list) and not value:
+            raise ValueError("give [lo, hi] or at least one pair per feature")
+        return value
+
 
 DEFAULT_FEATURE_BOUNDS = (-1.0, 1.0)
 """Assumed when neither feature_bounds nor calibration_data is set: scaled features (pixels / 255,
@@ -137,3 +168,38 @@ def score_limit(accuracy: Any, fallback: float) -> float:
     if not (math.isfinite(limit) and limit > 0):
         raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
     return limit
+
+
+def describe_bounds(lo: np.ndarray, hi: np.ndarray, origin: str) -> str:
+    """'features in [lo, hi] (origin)' or 'per-feature bounds (origin)', for build messages."""
+    shown = compact_bounds(lo, hi)
+    where = f"features in {shown}" if len(shown) == 2 and not isinstance(shown[0], list) else "per-feature bounds"
+    return f"{where} ({origin})"
+
+
+def accuracy_entry(tolerance: float, error_bound: float, max_abs_score: float, lo: np.ndarray, hi: np.ndarray,
+                   origin: str) -> dict[str, Any]:
+    """What describe() states as `accuracy`, and what the client checks rows and scores against."""
+    return {
+        "tolerance": tolerance,
+        "error_bound": error_bound,
+        "max_abs_score": max_abs_score,
+        "feature_bounds": compact_bounds(lo, hi),
+        "bounds_from": origin,
+    }
+
+
+def check_described_rows(accuracy: Any, rows: np.ndarray, n_features: int) -> None:
+    """Refuse rows outside the feature bounds of a described `accuracy` (no accuracy: an older service)."""
+    if accuracy is None:  # a service built before the bounds were proven: nothing to check against
+        return
+
+    def unreadable(message: str) -> InvalidRequest:
+        return InvalidRequest(f"the service's accuracy description: {message}", code="invalid_response")
+    if not isinstance(accuracy, dict):
+        raise unreadable("not an object")
+    lo, hi = expand_bounds(accuracy.get("feature_bounds"), n_features, "feature_bounds", unreadable)
+    shape = np.shape(rows)
+    if len(shape) != 2 or shape[1] != n_features:
+        raise InvalidRequest(f"the model takes rows of {n_features} features, not shape {shape}", code="wrong_features")
+    check_rows(rows, lo, hi, str(accuracy.get("bounds_from", "declared")))
