@@ -20,7 +20,7 @@ from .common import SklearnOptions
 
 __all__ = [
     "DEFAULT_FEATURE_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
-    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "score_limit",
+    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "refusal", "score_limit",
 ]
 
 Bound = tuple[FiniteFloat, FiniteFloat]
@@ -175,6 +175,16 @@ def describe_bounds(lo: np.ndarray, hi: np.ndarray, origin: str) -> str:
     shown = compact_bounds(lo, hi)
     where = f"features in {shown}" if len(shown) == 2 and not isinstance(shown[0], list) else "per-feature bounds"
     return f"{where} ({origin})"
+
+
+def refusal(estimator: str, adapter: str, tolerance: float, lo: np.ndarray, hi: np.ndarray, origin: str,
+            reason: object, weights_hint: str) -> str:
+    """Why the build refuses a model it cannot serve within `tolerance`, and what to set instead."""
+    hint = "set feature_bounds or calibration_data to the inputs' real range" if origin == "default" else "narrow the bounds"
+    return (
+        f"{estimator} cannot be served by {adapter} within tolerance {tolerance:g} for "
+        f"{describe_bounds(lo, hi, origin)}: {reason}; {hint}, raise tolerance, or use {weights_hint}"
+    )
 
 
 def accuracy_entry(tolerance: float, error_bound: float, max_abs_score: float, lo: np.ndarray, hi: np.ndarray,

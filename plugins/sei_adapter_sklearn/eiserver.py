@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAda
 from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolated
 
 from .bounds import (
-    BoundsOptions, accuracy_entry, check_described_rows, check_scores, describe_bounds, input_bounds, score_limit,
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
 )
 from .common import LinearAdapter, LinearClient, prepare_linear
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
@@ -90,12 +90,8 @@ class EIServerAdapter(LinearAdapter):
         try:
             proof = prove(model.coef, model.intercept, lo, hi, options.tolerance)
         except EIServerAccuracyError as exc:
-            hint = ("set feature_bounds or calibration_data to the inputs' real range" if origin == "default"
-                    else "narrow the bounds") + ", raise tolerance, or use smaller weights"
-            raise PluginError(
-                f"{model.estimator} cannot be served by sklearn-eiserver within tolerance {options.tolerance:g} "
-                f"for {describe_bounds(lo, hi, origin)}: {exc}; {hint}"
-            ) from None
+            reason = refusal(model.estimator, cls.name, options.tolerance, lo, hi, origin, exc, "smaller weights")
+            raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
         accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, Stric
 from sei_framework import InvalidRequest, PluginError, RequestSize
 
 from .bounds import (
-    BoundsOptions, accuracy_entry, check_described_rows, check_scores, describe_bounds, input_bounds, score_limit,
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
 )
 from .common import LinearAdapter, LinearClient, prepare_linear
 from .packed_kernel import (
@@ -70,12 +70,9 @@ class PackedAdapter(LinearAdapter):
             proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
             ServerModel(model.coef, model.intercept, proof.params)  # the same weights: bulk limbs exact
         except AccuracyError as exc:
-            hint = ("set feature_bounds or calibration_data to the inputs' real range" if origin == "default"
-                    else "narrow the bounds") + ", raise tolerance, or use fewer or smaller weights"
-            raise PluginError(
-                f"{model.estimator} cannot be served by sklearn-packed ({options.mode}) within tolerance "
-                f"{options.tolerance:g} for {describe_bounds(lo, hi, origin)}: {exc}; {hint}"
-            ) from None
+            adapter = f"{cls.name} ({options.mode})"
+            reason = refusal(model.estimator, adapter, options.tolerance, lo, hi, origin, exc, "fewer or smaller weights")
+            raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
         if not proof.params.security_bits_ok():

@@ -19,12 +19,13 @@ from sei_azureml_common import Workspace
 
 from sei_framework import ModelSource, PluginError
 
+from .sdk import ml_client, short
+
 __all__ = ["AzureMLModelSource", "parse_uri"]
 
 URI_PATTERN = re.compile(
     r"^azureml:(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,254}):(?P<version>[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
 )
-INSTALL_HINT = "pip install 'sei-framework[azureml-online]' (azure-ai-ml, azure-identity)"
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -36,12 +37,6 @@ def parse_uri(uri: str) -> tuple[str, str]:
             "'.', '_' and '-'; a version number, not 'latest')"
         )
     return match.group("name"), match.group("version")
-
-
-def _short(exc: BaseException) -> str:
-    """The exception's type and its message on one line (the SDK's messages span several)."""
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
 def _where(workspace: Workspace) -> str:
@@ -71,19 +66,7 @@ class AzureMLModelSource(ModelSource):
 
     def ml_client(self) -> Any:
         """MLClient with DefaultAzureCredential for the workspace (no call is made yet)."""
-        try:
-            from azure.ai.ml import MLClient
-            from azure.identity import DefaultAzureCredential
-        except ImportError:
-            raise PluginError(f"azureml: model URIs need the Azure ML SDK v2: {INSTALL_HINT}") from None
-        w = self.workspace
-        try:
-            if w.workspace_name:
-                return MLClient(DefaultAzureCredential(), w.subscription_id, w.resource_group, w.workspace_name)
-            path = str(w.workspace_config) if w.workspace_config else None
-            return MLClient.from_config(DefaultAzureCredential(), path=path)
-        except Exception as exc:
-            raise PluginError(f"cannot open the Azure ML workspace for model {self.name} URIs: {_short(exc)}") from None
+        return ml_client(self.workspace, PluginError, f"model {self.name} URIs")
 
     def fetch(self, uri: str, dest: Path) -> Path:
         name, version = parse_uri(uri)
@@ -96,11 +79,11 @@ class AzureMLModelSource(ModelSource):
         except ResourceNotFoundError:
             raise PluginError(f"{uri}: no model {name!r} version {version} is registered in {where}") from None
         except Exception as exc:
-            raise PluginError(f"{uri}: cannot look the model up in {where}: {_short(exc)}") from None
+            raise PluginError(f"{uri}: cannot look the model up in {where}: {short(exc)}") from None
         try:
             client.models.download(name=name, version=version, download_path=str(dest))
         except Exception as exc:
-            raise PluginError(f"{uri}: downloading the model from {where} failed: {_short(exc)}") from None
+            raise PluginError(f"{uri}: downloading the model from {where} failed: {short(exc)}") from None
         return locate(Path(dest), uri, getattr(model, "type", None))
 
 

@@ -24,25 +24,9 @@ from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
 from .image import write_build_context
 from .options import ENDPOINT_NAME_PATTERN, OnlineOptions
+from .sdk import ml_client, require_sdk, short
 
 __all__ = ["AzureMLOnlineTarget"]
-
-INSTALL_HINT = "pip install 'sei-framework[azureml-online]' (azure-ai-ml, azure-identity)"
-
-
-def _sdk() -> None:
-    try:
-        import azure.ai.ml  # noqa: F401
-        import azure.identity  # noqa: F401
-    except ImportError:
-        raise DeployError(f"the azureml-online deploy target needs the Azure ML SDK v2: {INSTALL_HINT}") from None
-
-
-def _short(exc: BaseException) -> str:
-    """The exception's type and its message on one line (azureml's messages span several)."""
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
-
 
 def _relative(path: Path, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
@@ -76,7 +60,7 @@ class AzureMLOnlineTarget(DeployTarget):
     # -- entities -----------------------------------------------------------------------------
 
     def endpoint_entity(self, build: Build) -> Any:
-        _sdk()
+        require_sdk(DeployError, "the azureml-online deploy target")
         from azure.ai.ml.entities import ManagedOnlineEndpoint
 
         return ManagedOnlineEndpoint(
@@ -88,7 +72,7 @@ class AzureMLOnlineTarget(DeployTarget):
 
     def deployment_entity(self, build: Build, context: Path, *, dry_run: bool = False) -> Any:
         """The deployment of `build` with the environment built from the Docker build context `context`."""
-        _sdk()
+        require_sdk(DeployError, "the azureml-online deploy target")
         from azure.ai.ml.constants import AssetTypes
         from azure.ai.ml.entities import (
             BuildContext,
@@ -121,7 +105,7 @@ class AzureMLOnlineTarget(DeployTarget):
 
     def scaling(self) -> dict[str, Any]:
         """The deployment's instances, request settings, probes and scale settings, as SDK entities."""
-        _sdk()
+        require_sdk(DeployError, "the azureml-online deploy target")
         from azure.ai.ml.entities import DefaultScaleSettings, OnlineRequestSettings, ProbeSettings
 
         o = self.opts
@@ -146,18 +130,7 @@ class AzureMLOnlineTarget(DeployTarget):
 
     def ml_client(self) -> Any:
         """MLClient with DefaultAzureCredential for the configured workspace (no call is made yet)."""
-        _sdk()
-        from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
-
-        o = self.opts
-        try:
-            if o.workspace_name:
-                return MLClient(DefaultAzureCredential(), o.subscription_id, o.resource_group, o.workspace_name)
-            path = str(o.workspace_config) if o.workspace_config else None
-            return MLClient.from_config(DefaultAzureCredential(), path=path)
-        except Exception as exc:
-            raise DeployError(f"cannot open the Azure ML workspace: {_short(exc)}") from None
+        return ml_client(self.opts, DeployError, "the azureml-online deploy target")
 
     def deploy(self, build: Build) -> Endpoint:
         endpoint = self.endpoint_entity(build)
@@ -176,7 +149,7 @@ class AzureMLOnlineTarget(DeployTarget):
                 live = client.online_endpoints.get(name=name)
                 keys = client.online_endpoints.get_keys(name=name)
             except Exception as exc:
-                raise DeployError(f"deploying managed online endpoint {name!r} failed: {_short(exc)}") from None
+                raise DeployError(f"deploying managed online endpoint {name!r} failed: {short(exc)}") from None
         if not getattr(live, "scoring_uri", None) or not getattr(keys, "primary_key", None):
             raise DeployError(f"managed online endpoint {name!r} has no scoring URI or key yet")
         return Endpoint(live.scoring_uri, headers={"Authorization": f"Bearer {keys.primary_key}"})
@@ -191,7 +164,7 @@ class AzureMLOnlineTarget(DeployTarget):
         except ResourceNotFoundError:
             return False
         except Exception as exc:
-            raise DeployError(f"cannot delete managed online endpoint {endpoint!r}: {_short(exc)}") from None
+            raise DeployError(f"cannot delete managed online endpoint {endpoint!r}: {short(exc)}") from None
         return True
 
     # -- dry run ------------------------------------------------------------------------------

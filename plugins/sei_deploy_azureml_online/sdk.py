@@ -1,0 +1,45 @@
+"""What the target and the model source share: the SDK v2 check, one-line SDK errors, and MLClient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sei_azureml_common import Workspace
+
+from sei_framework import SeiError
+
+__all__ = ["INSTALL_HINT", "require_sdk", "short", "ml_client"]
+
+INSTALL_HINT = "pip install 'sei-framework[azureml-online]' (azure-ai-ml, azure-identity)"
+
+
+def require_sdk(error: type[SeiError], what: str) -> None:
+    """Raise `error` saying how to install the SDK when azure-ai-ml or azure-identity is missing."""
+    try:
+        import azure.ai.ml  # noqa: F401
+        import azure.identity  # noqa: F401
+    except ImportError:
+        raise error(f"{what} needs the Azure ML SDK v2: {INSTALL_HINT}") from None
+
+
+def short(exc: BaseException) -> str:
+    """The exception's type and its message on one line (the SDK's messages span several)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
+
+
+def ml_client(workspace: Workspace, error: type[SeiError], what: str) -> Any:
+    """MLClient with DefaultAzureCredential for `workspace` (no call is made yet); `error` if it cannot."""
+    require_sdk(error, what)
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    try:
+        if workspace.workspace_name:
+            return MLClient(
+                DefaultAzureCredential(), workspace.subscription_id, workspace.resource_group, workspace.workspace_name
+            )
+        path = str(workspace.workspace_config) if workspace.workspace_config else None
+        return MLClient.from_config(DefaultAzureCredential(), path=path)
+    except Exception as exc:
+        raise error(f"cannot open the Azure ML workspace for {what}: {short(exc)}") from None
