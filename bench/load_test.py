@@ -214,7 +214,7 @@ def _client_run(
         max_error = max(max_error, error)
         if error > TOLERANCE:
             failures.append(f"request {r}: max abs error {error:.3g}")
-    key_id = client._session_for(MODEL).key_id
+    key_id = client.session(MODEL).key_id
     return {"client": index, "key_id": key_id, "latencies_s": latencies, "errors": errors,
             "max_abs_error": max_error, "failures": failures}  # fmt: skip
 

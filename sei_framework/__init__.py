@@ -14,9 +14,10 @@ from .base import (
     RequestSize,
 )
 from .build import Build
-from .client import Client
+from .client import Client, ModelSession
 from .deployment import Deployment
 from .errors import (
+    BatchError,
     BuildError,
     ConfigError,
     DeployError,
@@ -43,6 +44,7 @@ from .plugins import get_plugin_manager
 
 __all__ = [
     "AdapterClient",
+    "BatchError",
     "Build",
     "BuildError",
     "Client",
@@ -59,6 +61,7 @@ __all__ = [
     "Keyring",
     "KeyringError",
     "ModelAdapter",
+    "ModelSession",
     "ModelSource",
     "PluginError",
     "PluginLoadError",

@@ -22,6 +22,7 @@ from .state import state_requirements
 __all__ = ["MANIFEST", "Build", "build", "framework_version"]
 
 MANIFEST = "sei_build.json"
+ENTRY_SCRIPTS = ("score.py", "batch_score.py")
 DISTRIBUTION = "sei-framework"
 
 
@@ -34,7 +35,7 @@ def framework_version() -> str:
 
 @dataclass(frozen=True)
 class Build:
-    """A build folder: score.py, the resolved config (manifest), model files, requirements."""
+    """A build folder: score.py and batch_score.py, the resolved config (manifest), model files, requirements."""
 
     path: Path
     manifest: dict[str, Any]
@@ -143,7 +144,8 @@ def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[st
     """Write score.py, the model files, the manifest and requirements.txt into the empty folder `out`."""
     models_dir = out / "models"
     models_dir.mkdir()
-    (out / "score.py").write_bytes(files("score_template").joinpath("score.py").read_bytes())
+    for script in ENTRY_SCRIPTS:  # online (azmlinfsrv) and batch (Azure ML batch endpoints)
+        (out / script).write_bytes(files("score_template").joinpath(script).read_bytes())
     config = resolved.config
     models = []
     for index, model in enumerate(resolved.models):

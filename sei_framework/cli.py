@@ -139,6 +139,22 @@ def read_rows(path: Path) -> np.ndarray:
     return rows
 
 
+def endpoint_with_headers(endpoint: str, headers: tuple[str, ...], token_env: str | None) -> Endpoint:
+    """The endpoint with --header values and the bearer token of --token-env (never on the command line)."""
+    header_map = {}
+    for header in headers:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise InvalidRequest(f"--header must be 'Name: value', got {name.strip()!r} without a colon")
+        header_map[name.strip()] = value.strip()
+    if token_env:
+        token = os.environ.get(token_env, "")
+        if not token:
+            raise InvalidRequest(f"--token-env {token_env}: the environment variable is not set")
+        header_map["Authorization"] = f"Bearer {token}"
+    return Endpoint(endpoint, header_map)
+
+
 @cli.command()
 @click.option("--endpoint", required=True, help="Scoring URI of the service.")
 @click.option("--model", "model", required=True, help="Model name in the service.")
@@ -182,21 +198,10 @@ def predict(
 
     if config and trust_service_transport:
         raise click.UsageError("--config and --trust-service-transport exclude each other: CONFIG says where keys go")
-    header_map = {}
-    for header in headers:
-        name, colon, value = header.partition(":")
-        if not colon or not name.strip():
-            raise InvalidRequest(f"--header must be 'Name: value', got {name.strip()!r} without a colon")
-        header_map[name.strip()] = value.strip()
-    if token_env:
-        token = os.environ.get(token_env, "")
-        if not token:
-            raise InvalidRequest(f"--token-env {token_env}: the environment variable is not set")
-        header_map["Authorization"] = f"Bearer {token}"
     plugins = _plugins()
     transport = Deployment.from_file(config, plugins=plugins).key_transport() if config else None
     client = Client(
-        Endpoint(endpoint, header_map),
+        endpoint_with_headers(endpoint, headers, token_env),
         plugins=plugins,
         transport=transport,
         trust_service_transport=trust_service_transport,
@@ -244,6 +249,11 @@ def list_plugins() -> None:
         source = f"{info.distribution} {info.version}" if info.distribution else "registered directly"
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
         click.echo(f"{info.name}  ({source})  {provides}")
+
+
+from .cli_batch import batch  # noqa: E402  (the `sei batch` group uses the helpers above)
+
+cli.add_command(batch)
 
 
 def main() -> None:

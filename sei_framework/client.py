@@ -22,7 +22,7 @@ from .errors import InvalidRequest, KeyringError, KeyTransportError, SeiError, S
 from .keys import Keyring, key_id_for
 from .plugins import SeiPlugins, get_plugin_manager
 
-__all__ = ["Client", "is_loopback_host"]
+__all__ = ["Client", "ModelSession", "is_loopback_host"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ _RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions
 
 
 @dataclass(frozen=True)
-class _ModelSession:
+class ModelSession:
+    """One model's adapter client, with the key pair it uses: its key id and public key bytes."""
+
     adapter: AdapterClient
     key_id: str
     public_keys: bytes
@@ -92,6 +94,7 @@ class Client:
         max_backoff: float = 10.0,
         trust_service_transport: bool = False,
         allow_insecure_http: bool = False,
+        description: dict[str, Any] | None = None,
     ) -> None:
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
         self.trust_service_transport = trust_service_transport
@@ -105,12 +108,18 @@ class Client:
         self.max_backoff = max_backoff
         self._plugins = plugins
         self._transport = transport
-        self._description: dict[str, Any] | None = None
-        self._models: dict[str, _ModelSession] = {}
+        self._description = description  # a describe answer handed over (batch jobs): no service call
+        self._models: dict[str, ModelSession] = {}
         self._pending: dict[str, dict[str, Any]] = {}  # key_id -> fields to send once
         self._transport_checked = False
         self._session = requests.Session()
         self._session.auth = _no_netrc  # only the endpoint's own headers are credentials SEI sends
+
+    @classmethod
+    def offline(cls, description: dict[str, Any], **kwargs: Any) -> Client:
+        """A client without a service: encrypts and decrypts for the models of `description` (a service's
+        `describe` answer, as a batch job carries it) with keys from the keyring; it sends nothing."""
+        return cls(Endpoint(""), description=description, **kwargs)
 
     @property
     def plugins(self) -> SeiPlugins:
@@ -122,6 +131,8 @@ class Client:
         """POST one request, retrying what may pass on; an error answer raises ServiceError with its code."""
         self._check_endpoint()  # the endpoint may have been replaced since
         uri = self.endpoint.scoring_uri
+        if not uri:
+            raise SeiError("this client has no service endpoint (Client.offline): it encrypts and decrypts only")
         attempts, attempt = self.retries + 1, 0
         while True:
             last = attempt == self.retries
@@ -304,9 +315,10 @@ class Client:
 
     def model(self, name: str) -> AdapterClient:
         """The adapter client for model `name`, with keys from the keyring (made on first use)."""
-        return self._session_for(name).adapter
+        return self.session(name).adapter
 
-    def _session_for(self, name: str) -> _ModelSession:
+    def session(self, name: str) -> ModelSession:
+        """Model `name`'s adapter client and key pair (from the keyring, made on first use, checked)."""
         if name not in self._models:
             models = self.describe()["models"]
             if name not in models:
@@ -329,10 +341,10 @@ class Client:
                     f"({type(exc).__name__}: {exc}); move that scheme's folder "
                     f"{self.keyring.folder_for(scheme)} away to make new keys"
                 ) from None
-            self._models[name] = _ModelSession(client, key_id_for(pair[1]), pair[1])
+            self._models[name] = ModelSession(client, key_id_for(pair[1]), pair[1])
         return self._models[name]
 
-    def _publish(self, client: _ModelSession) -> None:
+    def _publish(self, client: ModelSession) -> None:
         transport = self._checked_transport()
         try:
             self._pending[client.key_id] = transport.publish(client.key_id, client.public_keys)
@@ -343,7 +355,7 @@ class Client:
 
     def predict_encrypted(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Encrypt `rows`, score them on the service, return the decrypted scores."""
-        client = self._session_for(name)
+        client = self.session(name)
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
         body = {"model": name, "key_id": client.key_id, "data": client.adapter.encrypt(rows)}
         published_now = False

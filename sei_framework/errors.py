@@ -20,6 +20,7 @@ __all__ = [
     "DeployError",
     "ServiceError",
     "StateUnavailable",
+    "BatchError",
 ]
 
 
@@ -137,3 +138,10 @@ class ServiceError(SeiError):
     def __init__(self, message: str, *, code: str, status: int) -> None:
         super().__init__(message, code=code)
         self.status = status
+
+
+class BatchError(SeiError):
+    """A batch job cannot go on: a missing or damaged file, a shard for another model or key, shards
+    that failed to score (each named)."""
+
+    code = "batch_error"

@@ -13,7 +13,7 @@ from .base import KeyTransport, ModelAdapter
 from .build import Build
 from .errors import InvalidRequest, SeiError, UnknownKey
 from .keys import check_key_id, key_id_for
-from .plugins import get_plugin_manager
+from .plugins import SeiPlugins, get_plugin_manager
 from .state import KeyCache, QuotaExceeded, ServiceState, StateUnavailable, measure_keys, open_state
 from .state.memory import RequestQuota
 
@@ -25,6 +25,8 @@ __all__ = [
     "StateUnavailable",
     "error_body",
     "key_size",
+    "load_models",
+    "model_description",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,26 @@ def key_size(adapter: ModelAdapter, keys: Any, raw_size: int) -> int:
         if isinstance(size, int) and size >= 0:
             return size
     return measure_keys(keys, raw_size)
+
+
+def load_models(build: Build, model_dir: str | Path | None = None, plugins: SeiPlugins | None = None) -> dict[str, ModelAdapter]:
+    """Every model of `build`, initialised by its adapter (model files from `model_dir`, default the
+    build's own); the plugins the build names are loaded strictly (a broken one is fatal)."""
+    models_root = Path(model_dir) if model_dir is not None else build.models_dir
+    if plugins is None:
+        plugins = get_plugin_manager(only=build.manifest["plugins"], strict=True)
+    registry = plugins.model_adapters()
+    adapters = {}
+    for spec in build.manifest["models"]:
+        adapter_cls = registry.get(spec["adapter"])
+        options = adapter_cls.Options.model_validate(spec["options"])
+        adapters[spec["name"]] = adapter_cls(models_root / spec["name"], spec["metadata"], options)
+    return adapters
+
+
+def model_description(adapter: ModelAdapter) -> dict[str, Any]:
+    """One model as `describe` shows it, before the service adds its limits: what a client encrypts for."""
+    return {"adapter": adapter.name, **adapter.describe()}
 
 
 def error_body(error: SeiError) -> dict[str, Any]:
@@ -82,16 +104,10 @@ class ScoringService:
     def from_build(cls, build_dir: str | Path, model_dir: str | Path | None = None) -> ScoringService:
         """Load the plugins the build names (failures are fatal) and initialise every model."""
         build = Build.open(build_dir)
-        models_root = Path(model_dir) if model_dir is not None else build.models_dir
         plugins = get_plugin_manager(only=build.manifest["plugins"], strict=True)
-        adapter_registry, transports = plugins.model_adapters(), plugins.key_transports()
-        adapters = {}
-        for spec in build.manifest["models"]:
-            adapter_cls = adapter_registry.get(spec["adapter"])
-            options = adapter_cls.Options.model_validate(spec["options"])
-            adapters[spec["name"]] = adapter_cls(models_root / spec["name"], spec["metadata"], options)
+        adapters = load_models(build, model_dir, plugins)
         transport_spec = build.manifest["key_transport"]
-        transport_cls = transports.get(transport_spec["name"])
+        transport_cls = plugins.key_transports().get(transport_spec["name"])
         transport = transport_cls(transport_cls.Options.model_validate(transport_spec["options"]))
         log.info("SEI service %s ready with models: %s", build.name, ", ".join(adapters))
         return cls(build, adapters, transport)
@@ -148,8 +164,7 @@ class ScoringService:
             "sei_version": self.build.manifest["sei_version"],
             "models": {
                 name: {
-                    "adapter": adapter.name,
-                    **adapter.describe(),
+                    **model_description(adapter),
                     "limits": {"max_rows_per_request": self.model_rows.get(name, self.max_rows)},
                 }
                 for name, adapter in self.adapters.items()

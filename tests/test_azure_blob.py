@@ -182,10 +182,10 @@ def test_local_service_reads_keys_from_blob_storage(blob_env, make_deployment, m
         result = client.predict("digits", X[:4])
         np.testing.assert_allclose(result.scores, model.decision_function(X[:4]), atol=1e-3)
         assert (result.predictions == model.predict(X[:4])).all()
-        key_id = client._session_for("digits").key_id
+        key_id = client.session("digits").key_id
         victim = "c" * 32  # keys planted under someone else's id are refused by the core's hash check
         blobs = transport(blob_env, container="e2e-keys")
-        blobs._client().get_blob_client("e2e-keys", victim).upload_blob(client._session_for("digits").public_keys)
+        blobs._client().get_blob_client("e2e-keys", victim).upload_blob(client.session("digits").public_keys)
         data = client.model("digits").encrypt(X[:1])
         with pytest.raises(ServiceError, match="key_mismatch"):
             client.call({"model": "digits", "key_id": victim, "data": data})
@@ -209,7 +209,7 @@ def test_sas_mode_service_holds_no_storage_credentials(azurite, make_deployment,
         result = client.predict("diabetes", X[:3])
         np.testing.assert_allclose(result.predictions, model.predict(X[:3]), atol=1e-3)
         # another client, whose keys the service has not seen, sends an expired SAS URL: a clear client error
-        other = Client(endpoint, keyring=Keyring(tmp_path / "other-keys"))._session_for("diabetes")
+        other = Client(endpoint, keyring=Keyring(tmp_path / "other-keys")).session("diabetes")
         sent = transport(azurite, container="e2e-keys", mode="sas").publish(other.key_id, other.public_keys)
         signature = parse_qs(urlsplit(sent["key_sas_url"]).query)["sig"][0]
         service, blob = service_side_blob_in(azurite, "e2e-keys", other.key_id)

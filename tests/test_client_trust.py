@@ -192,7 +192,7 @@ def test_the_users_own_transport_or_an_explicit_opt_in_works(local_dir_service, 
             wrong.predict("m", X[:1])
     assert caught.value.code == "key_transport_mismatch"
     for client in (own, trusting):
-        assert (shared / f"{client._session_for('m').key_id}.keys").is_file()
+        assert (shared / f"{client.session('m').key_id}.keys").is_file()
 
 
 def inline_transport():

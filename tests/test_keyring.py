@@ -45,7 +45,7 @@ def first_use(folder: str, description: dict, rows: list, barrier, results) -> N
         client._description = {"models": {"m": description}}
         client.plugins.model_adapters()  # plugins loaded before the race, so the race is the keyring
         barrier.wait(timeout=120)
-        session = client._session_for("m")
+        session = client.session("m")
         results.put({"key_id": session.key_id, "data": session.adapter.encrypt(np.asarray(rows))})
     except BaseException as exc:  # noqa: BLE001 - every failure is a result the test reports
         results.put({"error": f"{type(exc).__name__}: {exc}"})
@@ -135,7 +135,7 @@ def test_a_stored_public_key_swapped_for_another_is_refused(packed, tmp_path):
     for use in (
         lambda: keyring.load(client.key_scheme),
         lambda: keyring.load_or_create(client.key_scheme, client.generate_keys),
-        lambda: with_description(Client(NOWHERE, keyring=keyring), description)._session_for("m"),
+        lambda: with_description(Client(NOWHERE, keyring=keyring), description).session("m"),
     ):
         with pytest.raises(KeyringError) as caught:
             use()
@@ -155,7 +155,7 @@ def test_a_pair_whose_secret_key_belongs_to_other_public_keys_is_refused(packed,
     keyring = Keyring(tmp_path / "keys")
     keyring.save(client.key_scheme, secret, other_public)
     with pytest.raises(KeyringError, match="cannot be used .*move that scheme's folder"):
-        with_description(Client(NOWHERE, keyring=keyring), description)._session_for("m")
+        with_description(Client(NOWHERE, keyring=keyring), description).session("m")
 
 
 def test_keys_stored_by_earlier_versions_still_load_and_work(packed, tmp_path):
@@ -169,13 +169,13 @@ def test_keys_stored_by_earlier_versions_still_load_and_work(packed, tmp_path):
     (legacy / "public.key").write_bytes(public)
 
     assert keyring.load_or_create(client.key_scheme, pytest.fail) == (secret, public)
-    session = with_description(Client(NOWHERE, keyring=keyring), description)._session_for("m")
+    session = with_description(Client(NOWHERE, keyring=keyring), description).session("m")
     assert session.key_id == key_id_for(public)
     assert_scores_like_plaintext(service, session, public, model, rows)
 
     (legacy / "public.key").write_bytes(client.generate_keys()[1])  # another pair's public key
     with pytest.raises(KeyringError, match="cannot be used"):
-        with_description(Client(NOWHERE, keyring=keyring), description)._session_for("m")
+        with_description(Client(NOWHERE, keyring=keyring), description).session("m")
 
 
 def assert_scores_like_plaintext(service, session, public, model, rows) -> None:

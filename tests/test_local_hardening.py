@@ -56,7 +56,7 @@ def packed_request(service, model_files, tmp_path_factory):
     _, model, X = model_files["diabetes"]
     client = Client(endpoint, keyring=Keyring(tmp_path_factory.mktemp("keys")))
     np.testing.assert_allclose(client.predict("diabetes", X[:1]).predictions, model.predict(X[:1]), atol=1e-3)
-    session = client._session_for("diabetes")
+    session = client.session("diabetes")
     body = json.dumps({"model": "diabetes", "key_id": session.key_id, "data": session.adapter.encrypt(X[:1])})
 
     def check(answer: dict) -> None:

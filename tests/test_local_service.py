@@ -53,7 +53,7 @@ def test_two_models_with_local_dir_keys(local_dir_service, model_files, tmp_path
     assert "/score" in server_log  # the log is the one the requests went to
     assert base64.b64encode(secret).decode() not in server_log and secret.hex() not in server_log
     published = list((tmp_path / "shared-keys").iterdir())
-    assert [p.name for p in published] == [f"{client._session_for('digits').key_id}.keys"]
+    assert [p.name for p in published] == [f"{client.session('digits').key_id}.keys"]
     assert requests.get(endpoint.scoring_uri.replace("/score", "/"), timeout=5).status_code == 200
 
 
@@ -85,7 +85,7 @@ def test_bad_input_gets_clear_errors_and_the_service_keeps_serving(inline_servic
     _, model, X = model_files["digits"]
     client = Client(endpoint, keyring=Keyring(tmp_path / "keys"))
     assert_matches_plaintext(client.predict("digits", X[:1]), model, X[:1])  # publishes the keys inline
-    session = client._session_for("digits")
+    session = client.session("digits")
     good = {"model": "digits", "key_id": session.key_id, "data": session.adapter.encrypt(X[:1])}
     ciphertext = base64.b64decode(good["data"]["rows"][0][0])
 
@@ -137,7 +137,7 @@ def test_client_republishes_keys_when_the_service_forgot_them(make_deployment, m
         client.predict("diabetes", X[:1])
         client.endpoint = deployment.deploy(tmp_path / "b2")  # a fresh service with an empty key cache
         with pytest.raises(ServiceError, match="unknown_key_id"):
-            session = client._session_for("diabetes")
+            session = client.session("diabetes")
             client.call({"model": "diabetes", "key_id": session.key_id, "data": session.adapter.encrypt(X[:1])})
         assert_matches_plaintext(client.predict("diabetes", X[:2]), model, X[:2])
     finally:

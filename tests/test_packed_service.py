@@ -51,7 +51,7 @@ def test_hostile_ciphertexts_are_refused_and_the_service_keeps_serving(packed_se
     client = Client(packed_service, keyring=Keyring(tmp_path / "keys"))
     _, digits, X = model_files["digits"]
     client.predict("digits", X[:1])
-    session = client._session_for("digits")
+    session = client.session("digits")
     good = {"model": "digits", "key_id": session.key_id, "data": session.adapter.encrypt(X[:1])}
     blob = base64.b64decode(good["data"]["ciphertexts"][0])
     rng = np.random.default_rng(1)
@@ -64,7 +64,7 @@ def test_hostile_ciphertexts_are_refused_and_the_service_keeps_serving(packed_se
     scores = session.adapter.decrypt(response.json()["result"], 1)
     assert np.abs(scores - digits.decision_function(X[:1])).max() <= 1e-3
     # a bulk request that declares fewer rows than its ciphertexts hold cannot slip past the rows limit
-    bulk = client._session_for("digits-bulk")
+    bulk = client.session("digits-bulk")
     lying = {"model": "digits-bulk", "key_id": bulk.key_id, "data": {**bulk.adapter.encrypt(X[:40]), "n_rows": 1}}
     client.predict("digits-bulk", X[:1])  # publishes the bulk model's keys
     response = requests.post(packed_service.scoring_uri, data=json.dumps(lying), timeout=60)

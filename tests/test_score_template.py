@@ -40,7 +40,7 @@ def score(make_deployment, tmp_path, monkeypatch):
 def test_build_folder_contents(make_deployment, tmp_path):
     build = make_deployment().build(tmp_path / "build")
     names = sorted(p.name for p in build.path.iterdir())
-    assert names == ["models", "requirements.txt", "score.py", "sei_build.json"]
+    assert names == ["batch_score.py", "models", "requirements.txt", "score.py", "sei_build.json"]
     assert sorted(p.name for p in build.models_dir.iterdir()) == ["diabetes", "digits"]
     requirements = (build.path / "requirements.txt").read_text().split()
     assert requirements[0].startswith("sei-framework==") and "encrypted-inference==0.9" in requirements

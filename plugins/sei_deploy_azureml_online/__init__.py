@@ -1,4 +1,5 @@
-"""Built-in plugin: deploy target `azureml-online`, an Azure ML managed online endpoint (SDK v2),
+"""Built-in plugin: deploy targets `azureml-online`, an Azure ML managed online endpoint (SDK v2), and
+`azureml-batch`, an Azure ML batch endpoint that scores SEI batch jobs (the build's batch_score.py);
 and model source `azureml` (`path: azureml:NAME:VERSION`, a registered model fetched at build time).
 
 Needs `pip install 'sei-framework[azureml-online]'` (azure-ai-ml, azure-identity) on the
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 from sei_framework import hookimpl
 
+from .batch import AzureMLBatchTarget
 from .model_source import AzureMLModelSource
-from .options import OnlineOptions
+from .options import BatchOptions, OnlineOptions
 from .target import AzureMLOnlineTarget
 
-__all__ = ["AzureMLModelSource", "AzureMLOnlineTarget", "OnlineOptions", "sei_register_deploy_targets",
-           "sei_register_model_sources"]
+__all__ = ["AzureMLBatchTarget", "AzureMLModelSource", "AzureMLOnlineTarget", "BatchOptions", "OnlineOptions",
+           "sei_register_deploy_targets", "sei_register_model_sources"]
 
 
 @hookimpl
 def sei_register_deploy_targets(registry):
     registry.register(AzureMLOnlineTarget)
+    registry.register(AzureMLBatchTarget)  # a batch mode of the same plugin: batch endpoints (batch.py)
 
 
 @hookimpl

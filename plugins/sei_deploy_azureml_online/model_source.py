@@ -5,8 +5,8 @@ The build looks the model up and downloads it with the SDK v2 (`MLClient.models.
 model registered as `mlflow_model`, as Azure ML does for MLflow runs) or a single model file.
 
 The workspace: `model_sources.azureml` in the config if it names one; else the deploy target's,
-when the target is an Azure ML one (`azureml-online`, `aci`); else a `config.json` found from the
-working folder. Credentials are `DefaultAzureCredential`'s, never options.
+when the target is an Azure ML one (`azureml-online`, `azureml-batch`, `aci`); else a `config.json`
+found from the working folder. Credentials are `DefaultAzureCredential`'s, never options.
 """
 
 from __future__ import annotations

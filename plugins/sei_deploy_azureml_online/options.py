@@ -1,4 +1,5 @@
-"""Options of the `azureml-online` target: the workspace, the endpoint, its instances and probes."""
+"""Options of the `azureml-online` target (the workspace, the endpoint, its instances and probes) and of the
+`azureml-batch` target (the workspace, the batch endpoint, its compute cluster and mini-batches)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ from sei_azureml_common import WorkspaceOptions
 from sei_framework import PluginOptions
 
 __all__ = [
+    "BatchOptions",
+    "RetrySettings",
     "OnlineOptions",
     "LivenessProbe",
     "ReadinessProbe",
     "ScaleSettings",
     "ENDPOINT_NAME_PATTERN",
+    "COMPUTE_NAME_PATTERN",
     "DEFAULT_BASE_IMAGE",
 ]
 
 ENDPOINT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$"
+COMPUTE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{1,31}$"
 DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/minimal-py311-inference:latest"
 
 
@@ -72,4 +77,41 @@ class OnlineOptions(WorkspaceOptions):
     scale_settings: ScaleSettings = ScaleSettings()
     base_image: str = DEFAULT_BASE_IMAGE
     """An Azure ML inference image (it runs azmlinfsrv); its Python must suit the wheels (3.11 by default)."""
+    deploy_timeout_s: float = Field(default=3600, gt=0)
+
+
+class RetrySettings(PluginOptions):
+    """Azure ML's BatchRetrySettings: how often a mini-batch that fails or times out is tried again, and its
+    timeout. Azure's default timeout (30 s) is short for encrypted scoring of whole shards."""
+
+    max_retries: int = Field(default=3, ge=0)
+    timeout: int = Field(default=300, ge=1)
+    """Seconds one `run(mini_batch)` call may take."""
+
+
+class BatchOptions(WorkspaceOptions):
+    """A batch endpoint (Microsoft Entra ID auth, no keys) whose default deployment runs the build's
+    batch_score.py on a compute cluster of the workspace. The workspace options are the online target's;
+    credentials are `DefaultAzureCredential`'s, never options."""
+
+    compute: str = Field(pattern=COMPUTE_NAME_PATTERN)
+    """The workspace's compute cluster (AmlCompute) that runs the jobs, by name; it must exist."""
+    endpoint_name: str | None = Field(default=None, pattern=ENDPOINT_NAME_PATTERN)
+    """Endpoint name, unique in the Azure region (default: the config's name); 3-32 characters."""
+    deployment_name: str = Field(default="sei", pattern=r"^[a-zA-Z][a-zA-Z0-9-]{0,31}$")
+    instance_count: int = Field(default=1, ge=1)
+    """Nodes of the cluster one job runs on."""
+    max_concurrency_per_instance: int = Field(default=1, ge=1)
+    """`run()` processes per node, each with the build loaded and its own converted keys."""
+    mini_batch_size: int = Field(default=10, ge=1)
+    """Files per `run()` call: a job folder's shards (its manifest and key files are passed over)."""
+    retry_settings: RetrySettings = RetrySettings()
+    error_threshold: int = Field(default=-1, ge=-1)
+    """Failed files after which Azure stops the job (-1: never; every shard is tried, and `sei batch decrypt`
+    names those without a result)."""
+    output_action: Literal["summary_only", "append_row"] = "summary_only"
+    """summary_only: results are files (results/ID.json in the job's output); append_row also writes the
+    one-line outcomes of `run()` into the output's predictions.csv."""
+    base_image: str = DEFAULT_BASE_IMAGE
+    """The image the environment extends (its Python must suit the wheels; 3.11 by default)."""
     deploy_timeout_s: float = Field(default=3600, gt=0)

@@ -1,14 +1,17 @@
-"""What the target and the model source share: the SDK v2 check, one-line SDK errors, and MLClient."""
+"""What the targets and the model source share: the SDK v2 check, one-line SDK errors, MLClient, and
+how a dry run names the workspace and its folders."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from sei_azureml_common import Workspace
 
 from sei_framework import SeiError
 
-__all__ = ["INSTALL_HINT", "require_sdk", "short", "ml_client"]
+__all__ = ["INSTALL_HINT", "require_sdk", "short", "ml_client", "relative_path", "workspace_reference"]
 
 INSTALL_HINT = "pip install 'sei-framework[azureml-online]' (azure-ai-ml, azure-identity)"
 
@@ -43,3 +46,20 @@ def ml_client(workspace: Workspace, error: type[SeiError], what: str) -> Any:
         return MLClient.from_config(DefaultAzureCredential(), path=path)
     except Exception as exc:
         raise error(f"cannot open the Azure ML workspace for {what}: {short(exc)}") from None
+
+
+def relative_path(path: Path, base: Path) -> str:
+    """`path` relative to `base`, with forward slashes: the SDK writes absolute paths, a dry run does not."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
+
+
+def workspace_reference(workspace: Workspace) -> dict[str, Any]:
+    """The workspace a dry run would deploy to, for its workspace.json (names only; no credential is an option)."""
+    if workspace.workspace_name:
+        return {
+            "subscription_id": workspace.subscription_id,
+            "resource_group": workspace.resource_group,
+            "name": workspace.workspace_name,
+        }
+    config = workspace.workspace_config
+    return {"config": str(config) if config else "config.json found from the working folder"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -24,12 +23,9 @@ from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
 from .image import write_build_context
 from .options import ENDPOINT_NAME_PATTERN, OnlineOptions
-from .sdk import ml_client, require_sdk, short
+from .sdk import ml_client, relative_path, require_sdk, short, workspace_reference
 
 __all__ = ["AzureMLOnlineTarget"]
-
-def _relative(path: Path, base: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
 
 
 class AzureMLOnlineTarget(DeployTarget):
@@ -178,19 +174,11 @@ class AzureMLOnlineTarget(DeployTarget):
         buffer = io.StringIO()
         self.deployment_entity(build, out / "environment", dry_run=True).dump(buffer)
         document = yaml.safe_load(buffer.getvalue())  # the SDK writes absolute paths: make them relative to OUT
-        document["code_configuration"]["code"] = _relative(build.path, out)
-        document["model"]["path"] = _relative(build.models_dir, out)
-        document["environment"]["build"]["path"] = _relative(out / "environment", out)
+        document["code_configuration"]["code"] = relative_path(build.path, out)
+        document["model"]["path"] = relative_path(build.models_dir, out)
+        document["environment"]["build"]["path"] = relative_path(out / "environment", out)
         deployment_file = out / "deployment.yml"
         deployment_file.write_text(yaml.safe_dump(document, sort_keys=False))
-        workspace = self._workspace_reference()
+        workspace = workspace_reference(self.opts)
         (out / "workspace.json").write_text(json.dumps(workspace, indent=2) + "\n")
         return [build.score_script, *written, out / "endpoint.yml", deployment_file, out / "workspace.json"]
-
-    def _workspace_reference(self) -> dict[str, Any]:
-        o = self.opts
-        if o.workspace_name:
-            return {"subscription_id": o.subscription_id, "resource_group": o.resource_group, "name": o.workspace_name}
-        return {
-            "config": str(o.workspace_config) if o.workspace_config else "config.json found from the working folder"
-        }

@@ -1,0 +1,228 @@
+"""The `azureml-batch` deploy target: an Azure ML batch endpoint (azure-ai-ml, SDK v2) that scores SEI batch jobs.
+
+The same build folder as every target: the deployment runs its `batch_score.py` (CodeConfiguration),
+with its `models/` folder as the model, in an environment built like the online target's (image.py)
+plus the packages Azure ML's batch runner needs. `deploy` makes the endpoint, its deployment (a
+`ModelBatchDeployment` on the configured compute cluster), makes that deployment the default, and
+returns the endpoint's invocation URI. Batch endpoints take Microsoft Entra ID tokens only: there is
+no key to return or print.
+
+A job is one invocation. Its input is a job folder (`sei batch encrypt`: manifest.json, keys/,
+shards/) as a `uri_folder` the workspace can read (a datastore path or a data asset); its output is
+a folder, where each shard's result lands as results/ID.json:
+
+    az ml batch-endpoint invoke --name ENDPOINT --input azureml://datastores/jobs/paths/june \\
+        --input-type uri_folder --output-path azureml://datastores/workspaceblobstore/paths/sei/june
+    az ml job download --name JOB --output-name score --download-path .
+    sei batch decrypt JOB_FOLDER --results named-outputs/score --out predictions.parquet
+
+or from Python, `ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(type="uri_folder",
+path=...), outputs={"score": Output(type="uri_folder", path=...)})`. Invoking again with the same
+output scores only the shards that have no result there yet (docs/azure.md, "Batch endpoints").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from sei_azureml_common import service_description, service_environment, service_tags
+
+from sei_framework import Build, DeployError, DeployTarget, Endpoint
+
+from .image import BATCH_RUNTIME_REQUIREMENTS, write_build_context
+from .options import ENDPOINT_NAME_PATTERN, BatchOptions
+from .sdk import ml_client, relative_path, require_sdk, short, workspace_reference
+
+__all__ = ["AzureMLBatchTarget", "BATCH_SCRIPT", "check_loadable", "root_layout"]
+
+BATCH_SCRIPT = "batch_score.py"
+"""The build's Azure ML batch entry script (score_template/batch_score.py)."""
+
+
+def root_layout(document: dict[str, Any]) -> dict[str, Any]:
+    """A dumped ModelBatchDeployment in the batch deployment YAML's root-level layout, the one
+    `azure.ai.ml.load_batch_deployment` reads (it refuses the `settings` block the SDK dumps): the settings
+    moved to the top level, and the instance count only in `resources` (the SDK dumps it in both places).
+    With `type: model` kept, the loader gives back a ModelBatchDeployment, what `deploy` submits."""
+    document = dict(document)
+    settings = dict(document.pop("settings", None) or {})
+    settings.pop("instance_count", None)
+    document.update(settings)
+    return document
+
+
+class AzureMLBatchTarget(DeployTarget):
+    """Azure ML batch endpoint + model batch deployment running batch_score.py; `delete` removes the endpoint."""
+
+    name: ClassVar[str] = "azureml-batch"
+    Options = BatchOptions
+
+    @property
+    def opts(self) -> BatchOptions:
+        return self.options  # type: ignore[return-value]
+
+    def endpoint_name(self, name: str) -> str:
+        endpoint = self.opts.endpoint_name or name
+        if not re.fullmatch(ENDPOINT_NAME_PATTERN, endpoint):
+            raise DeployError(
+                f"{endpoint!r} cannot name a batch endpoint (3-32 characters: letters, digits and hyphens, "
+                "starting with a letter); set deploy.options.endpoint_name"
+            )
+        return endpoint
+
+    def tags(self, build: Build) -> dict[str, str]:
+        return service_tags(build, self.opts)
+
+    def description(self, build: Build) -> str:
+        return service_description(build, self.opts)
+
+    # -- entities -----------------------------------------------------------------------------
+
+    def endpoint_entity(self, build: Build) -> Any:
+        require_sdk(DeployError, "the azureml-batch deploy target")
+        from azure.ai.ml.entities import BatchEndpoint
+
+        return BatchEndpoint(
+            name=self.endpoint_name(build.name),
+            description=self.description(build),
+            tags=self.tags(build),
+        )  # auth_mode: aad_token, the only one batch endpoints have
+
+    def deployment_entity(self, build: Build, context: Path, *, dry_run: bool = False) -> Any:
+        """The deployment of `build` with the environment built from the Docker build context `context`."""
+        require_sdk(DeployError, "the azureml-batch deploy target")
+        from azure.ai.ml.constants import AssetTypes
+        from azure.ai.ml.entities import (
+            BuildContext,
+            CodeConfiguration,
+            Environment,
+            Model,
+            ModelBatchDeployment,
+        )
+
+        if not (build.path / BATCH_SCRIPT).is_file():
+            raise DeployError(
+                f"build {build.path} has no {BATCH_SCRIPT} (made by an older sei-framework): build it again"
+            )
+
+        def where(path: Path) -> str:
+            return str(Path(path).resolve())
+
+        endpoint = self.endpoint_name(build.name)
+        return ModelBatchDeployment(
+            name=self.opts.deployment_name,
+            endpoint_name=endpoint,
+            description=self.description(build),
+            tags=self.tags(build),
+            model=Model(
+                name=self.opts.model_name or endpoint,
+                path=where(build.models_dir),
+                type=AssetTypes.CUSTOM_MODEL,
+                description=self.description(build),
+            ),
+            environment=Environment(name=f"sei-batch-{endpoint}", build=BuildContext(path=where(context))),
+            code_configuration=CodeConfiguration(code=where(build.path), scoring_script=BATCH_SCRIPT),
+            compute=self.opts.compute,
+            settings=self.settings(service_environment(build, dry_run=dry_run)),
+        )
+
+    def settings(self, environment_variables: dict[str, str] | None = None) -> Any:
+        """The deployment's mini-batches, instances, concurrency, retries and outputs, as the SDK's entity."""
+        require_sdk(DeployError, "the azureml-batch deploy target")
+        from azure.ai.ml.entities import BatchRetrySettings, ModelBatchDeploymentSettings
+
+        o = self.opts
+        return ModelBatchDeploymentSettings(
+            mini_batch_size=o.mini_batch_size,
+            instance_count=o.instance_count,
+            max_concurrency_per_instance=o.max_concurrency_per_instance,
+            output_action=o.output_action,
+            retry_settings=BatchRetrySettings(**o.retry_settings.model_dump()),
+            error_threshold=o.error_threshold,
+            environment_variables=environment_variables or {},
+        )
+
+    # -- Azure --------------------------------------------------------------------------------
+
+    def ml_client(self) -> Any:
+        """MLClient with DefaultAzureCredential for the configured workspace (no call is made yet)."""
+        return ml_client(self.opts, DeployError, "the azureml-batch deploy target")
+
+    def deploy(self, build: Build) -> Endpoint:
+        endpoint = self.endpoint_entity(build)
+        name = endpoint.name
+        with tempfile.TemporaryDirectory(prefix="sei-batch-") as tmp:
+            context = Path(tmp) / "environment"
+            self.write_environment(build, context)
+            deployment = self.deployment_entity(build, context)
+            client = self.ml_client()
+            timeout = self.opts.deploy_timeout_s
+            try:
+                client.batch_endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
+                client.batch_deployments.begin_create_or_update(deployment).result(timeout=timeout)
+                endpoint.defaults = {"deployment_name": self.opts.deployment_name}
+                client.batch_endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
+                live = client.batch_endpoints.get(name=name)
+            except Exception as exc:
+                raise DeployError(f"deploying batch endpoint {name!r} failed: {short(exc)}") from None
+        if not getattr(live, "scoring_uri", None):
+            raise DeployError(f"batch endpoint {name!r} has no invocation URI yet")
+        return Endpoint(live.scoring_uri)  # no headers: callers sign in with Microsoft Entra ID
+
+    def delete(self, name: str) -> bool:
+        endpoint = self.endpoint_name(name)
+        client = self.ml_client()
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            client.batch_endpoints.begin_delete(name=endpoint).result(timeout=self.opts.deploy_timeout_s)
+        except ResourceNotFoundError:
+            return False
+        except Exception as exc:
+            raise DeployError(f"cannot delete batch endpoint {endpoint!r}: {short(exc)}") from None
+        return True
+
+    def write_environment(self, build: Build, folder: Path) -> list[Path]:
+        """The environment's Docker build context: the online target's, with the batch runner's packages."""
+        return write_build_context(build, folder, base_image=self.opts.base_image, runtime=BATCH_RUNTIME_REQUIREMENTS)
+
+    # -- dry run ------------------------------------------------------------------------------
+
+    def dry_run(self, build: Build, out: Path) -> list[Path]:
+        """Write endpoint.yml and deployment.yml (paths relative to OUT), the environment's build context and
+        workspace.json; both YAML files are read back with the SDK's own loaders before this returns."""
+        out = Path(out)
+        written = self.write_environment(build, out / "environment")
+        endpoint = self.endpoint_entity(build)
+        endpoint.defaults = {"deployment_name": self.opts.deployment_name}  # as `deploy` leaves it
+        endpoint_file = out / "endpoint.yml"
+        endpoint_file.write_text(yaml.safe_dump(json.loads(json.dumps(endpoint.dump())), sort_keys=False))
+        buffer = io.StringIO()
+        self.deployment_entity(build, out / "environment", dry_run=True).dump(buffer)
+        document = root_layout(yaml.safe_load(buffer.getvalue()))
+        document["code_configuration"]["code"] = relative_path(build.path, out)  # the SDK writes absolute paths
+        document["model"]["path"] = relative_path(build.models_dir, out)
+        document["environment"]["build"]["path"] = relative_path(out / "environment", out)
+        deployment_file = out / "deployment.yml"
+        deployment_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        check_loadable(endpoint_file, deployment_file)
+        (out / "workspace.json").write_text(json.dumps(workspace_reference(self.opts), indent=2) + "\n")
+        return [build.path / BATCH_SCRIPT, *written, endpoint_file, deployment_file, out / "workspace.json"]
+
+
+def check_loadable(endpoint_file: Path, deployment_file: Path) -> None:
+    """DeployError unless `load_batch_endpoint` and `load_batch_deployment` accept the files as written."""
+    from azure.ai.ml import load_batch_deployment, load_batch_endpoint
+
+    for load, path in ((load_batch_endpoint, endpoint_file), (load_batch_deployment, deployment_file)):
+        try:
+            load(path)
+        except Exception as exc:
+            raise DeployError(f"the SDK's {load.__name__} refuses {path}: {short(exc)}") from None

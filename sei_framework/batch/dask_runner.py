@@ -1,0 +1,124 @@
+"""Step 2 on Dask: every shard of a job scored on a `LocalCluster` or an existing cluster's workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import BatchError, SeiError
+from .manifest import JobManifest
+from .scoring import ShardOutcome, ShardScorer, pack_build, score_shard
+from .storage import JobStore
+
+__all__ = ["ScoreReport", "score_job"]
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    job: str
+    shards: int
+    scored: int
+    skipped: int
+    rows: int
+    seconds: float
+    workers: int
+    bytes_in: int = 0
+    bytes_out: int = 0
+    shard_seconds: float = 0.0
+    """Worker time summed over the shards scored (what the projection for more workers rests on)."""
+    scoring_seconds: float = 0.0
+    """From the first shard submitted to the last one done: the run without starting the cluster."""
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_s": self.rows / self.scoring_seconds if self.scoring_seconds else None}
+
+
+def _score_task(build: bytes, store: JobStore, shard_id: str, results: JobStore | None) -> ShardOutcome:
+    """Runs on a worker; errors travel back as BatchError text (picklable, no native objects)."""
+    try:
+        return score_shard(build, store, shard_id, results)
+    except SeiError as exc:
+        raise BatchError(exc.message) from None
+
+
+def score_job(
+    build_dir: str | os.PathLike[str],
+    job: str | os.PathLike[str],
+    *,
+    results: str | os.PathLike[str] | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    threads_per_worker: int = 1,
+    storage_options: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreReport:
+    """Score every shard of the job folder `job` with the model of `build_dir`, on Dask.
+
+    `scheduler`: the address of an existing cluster's scheduler; default a `LocalCluster` of `workers`
+    processes. The build travels to the workers as bytes and is loaded once per worker process, which
+    keeps the job's converted public key. Results are written beside the shards (or into `results`);
+    a shard whose result for exactly its bytes exists is skipped, so a run stopped midway is started
+    again with the same call. A worker that dies mid-run has its shards rescheduled by Dask. Shards that
+    fail (damaged, refused) are named in a BatchError after every other shard is scored.
+    """
+    from dask.distributed import Client as DaskClient
+    from dask.distributed import LocalCluster, as_completed
+
+    started = time.perf_counter()
+    store = JobStore(job, storage_options)
+    result_store = JobStore(results, storage_options) if results is not None else None
+    manifest = JobManifest.load(store)
+    ShardScorer(build_dir).adapter_for(manifest)  # a job for another model is refused before any cluster starts
+    build = pack_build(build_dir)
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+        )
+    counts = {"scored": 0, "skipped": 0, "bytes_in": 0, "bytes_out": 0}
+    shard_seconds = 0.0
+    failed: dict[str, str] = {}
+    try:
+        with DaskClient(cluster if cluster is not None else scheduler, set_as_default=False) as dask:
+            n_workers = len(dask.scheduler_info()["workers"])
+            packed = dask.scatter(build, broadcast=True)
+            submitted = time.perf_counter()
+            futures = {
+                dask.submit(_score_task, packed, store, shard.id, result_store, key=f"sei-{manifest.job}-{shard.id}",
+                            pure=False, retries=1): shard
+                for shard in manifest.shards
+            }
+            for future in as_completed(futures, loop=dask.loop):
+                shard = futures[future]
+                try:
+                    outcome: ShardOutcome = future.result()
+                except Exception as exc:  # the task's BatchError, or a worker lost too often (KilledWorker)
+                    failed[shard.id] = str(exc) or type(exc).__name__
+                else:
+                    counts[outcome.status] += 1
+                    counts["bytes_in"] += outcome.bytes_in
+                    counts["bytes_out"] += outcome.bytes_out
+                    if outcome.status == "scored":
+                        shard_seconds += outcome.seconds
+                if progress is not None:
+                    progress(shard.rows)
+            scoring_seconds = time.perf_counter() - submitted
+    finally:
+        if cluster is not None:
+            cluster.close()
+    report = ScoreReport(
+        manifest.job, len(manifest.shards), counts["scored"], counts["skipped"], manifest.n_rows,
+        time.perf_counter() - started, n_workers, counts["bytes_in"], counts["bytes_out"], shard_seconds,
+        scoring_seconds, failed,
+    )
+    if failed:
+        listed = "; ".join(f"{shard}: {message}" for shard, message in sorted(failed.items())[:5])
+        raise BatchError(
+            f"{len(failed)} of {len(manifest.shards)} shards of job {manifest.job} were not scored ({listed}); "
+            "the others were. Run the same command again to retry only these"
+        )
+    return report

@@ -1,0 +1,114 @@
+"""Step 1, the data owner's: encrypt a data set into shards for one model of a service."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BatchError
+from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
+from .readers import open_rows
+from .storage import JobStore, sha256_hex
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+__all__ = ["EncryptReport", "encrypt_dataset", "shard_body"]
+
+
+@dataclass(frozen=True)
+class EncryptReport:
+    job: str
+    rows: int
+    shards: int
+    bytes: int
+    """Bytes of every shard file, the data owner's upload."""
+    seconds: float
+
+    @property
+    def bytes_per_row(self) -> float:
+        return self.bytes / self.rows
+
+
+def shard_body(manifest_fields: dict[str, Any], shard_id: str, start: int, stop: int, data: Any) -> bytes:
+    return json.dumps(
+        {"format": FORMAT, **manifest_fields, "shard": shard_id, "start": start, "stop": stop, "data": data},
+        separators=(",", ":"),
+    ).encode()
+
+
+def encrypt_dataset(
+    client: Client,
+    model: str,
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    rows_per_shard: int | None = None,
+    columns: list[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
+) -> EncryptReport:
+    """Encrypt every row of `source` (CSV with a header, Parquet or .npy) for `model` into the job
+    folder `out`: the public key once (keys/), one file per shard (shards/), then manifest.json.
+
+    `client` gives the model's description (from its service, or `Client.offline` with a describe
+    answer) and the key pair from its keyring. Rows are read `rows_per_shard` at a time (default: the
+    rows the model takes per request, whole bulk batches), never the whole data set at once.
+    """
+    started = time.perf_counter()
+    models = client.describe().get("models", {})
+    if model not in models:
+        raise BatchError(f"the service has no model {model!r}; it has: {', '.join(sorted(models))}")
+    description = models[model]
+    session = client.session(model)
+    store = JobStore(out, storage_options)
+    if store.exists(MANIFEST) and not overwrite:
+        raise BatchError(f"{store.url} already holds a batch job; write to an empty folder (or pass overwrite)")
+    if rows_per_shard is None:
+        rows_per_shard = int((description.get("limits") or {}).get("max_rows_per_request", session.adapter.max_rows_per_request))
+    if rows_per_shard < 1:
+        raise BatchError(f"rows_per_shard must be at least 1, not {rows_per_shard}")
+    expected = description.get("n_features")
+    data = open_rows(source, rows_per_shard, columns, storage_options)
+    store.write(key_file(session.key_id), session.public_keys)  # once per job; its name is its hash
+    job = uuid.uuid4().hex
+    fields = {"job": job, "model": model, "key_id": session.key_id}
+    shards: list[Shard] = []
+    start = total_bytes = width = 0
+    for index, rows in enumerate(data.chunks):
+        if expected is not None and rows.shape[1] != expected:
+            raise BatchError(f"model {model!r} takes {expected} features; {os.fspath(source)} has {rows.shape[1]} columns")
+        width = rows.shape[1]
+        shard_id = f"{index:05d}"
+        body = shard_body(fields, shard_id, start, start + len(rows), session.adapter.encrypt(rows))
+        store.write(shard_file(shard_id), body)
+        shards.append(Shard(id=shard_id, start=start, stop=start + len(rows), sha256=sha256_hex(body), bytes=len(body)))
+        start += len(rows)
+        total_bytes += len(body)
+        if progress is not None:
+            progress(len(rows))
+    if not shards:
+        raise BatchError(f"{os.fspath(source)} has no rows")
+    manifest = JobManifest(
+        job=job,
+        service=client.describe().get("service"),
+        model=model,
+        adapter=description["adapter"],
+        description=description,
+        description_sha256=description_fingerprint(description),
+        key_id=session.key_id,
+        n_rows=start,
+        n_features=width,
+        rows_per_shard=rows_per_shard,
+        columns=data.columns,
+        source=os.path.basename(os.fspath(source).rstrip("/")),
+        shards=shards,
+    )
+    store.write(MANIFEST, manifest.to_bytes())  # last: a job with a manifest has every shard
+    return EncryptReport(job, start, len(shards), total_bytes, time.perf_counter() - started)

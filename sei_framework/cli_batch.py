@@ -1,0 +1,146 @@
+"""`sei batch`: encrypt a data set into shards, score them on Dask, decrypt the predictions in row order."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import _plugins, endpoint_with_headers, handle_errors
+from .errors import BatchError
+
+__all__ = ["batch"]
+
+
+def _parse_columns(columns: str | None) -> list[str] | None:
+    return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+
+
+def _bar(total: int | None, what: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="row", desc=what, file=sys.stderr, unit_scale=True)
+
+
+def _offline_client(description_path: str | None, job: str | None):
+    """A client that needs no service: the describe answer from a file, or the one the job carries."""
+    from .batch import JobManifest, JobStore
+    from .client import Client
+
+    if description_path:
+        try:
+            description = json.loads(Path(description_path).read_text())
+        except (OSError, ValueError) as exc:
+            raise BatchError(f"--describe {description_path}: not a readable describe answer ({exc})") from None
+        if not isinstance(description, dict) or not isinstance(description.get("models"), dict):
+            raise BatchError(f"--describe {description_path}: has no 'models'; write it with `sei batch describe BUILD`")
+    else:
+        manifest = JobManifest.load(JobStore(job))
+        description = {"service": manifest.service, "models": {manifest.model: manifest.description}}
+    return Client.offline(description, plugins=_plugins())
+
+
+@click.group()
+def batch() -> None:
+    """Batch jobs between a data owner and a model owner (docs/batch.md)."""
+
+
+@batch.command("describe")
+@click.argument("build_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@handle_errors
+def describe(build_dir: str, out: str | None) -> None:
+    """Model owner: what a data owner needs to encrypt for BUILD_DIR's models (no weights, no keys)."""
+    from .batch import describe_build
+
+    text = json.dumps(describe_build(build_dir), indent=1)
+    if out:
+        Path(out).write_text(text + "\n")
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text)
+
+
+@batch.command("encrypt")
+@click.option("--model", required=True, help="Model name in the service.")
+@click.option("--input", "source", required=True, help="Rows: a .csv with a header, .parquet or .npy (path or fsspec URL).")
+@click.option("--out", required=True, help="Job folder to write (path, or az://container/job with AZURE_STORAGE_* set).")
+@click.option("--endpoint", help="The service's scoring URI: its describe answer gives the parameters.")
+@click.option("--describe", "description_path", type=click.Path(dir_okay=False), help="Or a describe answer as a file.")
+@click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' for --endpoint.")
+@click.option("--token-env", help="Bearer token for --endpoint, from this environment variable.")
+@click.option("--rows-per-shard", type=click.IntRange(min=1), help="Rows per shard (default: the model's rows per request).")
+@click.option("--columns", help="Comma-separated feature columns of a CSV or Parquet file (default: all, in order).")
+@click.option("--overwrite", is_flag=True, help="Replace a job already in --out.")
+@handle_errors
+def encrypt(
+    model: str, source: str, out: str, endpoint: str | None, description_path: str | None, headers: tuple[str, ...],
+    token_env: str | None, rows_per_shard: int | None, columns: str | None, overwrite: bool,
+) -> None:  # fmt: skip
+    """Data owner: encrypt every row of --input into shards of a job folder, with its manifest."""
+    from .batch import encrypt_dataset
+    from .client import Client
+
+    if bool(endpoint) == bool(description_path):
+        raise click.UsageError("name the service with exactly one of --endpoint and --describe")
+    if endpoint:
+        client = Client(endpoint_with_headers(endpoint, headers, token_env), plugins=_plugins())
+    else:
+        client = _offline_client(description_path, None)
+    with _bar(None, "encrypt") as bar:
+        report = encrypt_dataset(
+            client, model, source, out, rows_per_shard=rows_per_shard, columns=_parse_columns(columns),
+            progress=bar.update, overwrite=overwrite,
+        )  # fmt: skip
+    click.echo(
+        f"job {report.job}: {report.rows} rows in {report.shards} shards, {report.bytes / report.rows:.0f} bytes/row, "
+        f"{report.rows / report.seconds:.0f} rows/s; give {out} to the model owner"
+    )
+
+
+@batch.command("score")
+@click.argument("build_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("job")
+@click.option("--results", help="Write results here instead of beside the shards (a folder or fsspec URL).")
+@click.option("--scheduler", help="Address of an existing Dask scheduler (default: a LocalCluster on this machine).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="LocalCluster worker processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per LocalCluster worker.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Also write the run's figures here as JSON.")
+@handle_errors
+def score(
+    build_dir: str, job: str, results: str | None, scheduler: str | None, workers: int, threads: int, report: str | None
+) -> None:
+    """Model owner: score every shard of JOB with BUILD_DIR's model on Dask; shards already scored are skipped."""
+    from .batch import JobManifest, JobStore, score_job
+
+    total = JobManifest.load(JobStore(job)).n_rows
+    with _bar(total, "score") as bar:
+        done = score_job(
+            build_dir, job, results=results, scheduler=scheduler, workers=workers, threads_per_worker=threads,
+            progress=bar.update,
+        )  # fmt: skip
+    if report:
+        Path(report).write_text(json.dumps(done.to_json(), indent=1) + "\n")
+    click.echo(
+        f"job {done.job}: {done.scored} shards scored, {done.skipped} already scored, on {done.workers} "
+        f"workers in {done.seconds:.1f} s ({done.scoring_seconds:.1f} s after the cluster started)"
+    )
+
+
+@batch.command("decrypt")
+@click.argument("job")
+@click.option("--out", required=True, help="Predictions file: .csv or .parquet (rows in input order, column 'row').")
+@click.option("--results", help="Where the model owner wrote the results, if not beside the shards.")
+@click.option("--describe", "description_path", type=click.Path(dir_okay=False), help="Describe answer (default: the job's own).")
+@handle_errors
+def decrypt(job: str, out: str, results: str | None, description_path: str | None) -> None:
+    """Data owner: decrypt JOB's results into --out, every row exactly once, in input order."""
+    from .batch import JobManifest, JobStore, decrypt_job
+
+    total = JobManifest.load(JobStore(job)).n_rows
+    client = _offline_client(description_path, job)
+    with _bar(total, "decrypt") as bar:
+        report = decrypt_job(client, job, out, results=results, progress=bar.update)
+    click.echo(f"wrote {report.rows} predictions to {out} (sha256 {report.sha256}); summary: {report.summary}")
