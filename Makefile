@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors azurite demo test bench clean
+.PHONY: install install-test floors azurite demo test bench bench-batch clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -60,6 +60,10 @@ test: install-test azurite floors
 
 bench: install
 	$(PY) -m bench.mnist
+
+# A million rows through sei batch encrypt, score (1 and 2 Dask workers) and decrypt; 10,000 MNIST rows batch vs online.
+bench-batch: install
+	$(PY) -m bench.batch
 
 clean:
 	rm -rf $(VENV) $(FLOORS_VENV) .sei examples/models $(AZURITE_DIR)/node_modules

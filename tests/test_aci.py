@@ -343,10 +343,14 @@ def test_redis_state_url_is_an_environment_variable_of_the_service_and_never_of_
     build = types.SimpleNamespace(name="sei-digits", manifest={"state": {"backend": "redis", "url_env": "SEI_TEST_REDIS_URL"}})
     target = AciTarget(AciOptions())
     monkeypatch.setenv("SEI_TEST_REDIS_URL", "rediss://:redis-access-key-value@host:6380/0")
-    env = target.environment(build, ["sei-framework"])
-    assert env.environment_variables == {"SEI_TEST_REDIS_URL": "rediss://:redis-access-key-value@host:6380/0"}
+    with pytest.raises(DeployError, match="carries credentials") as info:  # ACI keeps them in clear
+        target.environment(build, ["sei-framework"])
+    assert "redis-access-key-value" not in str(info.value)
     dry = target.environment(build, ["sei-framework"], dry_run=True)
     assert "redis-access-key-value" not in str(dry.environment_variables)
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", "rediss://host:6380/0")
+    env = target.environment(build, ["sei-framework"])
+    assert env.environment_variables == {"SEI_TEST_REDIS_URL": "rediss://host:6380/0"}
     monkeypatch.delenv("SEI_TEST_REDIS_URL")
     with pytest.raises(DeployError, match="SEI_TEST_REDIS_URL"):
         target.environment(build, ["sei-framework"])

@@ -33,7 +33,8 @@ from sei_framework.batch import decrypt_job, describe_build, encrypt_dataset
 from sei_framework.cli import cli
 
 pytest.importorskip("azure.ai.ml", reason="needs the [azureml-online] extra (make test installs it)")
-from azure.ai.ml import MLClient, load_batch_deployment, load_batch_endpoint  # noqa: E402
+from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
+from azure.ai.ml import load_batch_deployment, load_batch_endpoint  # noqa: E402
 from azure.ai.ml._utils._endpoint_utils import validate_scoring_script  # noqa: E402  (the SDK's own pre-upload check)
 from azure.ai.ml.entities import BatchEndpoint, ModelBatchDeployment  # noqa: E402
 from azure.ai.ml.operations import BatchDeploymentOperations, BatchEndpointOperations  # noqa: E402
@@ -78,17 +79,6 @@ def with_redis_state(config_path: Path) -> Path:
     return config_path
 
 
-class Poller:
-    """What begin_* returns; result() waits on the service in azure-ai-ml."""
-
-    def __init__(self, value=None) -> None:
-        self.value = value
-
-    def result(self, timeout=None):
-        assert timeout == 3600
-        return self.value
-
-
 def check_settings(deployment: ModelBatchDeployment) -> None:
     """Mini-batches, instances, concurrency, retries, errors and outputs, as the config sets them."""
     settings = deployment.settings
@@ -117,9 +107,7 @@ def check_deployment(deployment: ModelBatchDeployment, calls: list) -> None:
     requirements = (context / "requirements.txt").read_text().split()
     assert requirements == [f"/tmp/sei/wheels/{wheel.name}", *manifest["requirements"][1:], *BATCH_RUNTIME]
     check_settings(deployment)
-    state = manifest["state"]
-    expected = {state["url_env"]: os.environ[state["url_env"]]} if state["backend"] == "redis" else {}
-    assert (deployment.settings.environment_variables or {}) == expected  # the Redis URL, from the deploying machine
+    assert not deployment.settings.environment_variables  # batch scoring keeps no state: no Redis URL, ever
 
     # The body the SDK sends to Azure once upload_dependencies has replaced the local assets by their ids.
     uploaded = copy.deepcopy(deployment)
@@ -164,15 +152,7 @@ def azure(monkeypatch, loopback_only):
         del state.endpoints[name]
         return Poller()
 
-    real_init = MLClient.__init__
-
-    def ml_client_init(self, credential, subscription_id=None, resource_group_name=None, workspace_name=None, **kwargs):
-        assert type(credential).__name__ == "DefaultAzureCredential"
-        assert (subscription_id, resource_group_name, workspace_name) == (SUBSCRIPTION, "sei-rg", "sei-ws")
-        state.clients.append(self)
-        real_init(self, credential, subscription_id, resource_group_name, workspace_name, **kwargs)  # makes no call
-
-    monkeypatch.setattr(MLClient, "__init__", ml_client_init)
+    check_ml_client(monkeypatch, state, SUBSCRIPTION)
     monkeypatch.setattr(BatchEndpointOperations, "begin_create_or_update", endpoint_create)
     monkeypatch.setattr(BatchDeploymentOperations, "begin_create_or_update", deployment_create)
     monkeypatch.setattr(BatchEndpointOperations, "get", endpoint_get)
@@ -218,9 +198,8 @@ def test_dry_run_writes_yaml_the_sdk_loaders_accept(batch_config, loopback_only,
     assert f"FROM {BASE_IMAGE}" in (context / "Dockerfile").read_text()
     assert json.loads((out / "workspace.json").read_text())["name"] == "sei-ws"
 
-    # The Redis URL is named, never written: its placeholder stands in the deployment's environment.
-    placeholder = "<the value of $SEI_TEST_REDIS_URL when deploying>"
-    assert deployment.environment_variables == {"SEI_TEST_REDIS_URL": placeholder}
+    # Batch scoring keeps no service state: even with state: redis, no Redis URL reaches the deployment.
+    assert not deployment.environment_variables
     texts = [f.read_bytes() for f in out.rglob("*") if f.is_file()]
     assert texts and not any(b"redis-batch-access-key" in t for t in texts)
     assert "redis-batch-access-key" not in result.output
@@ -284,7 +263,7 @@ def test_deploy_creates_endpoint_and_default_deployment_and_prints_no_secret(bat
     result = CliRunner().invoke(cli, ["deploy", str(config)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == INVOCATION_URI  # `sei deploy` prints the invocation URI, and only it
-    assert "redis-batch-access-key" not in result.output + caplog.text  # delivered to the deployment, never shown
+    assert "redis-batch-access-key" not in result.output + caplog.text  # never shown, never sent (no state in batch)
     assert azure.calls == [
         "batch_endpoints.begin_create_or_update defaults={}",
         "batch_deployments.begin_create_or_update",

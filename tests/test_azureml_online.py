@@ -26,7 +26,8 @@ from sei_framework.config import load_config, resolve_config
 from sei_framework.keys import Keyring
 
 pytest.importorskip("azure.ai.ml", reason="needs the [azureml-online] extra (make test installs it)")
-from azure.ai.ml import MLClient, load_online_deployment, load_online_endpoint  # noqa: E402
+from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
+from azure.ai.ml import load_online_deployment, load_online_endpoint  # noqa: E402
 from azure.ai.ml.entities import (  # noqa: E402
     DefaultScaleSettings,
     EndpointAuthKeys,
@@ -73,17 +74,6 @@ def online_config(tmp_path, model_files):
     path = tmp_path / "sei-diabetes.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-class Poller:
-    """What begin_* returns; result() waits on the service in azure-ai-ml."""
-
-    def __init__(self, value=None) -> None:
-        self.value = value
-
-    def result(self, timeout=None):
-        assert timeout == 3600
-        return self.value
 
 
 def check_scaling(deployment: ManagedOnlineDeployment) -> None:
@@ -168,15 +158,7 @@ def azure(monkeypatch, loopback_only):
         del state.endpoints[name]
         return Poller()
 
-    real_init = MLClient.__init__
-
-    def ml_client_init(self, credential, subscription_id=None, resource_group_name=None, workspace_name=None, **kwargs):
-        assert type(credential).__name__ == "DefaultAzureCredential"
-        assert (subscription_id, resource_group_name, workspace_name) == (SUBSCRIPTION, "sei-rg", "sei-ws")
-        state.clients.append(self)
-        real_init(self, credential, subscription_id, resource_group_name, workspace_name, **kwargs)  # makes no call
-
-    monkeypatch.setattr(MLClient, "__init__", ml_client_init)
+    check_ml_client(monkeypatch, state, SUBSCRIPTION)
     monkeypatch.setattr(OnlineEndpointOperations, "begin_create_or_update", endpoint_create)
     monkeypatch.setattr(OnlineDeploymentOperations, "begin_create_or_update", deployment_create)
     monkeypatch.setattr(OnlineEndpointOperations, "get", endpoint_get)
@@ -244,6 +226,7 @@ def test_dry_run_writes_yaml_the_sdk_loads(online_config, loopback_only, tmp_pat
 
 
 REDIS_URL = "rediss://:redis-access-key-value@sei.redis.cache.windows.net:6380/0"
+REDIS_URL_WITHOUT_CREDENTIALS = "rediss://sei.redis.cache.windows.net:6380/0"
 
 
 def with_redis_state(config_path: Path) -> Path:
@@ -258,9 +241,31 @@ def test_redis_state_url_reaches_the_deployment_from_the_environment(online_conf
     monkeypatch.delenv("SEI_TEST_REDIS_URL", raising=False)
     with pytest.raises(DeployError, match="needs the Redis URL in the environment variable SEI_TEST_REDIS_URL"):
         deployment.deploy()
-    monkeypatch.setenv("SEI_TEST_REDIS_URL", REDIS_URL)
-    deployment.deploy()  # check_deployment: environment_variables == {"SEI_TEST_REDIS_URL": REDIS_URL}
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", REDIS_URL_WITHOUT_CREDENTIALS)
+    deployment.deploy()  # check_deployment: environment_variables == {"SEI_TEST_REDIS_URL": that URL}
     assert "online_deployments.begin_create_or_update" in azure.calls
+
+
+def test_a_redis_url_with_a_password_never_lands_in_the_deployment(online_config, azure, monkeypatch):
+    """Deployment environment variables are stored in the workspace in clear: a password in the Redis URL
+    is refused, and a Key Vault (secret injection) reference is what the deployment gets instead."""
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", REDIS_URL)
+    config = with_redis_state(online_config)
+    with pytest.raises(DeployError, match="carries credentials.*redis_url_secret") as info:
+        Deployment.from_file(config).deploy()
+    assert "redis-access-key-value" not in str(info.value)
+    assert "online_deployments.begin_create_or_update" not in azure.calls
+    data = yaml.safe_load(config.read_text())
+    reference = "${{keyvault:https://sei-vault.vault.azure.net/secrets/sei-redis-url}}"
+    data["deploy"]["options"]["redis_url_secret"] = reference
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("SEI_TEST_REDIS_URL", reference)  # check_deployment expects this variable's value
+    Deployment.from_file(config).deploy()  # check_deployment: environment_variables == {"SEI_TEST_REDIS_URL": reference}
+    assert "online_deployments.begin_create_or_update" in azure.calls
+    with pytest.raises(ConfigError, match="redis_url_secret"):
+        data["deploy"]["options"]["redis_url_secret"] = "rediss://:pw@host:6380"
+        config.write_text(yaml.safe_dump(data))
+        Deployment.from_file(config).validate()
 
 
 def test_dry_run_names_the_redis_variable_never_its_value(online_config, loopback_only, tmp_path, monkeypatch):

@@ -140,8 +140,11 @@ def test_a_worker_killed_mid_run_changes_nothing(cancer, offline, tmp_path):
         watcher.start()
         report = score_job(build, job, scheduler=cluster.scheduler_address)
         watcher.join()
+        with DaskClient(cluster, set_as_default=False) as dask:  # each live worker loaded the build once
+            loaded = dask.run(lambda: len(__import__("sei_framework.batch.scoring").batch.scoring._SCORERS))
     finally:
         cluster.close()
+    assert set(loaded.values()) <= {0, 1} and 1 in loaded.values(), loaded
     assert killed and killed[0][1] < 30, "the worker was not killed while shards remained"
     assert report.scored + report.skipped == 30 and not report.failed
     decrypt_job(offline, job, tmp_path / "out.parquet")

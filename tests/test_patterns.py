@@ -109,3 +109,30 @@ def test_tutorial_container_check_refuses_near_misses(bad):
     with pytest.raises(InvalidRequest, match="container must be a blob container name") as info:
         checked_request(options, {"container": bad, "conn_str": "x"})
     assert info.value.code == "wrong_container"
+
+
+@pytest.mark.parametrize("bad", [*near_misses("azureml:diabetes:3"), "azureml:diabetes:latest\n", "azureml:diabetes"])
+def test_registered_model_uri_check_refuses_near_misses(bad):
+    online = pytest.importorskip("sei_deploy_azureml_online")
+    assert online.model_source.parse_uri("azureml:diabetes:3") == ("diabetes", "3")
+    with pytest.raises(ValueError, match="not a registered model reference"):
+        online.model_source.parse_uri(bad)
+
+
+@pytest.mark.parametrize("field", ["id", "sha256"])
+def test_batch_shard_fields_refuse_near_misses(field):
+    from sei_framework.batch import Shard
+
+    good = {"id": "00001", "start": 0, "stop": 5, "sha256": "a" * 64, "bytes": 10}
+    Shard.model_validate(good)
+    for bad in [*near_misses(good[field]), good[field].upper() if field == "sha256" else "٠٠٠٠١"]:
+        with pytest.raises(ValidationError):
+            Shard.model_validate({**good, field: bad})
+
+
+@pytest.mark.parametrize("name", ["00001.json\n", "0000١.json", "00001.json.tmp", ".00001.json.abc.tmp", "x.json"])
+def test_batch_script_takes_only_shard_files(name, tmp_path):
+    from sei_framework.batch.scoring import job_shard_of
+
+    assert job_shard_of(tmp_path / "job" / "shards" / "00001.json") == (str(tmp_path / "job"), "00001")
+    assert job_shard_of(tmp_path / "job" / "shards" / name) is None

@@ -7,6 +7,7 @@ A helper package, not a plugin: it registers nothing, and both `sei_deploy_aci` 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -19,6 +20,7 @@ __all__ = [
     "service_tags",
     "service_description",
     "service_environment",
+    "SECRET_REFERENCE_PATTERN",
 ]
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
@@ -71,13 +73,27 @@ def service_description(build: Build, options: WorkspaceOptions) -> str:
     return options.description or f"SEI encrypted inference ({models})"
 
 
-def service_environment(build: Build, *, dry_run: bool) -> dict[str, str]:
-    """Environment variables the service needs from the deploying machine: with `state: redis`, the
-    Redis URL, read from the variable the config names. A dry run writes a placeholder, never the URL."""
+SECRET_REFERENCE_PATTERN = (
+    r"^\$\{\{(keyvault:https://[A-Za-z0-9-]{3,24}\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?"
+    r"|azureml://connections/[A-Za-z0-9_-]{1,255}(/[A-Za-z0-9_/-]{1,255})?)\}\}$"
+)
+"""An Azure ML secret-injection reference (Key Vault secret or workspace connection); never a secret itself."""
+
+
+def service_environment(build: Build, *, dry_run: bool, secret_reference: str | None = None,
+                        target: str = "this target") -> dict[str, str]:  # fmt: skip
+    """Environment variables the service needs from the deploying machine: with `state: redis`, the Redis URL.
+
+    A deployment's environment variables are stored in the workspace in clear, so a URL that carries a
+    password is refused: name it with `secret_reference` (Azure ML secret injection, resolved inside the
+    deployment), or use a Redis URL without credentials. A dry run never writes the URL's value.
+    """
     state = build.manifest.get("state") or {}
     if state.get("backend") != "redis":
         return {}
     name = state["url_env"]
+    if secret_reference is not None:
+        return {name: secret_reference}  # a reference, resolved by Azure ML inside the deployment
     if dry_run:
         return {name: f"<the value of ${name} when deploying>"}
     value = os.environ.get(name)
@@ -85,5 +101,17 @@ def service_environment(build: Build, *, dry_run: bool) -> dict[str, str]:
         raise DeployError(
             f"state: redis needs the Redis URL in the environment variable {name} when deploying; "
             "the service receives it as an environment variable of its deployment"
+        )
+    try:
+        parts = urlsplit(value)
+        credentials = parts.password is not None or parts.username is not None
+    except ValueError:
+        raise DeployError(f"the Redis URL in {name} is not a URL") from None
+    if credentials:
+        raise DeployError(
+            f"the Redis URL in {name} carries credentials, and {target} would store it in the deployment's "
+            "environment variables, which the workspace keeps in clear. Keep the URL in Azure Key Vault and "
+            "name it with the azureml-online option redis_url_secret: '${{keyvault:https://VAULT.vault.azure.net/"
+            "secrets/NAME}}' (secret injection), or use a Redis URL without a password (docs/azure.md)"
         )
     return {name: value}

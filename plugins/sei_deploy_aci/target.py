@@ -104,7 +104,7 @@ class AciTarget(DeployTarget):
         env.python.conda_dependencies = deps
         if self.opts.base_image:
             env.docker.base_image = self.opts.base_image
-        env.environment_variables = service_environment(build, dry_run=dry_run)
+        env.environment_variables = service_environment(build, dry_run=dry_run, target="aci (SDK v1, no secret injection)")
         return env
 
     def inference_config(self, build: Build, environment: Any) -> Any:

@@ -23,22 +23,16 @@ output scores only the shards that have no result there yet (docs/azure.md, "Bat
 
 from __future__ import annotations
 
-import io
-import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
+from sei_framework import Build, DeployError, Endpoint
 
-from sei_azureml_common import service_description, service_environment, service_tags
-
-from sei_framework import Build, DeployError, DeployTarget, Endpoint
-
+from .endpoint import EndpointTarget
 from .image import BATCH_RUNTIME_REQUIREMENTS, write_build_context
-from .options import ENDPOINT_NAME_PATTERN, BatchOptions
-from .sdk import ml_client, relative_path, require_sdk, short, workspace_reference
+from .options import BatchOptions
+from .sdk import short
 
 __all__ = ["AzureMLBatchTarget", "BATCH_SCRIPT", "check_loadable", "root_layout"]
 
@@ -58,35 +52,22 @@ def root_layout(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-class AzureMLBatchTarget(DeployTarget):
+class AzureMLBatchTarget(EndpointTarget):
     """Azure ML batch endpoint + model batch deployment running batch_score.py; `delete` removes the endpoint."""
 
     name: ClassVar[str] = "azureml-batch"
     Options = BatchOptions
+    kind = "batch endpoint"
+    script = BATCH_SCRIPT
+    environment_prefix = "sei-batch-"
 
-    @property
-    def opts(self) -> BatchOptions:
-        return self.options  # type: ignore[return-value]
-
-    def endpoint_name(self, name: str) -> str:
-        endpoint = self.opts.endpoint_name or name
-        if not re.fullmatch(ENDPOINT_NAME_PATTERN, endpoint):
-            raise DeployError(
-                f"{endpoint!r} cannot name a batch endpoint (3-32 characters: letters, digits and hyphens, "
-                "starting with a letter); set deploy.options.endpoint_name"
-            )
-        return endpoint
-
-    def tags(self, build: Build) -> dict[str, str]:
-        return service_tags(build, self.opts)
-
-    def description(self, build: Build) -> str:
-        return service_description(build, self.opts)
+    def operations(self, client: Any) -> Any:
+        return client.batch_endpoints
 
     # -- entities -----------------------------------------------------------------------------
 
     def endpoint_entity(self, build: Build) -> Any:
-        require_sdk(DeployError, "the azureml-batch deploy target")
+        self.require_sdk()
         from azure.ai.ml.entities import BatchEndpoint
 
         return BatchEndpoint(
@@ -95,47 +76,17 @@ class AzureMLBatchTarget(DeployTarget):
             tags=self.tags(build),
         )  # auth_mode: aad_token, the only one batch endpoints have
 
-    def deployment_entity(self, build: Build, context: Path, *, dry_run: bool = False) -> Any:
-        """The deployment of `build` with the environment built from the Docker build context `context`."""
-        require_sdk(DeployError, "the azureml-batch deploy target")
-        from azure.ai.ml.constants import AssetTypes
-        from azure.ai.ml.entities import (
-            BuildContext,
-            CodeConfiguration,
-            Environment,
-            Model,
-            ModelBatchDeployment,
-        )
+    def deployment_entity(self, build: Build, context: Path) -> Any:
+        """The deployment of `build` with the environment built from the Docker build context `context`.
+        Batch scoring keeps no service state, so no Redis URL reaches it, whatever the config's `state`."""
+        fields = self.deployment_fields(build, context)
+        from azure.ai.ml.entities import ModelBatchDeployment
 
-        if not (build.path / BATCH_SCRIPT).is_file():
-            raise DeployError(
-                f"build {build.path} has no {BATCH_SCRIPT} (made by an older sei-framework): build it again"
-            )
+        return ModelBatchDeployment(**fields, compute=self.opts.compute, settings=self.settings())
 
-        def where(path: Path) -> str:
-            return str(Path(path).resolve())
-
-        endpoint = self.endpoint_name(build.name)
-        return ModelBatchDeployment(
-            name=self.opts.deployment_name,
-            endpoint_name=endpoint,
-            description=self.description(build),
-            tags=self.tags(build),
-            model=Model(
-                name=self.opts.model_name or endpoint,
-                path=where(build.models_dir),
-                type=AssetTypes.CUSTOM_MODEL,
-                description=self.description(build),
-            ),
-            environment=Environment(name=f"sei-batch-{endpoint}", build=BuildContext(path=where(context))),
-            code_configuration=CodeConfiguration(code=where(build.path), scoring_script=BATCH_SCRIPT),
-            compute=self.opts.compute,
-            settings=self.settings(service_environment(build, dry_run=dry_run)),
-        )
-
-    def settings(self, environment_variables: dict[str, str] | None = None) -> Any:
+    def settings(self) -> Any:
         """The deployment's mini-batches, instances, concurrency, retries and outputs, as the SDK's entity."""
-        require_sdk(DeployError, "the azureml-batch deploy target")
+        self.require_sdk()
         from azure.ai.ml.entities import BatchRetrySettings, ModelBatchDeploymentSettings
 
         o = self.opts
@@ -146,14 +97,13 @@ class AzureMLBatchTarget(DeployTarget):
             output_action=o.output_action,
             retry_settings=BatchRetrySettings(**o.retry_settings.model_dump()),
             error_threshold=o.error_threshold,
-            environment_variables=environment_variables or {},
         )
 
-    # -- Azure --------------------------------------------------------------------------------
+    def write_environment(self, build: Build, folder: Path) -> list[Path]:
+        """The environment's Docker build context: the online target's, with the batch runner's packages."""
+        return write_build_context(build, folder, base_image=self.opts.base_image, runtime=BATCH_RUNTIME_REQUIREMENTS)
 
-    def ml_client(self) -> Any:
-        """MLClient with DefaultAzureCredential for the configured workspace (no call is made yet)."""
-        return ml_client(self.opts, DeployError, "the azureml-batch deploy target")
+    # -- Azure --------------------------------------------------------------------------------
 
     def deploy(self, build: Build) -> Endpoint:
         endpoint = self.endpoint_entity(build)
@@ -176,23 +126,6 @@ class AzureMLBatchTarget(DeployTarget):
             raise DeployError(f"batch endpoint {name!r} has no invocation URI yet")
         return Endpoint(live.scoring_uri)  # no headers: callers sign in with Microsoft Entra ID
 
-    def delete(self, name: str) -> bool:
-        endpoint = self.endpoint_name(name)
-        client = self.ml_client()
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            client.batch_endpoints.begin_delete(name=endpoint).result(timeout=self.opts.deploy_timeout_s)
-        except ResourceNotFoundError:
-            return False
-        except Exception as exc:
-            raise DeployError(f"cannot delete batch endpoint {endpoint!r}: {short(exc)}") from None
-        return True
-
-    def write_environment(self, build: Build, folder: Path) -> list[Path]:
-        """The environment's Docker build context: the online target's, with the batch runner's packages."""
-        return write_build_context(build, folder, base_image=self.opts.base_image, runtime=BATCH_RUNTIME_REQUIREMENTS)
-
     # -- dry run ------------------------------------------------------------------------------
 
     def dry_run(self, build: Build, out: Path) -> list[Path]:
@@ -202,19 +135,10 @@ class AzureMLBatchTarget(DeployTarget):
         written = self.write_environment(build, out / "environment")
         endpoint = self.endpoint_entity(build)
         endpoint.defaults = {"deployment_name": self.opts.deployment_name}  # as `deploy` leaves it
-        endpoint_file = out / "endpoint.yml"
-        endpoint_file.write_text(yaml.safe_dump(json.loads(json.dumps(endpoint.dump())), sort_keys=False))
-        buffer = io.StringIO()
-        self.deployment_entity(build, out / "environment", dry_run=True).dump(buffer)
-        document = root_layout(yaml.safe_load(buffer.getvalue()))
-        document["code_configuration"]["code"] = relative_path(build.path, out)  # the SDK writes absolute paths
-        document["model"]["path"] = relative_path(build.models_dir, out)
-        document["environment"]["build"]["path"] = relative_path(out / "environment", out)
-        deployment_file = out / "deployment.yml"
-        deployment_file.write_text(yaml.safe_dump(document, sort_keys=False))
-        check_loadable(endpoint_file, deployment_file)
-        (out / "workspace.json").write_text(json.dumps(workspace_reference(self.opts), indent=2) + "\n")
-        return [build.path / BATCH_SCRIPT, *written, endpoint_file, deployment_file, out / "workspace.json"]
+        deployment = self.deployment_entity(build, out / "environment")
+        files = self.write_dry_run(build, out, endpoint, deployment, layout=root_layout)
+        check_loadable(*files[:2])
+        return [build.path / BATCH_SCRIPT, *written, *files]
 
 
 def check_loadable(endpoint_file: Path, deployment_file: Path) -> None:

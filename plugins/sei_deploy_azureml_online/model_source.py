@@ -30,7 +30,7 @@ URI_PATTERN = re.compile(
 
 def parse_uri(uri: str) -> tuple[str, str]:
     """(name, version) of `azureml:NAME:VERSION`; ValueError saying the expected form otherwise."""
-    match = URI_PATTERN.match(uri)
+    match = URI_PATTERN.fullmatch(uri)
     if match is None:
         raise ValueError(
             f"{uri!r} is not a registered model reference; write azureml:NAME:VERSION (letters, digits, "

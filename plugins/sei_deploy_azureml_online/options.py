@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from sei_azureml_common import WorkspaceOptions
+from sei_azureml_common import SECRET_REFERENCE_PATTERN, WorkspaceOptions
 
 from sei_framework import PluginOptions
 
@@ -64,6 +64,10 @@ class OnlineOptions(WorkspaceOptions):
     endpoint_name: str | None = Field(default=None, pattern=ENDPOINT_NAME_PATTERN)
     """Endpoint name, unique in the Azure region (default: the config's name); 3-32 characters."""
     deployment_name: str = Field(default="sei", pattern=r"^[a-zA-Z][a-zA-Z0-9-]{0,31}$")
+    redis_url_secret: str | None = Field(default=None, pattern=SECRET_REFERENCE_PATTERN)
+    """With `state: redis`: where the deployment reads the Redis URL, as an Azure ML secret-injection
+    reference (`${{keyvault:https://VAULT.vault.azure.net/secrets/NAME}}` or
+    `${{azureml://connections/NAME/credentials/KEY}}`) instead of the deploying machine's variable."""
     instance_type: str = Field(default="Standard_DS2_v2", pattern=r"^[A-Za-z][A-Za-z0-9_]{1,63}$")
     instance_count: int = Field(default=1, ge=1)
     """Instances at creation; Azure recommends at least 3 for high availability."""

@@ -36,6 +36,8 @@ class JobStore:
         except (ImportError, ValueError) as exc:
             raise BatchError(f"cannot open the job folder {self.url!r}: {exc}") from None
         self.root = self.root.rstrip("/")
+        if self.is_local:
+            self.url = self.root  # absolute: workers started elsewhere resolve the same folder
 
     def __reduce__(self):
         return (JobStore, (self.url, self.storage_options))

@@ -1,0 +1,219 @@
+"""Batch scoring at scale: a million rows through `sei batch encrypt`, `score` and `decrypt`, each step a
+process of its own whose peak memory (its whole process tree, Dask workers included) is sampled.
+
+Trains a 30-feature breast-cancer pipeline (scaler + logistic regression) served by `sklearn-packed`
+in bulk mode, writes ROWS rows resampled from the data with noise to a Parquet file (streamed, never
+all in memory), then runs the three steps as the two parties would. Scores the job once on one Dask
+worker and once on two (side by side, results removed in between) and projects 100 M rows on N
+workers from the measured per-shard cost. Checks every prediction against plaintext `predict` in
+chunks. With --mnist N (and ../shared present) it also sends the first N MNIST test images through
+the batch path and through the online service (azmlinfsrv) and compares the two.
+
+usage: python -m bench.batch [--rows 1000000] [--mnist 10000] [--out bench/results/batch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SEI = str(Path(sys.executable).parent / "sei")
+CHUNK = 100_000
+
+
+def peak_rss(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run `command`; return (seconds, peak RSS in bytes of its process tree, stdout). Sampled every 50 ms."""
+    import psutil
+
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(process.pid)
+        while not stop.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = process.communicate()
+    stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {process.returncode}")
+    return time.perf_counter() - started, peak, out
+
+
+def make_data(folder: Path, rows: int):
+    """The model, its build, and ROWS rows as Parquet, written chunk by chunk."""
+    import joblib
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sei_framework import Deployment
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(X, y)
+    joblib.dump(model, folder / "cancer.joblib")
+    np.save(folder / "calibration.npy", X)
+    config = {"name": "cancer-batch", "models": [{"name": "cancer", "adapter": "sklearn-packed", "path": "cancer.joblib",
+              "options": {"mode": "bulk", "calibration_data": "calibration.npy"}}]}  # fmt: skip
+    (folder / "cancer.yaml").write_text(yaml.safe_dump(config))
+    build = Deployment.from_file(folder / "cancer.yaml").build(folder / "build")
+    rng = np.random.default_rng(2026)
+    names = [f"f{i}" for i in range(X.shape[1])]
+    with pq.ParquetWriter(folder / "rows.parquet", pa.schema([(n, pa.float64()) for n in names])) as writer:
+        for start in range(0, rows, CHUNK):
+            count = min(CHUNK, rows - start)
+            chunk = X[rng.integers(0, len(X), count)] * rng.uniform(0.97, 1.03, (count, X.shape[1]))
+            writer.write_table(pa.table({n: chunk[:, i] for i, n in enumerate(names)}))
+    return model, build.path
+
+
+def agreement(model, folder: Path) -> tuple[float, int]:
+    """Share of rows whose decrypted prediction equals plaintext predict, row order checked, in chunks."""
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(folder / "rows.parquet").iter_batches(batch_size=CHUNK)
+    predictions = pq.ParquetFile(folder / "predictions.parquet").iter_batches(batch_size=CHUNK, columns=["row", "prediction"])
+    same = total = 0
+    for features, predicted in zip(rows, predictions):
+        X = np.column_stack([c.to_numpy() for c in features.columns])
+        assert (predicted.column("row").to_numpy() == np.arange(total, total + len(X))).all(), "row order"
+        same += int((predicted.column("prediction").to_numpy() == model.predict(X)).sum())
+        total += len(X)
+    return same / total, total
+
+
+def run(rows: int, out: Path, mnist: int) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="sei-batch-bench-"))
+    env = {**os.environ, "SEI_HOME": str(folder / "home")}
+    model, build = make_data(folder, rows)
+    job = folder / "job"
+    figures: dict = {"rows": rows, "features": 30, "adapter": "sklearn-packed (bulk)", "cores": os.cpu_count()}
+    subprocess.run([SEI, "batch", "describe", str(build), "--out", str(folder / "service.json")], env=env, check=True)
+
+    seconds, peak, _ = peak_rss([SEI, "batch", "encrypt", "--describe", str(folder / "service.json"), "--model", "cancer",
+                                 "--input", str(folder / "rows.parquet"), "--out", str(job)], env)  # fmt: skip
+    manifest = json.loads((job / "manifest.json").read_text())
+    shard_bytes = sum(s["bytes"] for s in manifest["shards"])
+    figures["encrypt"] = {"seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": peak / 2**20,
+                          "shards": len(manifest["shards"]), "rows_per_shard": manifest["rows_per_shard"],
+                          "bytes_per_row_up": shard_bytes / rows, "key_bytes": (job / "keys" / f"{manifest['key_id']}.pub").stat().st_size}  # fmt: skip
+
+    for workers in (1, 2):
+        for result in (job / "results").glob("*.json") if (job / "results").exists() else []:
+            result.unlink()
+        report = folder / f"score-{workers}.json"
+        seconds, peak, _ = peak_rss([SEI, "batch", "score", str(build), str(job), "--workers", str(workers),
+                                     "--report", str(report)], env)  # fmt: skip
+        scoring = json.loads(report.read_text())["scoring_seconds"]
+        result_bytes = sum(p.stat().st_size for p in (job / "results").glob("*.json"))
+        figures[f"score_{workers}_workers"] = {
+            "seconds": seconds, "scoring_seconds": scoring, "rows_per_s": rows / scoring,
+            "peak_rss_mb": peak / 2**20, "bytes_per_row_down": result_bytes / rows,
+        }  # fmt: skip
+    one, two = figures["score_1_workers"], figures["score_2_workers"]
+    figures["speedup_2_over_1_workers"] = {"scoring": one["scoring_seconds"] / two["scoring_seconds"],
+                                           "whole_command": one["seconds"] / two["seconds"]}  # fmt: skip
+
+    from sei_framework.batch import JobStore, ShardScorer
+
+    scorer = ShardScorer(build)  # per-shard cost in this process, for the projection
+    sample = [s["id"] for s in manifest["shards"][:20]]
+    for result in sample:
+        (job / "results" / f"{result}.json").unlink()
+    costs = [scorer.score(JobStore(job), shard).seconds for shard in sample]
+    per_shard = float(np.median(costs[1:] or costs))
+    shard_rows = manifest["rows_per_shard"]
+    figures["per_shard_seconds"] = per_shard
+    figures["projection_100M_rows"] = {
+        f"{n}_workers_hours": 100_000_000 / shard_rows * per_shard / n / 3600 for n in (1, 8, 64, 512)
+    }
+    figures["projection_100M_bytes_up_gb"] = figures["encrypt"]["bytes_per_row_up"] * 1e8 / 1e9
+
+    seconds, peak, _ = peak_rss([SEI, "batch", "decrypt", str(job), "--out", str(folder / "predictions.parquet")], env)
+    figures["decrypt"] = {"seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": peak / 2**20}
+    share, checked = agreement(model, folder)
+    figures["agreement_with_plaintext"] = share
+    figures["rows_checked"] = checked
+    if mnist:
+        figures["mnist"] = mnist_batch_vs_online(folder, env, mnist)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "batch.json").write_text(json.dumps(figures, indent=1))
+    return figures
+
+
+def mnist_batch_vs_online(folder: Path, env: dict, count: int) -> dict:
+    """The first COUNT MNIST test images through the batch path and the online service: same predictions?"""
+    import gzip
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from sei_framework import Deployment
+    from sei_framework.keys import Keyring
+
+    shared = ROOT.parent / "shared" / "data"
+    model_path = shared / "seed-model" / "sklearn_mnist_model.pkl"
+    with gzip.open(shared / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
+        images = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 784)[:count] / 255.0
+    config = {"name": "mnist-batch", "models": [{"name": "mnist", "adapter": "sklearn-packed", "path": str(model_path),
+              "options": {"mode": "bulk"}}], "deploy": {"target": "local", "options": {"state_dir": str(folder / "state")}}}  # fmt: skip
+    (folder / "mnist.yaml").write_text(yaml.safe_dump(config))
+    np.save(folder / "mnist.npy", images)
+    deployment = Deployment.from_file(folder / "mnist.yaml")
+    endpoint = deployment.deploy(folder / "mnist-build")
+    try:
+        online = deployment.client(endpoint, keyring=Keyring(folder / "home" / "keys")).predict("mnist", images)
+    finally:
+        deployment.delete()
+    job = folder / "mnist-job"
+    subprocess.run([SEI, "batch", "describe", str(folder / "mnist-build"), "--out", str(folder / "mnist.json")], env=env, check=True)
+    for step in (["encrypt", "--describe", str(folder / "mnist.json"), "--model", "mnist", "--input", str(folder / "mnist.npy"), "--out", str(job)],
+                 ["score", str(folder / "mnist-build"), str(job)],
+                 ["decrypt", str(job), "--out", str(folder / "mnist.parquet")]):  # fmt: skip
+        subprocess.run([SEI, "batch", *step], env=env, check=True, stdout=subprocess.DEVNULL)
+    table = pq.read_table(folder / "mnist.parquet")
+    batch_scores = np.column_stack([table.column(f"score_{i}").to_numpy() for i in range(10)])
+    return {
+        "rows": count,
+        "predictions_equal": bool((table.column("prediction").to_numpy() == online.predictions).all()),
+        "max_score_difference": float(np.abs(batch_scores - online.scores).max()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--mnist", type=int, default=10_000, help="MNIST rows compared batch vs online (0: skip)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch")
+    args = parser.parse_args()
+    figures = run(args.rows, args.out, args.mnist)
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
