@@ -71,7 +71,7 @@ def describe(build_dir: str, out: str | None) -> None:
 @click.option("--describe", "description_path", type=click.Path(dir_okay=False), help="Or a describe answer as a file.")
 @click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' for --endpoint.")
 @click.option("--token-env", help="Bearer token for --endpoint, from this environment variable.")
-@click.option("--rows-per-shard", type=click.IntRange(min=1), help="Rows per shard (default: the model's rows per request).")
+@click.option("--rows-per-shard", type=click.IntRange(min=1), help="Rows per shard (default: whole requests' worth making shards of about 8 MB).")
 @click.option("--columns", help="Comma-separated feature columns of a CSV or Parquet file (default: all, in order).")
 @click.option("--overwrite", is_flag=True, help="Replace a job already in --out.")
 @handle_errors
@@ -95,7 +95,8 @@ def encrypt(
             progress=bar.update, overwrite=overwrite,
         )  # fmt: skip
     click.echo(
-        f"job {report.job}: {report.rows} rows in {report.shards} shards, {report.bytes / report.rows:.0f} bytes/row, "
+        f"job {report.job}: {report.rows} rows in {report.shards} shard{'s' if report.shards != 1 else ''}, "
+        f"{report.bytes / report.rows:.0f} bytes/row, "
         f"{report.rows / report.seconds:.0f} rows/s; give {out} to the model owner"
     )
 
@@ -124,8 +125,8 @@ def score(
     if report:
         Path(report).write_text(json.dumps(done.to_json(), indent=1) + "\n")
     click.echo(
-        f"job {done.job}: {done.scored} shards scored, {done.skipped} already scored, on {done.workers} "
-        f"workers in {done.seconds:.1f} s ({done.scoring_seconds:.1f} s after the cluster started)"
+        f"job {done.job}: {done.scored} scored, {done.skipped} already scored, of {done.shards} shards, on "
+        f"{done.workers} workers in {done.seconds:.1f} s ({done.scoring_seconds:.1f} s after the workers loaded the build)"
     )
 
 

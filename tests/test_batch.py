@@ -263,10 +263,13 @@ def test_the_cli_runs_the_three_steps(cancer, tmp_path):
     done = sei("encrypt", "--describe", str(tmp_path / "service.json"), "--model", "bulk",
                "--input", str(tmp_path / "rows.npy"), "--out", str(tmp_path / "job"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "5000 rows in 2 shards" in done.stdout
+    assert "5000 rows in 1 shard," in done.stdout
+    manifest = JobManifest.load(JobStore(tmp_path / "job"))  # whole 4096-row batches, shards of about 8 MB
+    shard_bytes = manifest.shards[0].bytes / 2 * manifest.rows_per_shard / 4096  # 5000 rows: two batches
+    assert manifest.rows_per_shard % 4096 == 0 and 4 * 2**20 < shard_bytes <= 8 * 2**20, manifest.rows_per_shard
     done = sei("score", str(build), str(tmp_path / "job"), "--workers", "1")
     assert done.returncode == 0, done.stderr
-    assert "2 shards scored, 0 already scored" in done.stdout
+    assert "1 scored, 0 already scored, of 1 shards" in done.stdout
     done = sei("decrypt", str(tmp_path / "job"), "--out", str(tmp_path / "out.csv"))
     assert done.returncode == 0, done.stderr
     table = read_predictions(tmp_path / "out.csv")

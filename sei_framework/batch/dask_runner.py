@@ -1,16 +1,22 @@
-"""Step 2 on Dask: every shard of a job scored on a `LocalCluster` or an existing cluster's workers."""
+"""Step 2 on Dask (`distributed`, the batch extra): every shard of a job scored on a `LocalCluster` or an existing cluster's workers."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import dask
+from distributed import Client as DaskClient
+from distributed import LocalCluster, as_completed
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from ..errors import BatchError, SeiError
 from .manifest import JobManifest
-from .scoring import ShardOutcome, ShardScorer, pack_build, score_shard
+from .scoring import ShardOutcome, ShardScorer, pack_build, score_shard, scorer_for
 from .storage import JobStore
 
 __all__ = ["ScoreReport", "score_job"]
@@ -30,11 +36,23 @@ class ScoreReport:
     shard_seconds: float = 0.0
     """Worker time summed over the shards scored (what the projection for more workers rests on)."""
     scoring_seconds: float = 0.0
-    """From the first shard submitted to the last one done: the run without starting the cluster."""
+    """From the first shard submitted to the last one done: the run without starting the cluster and
+    loading the build on its workers."""
     failed: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "rows_per_s": self.rows / self.scoring_seconds if self.scoring_seconds else None}
+
+
+class BuildLoader(WorkerPlugin):
+    """A Dask worker plugin: every worker, one that replaces a lost worker included, unpacks and loads the
+    build when it starts, before its first shard (so shards are not held up behind the loading)."""
+
+    def __init__(self, build: bytes) -> None:
+        self.build = build
+
+    def setup(self, worker) -> None:
+        scorer_for(self.build)
 
 
 def _score_task(build: bytes, store: JobStore, shard_id: str, results: JobStore | None) -> ShardOutcome:
@@ -65,9 +83,6 @@ def score_job(
     again with the same call. A worker that dies mid-run has its shards rescheduled by Dask. Shards that
     fail (damaged, refused) are named in a BatchError after every other shard is scored.
     """
-    from dask.distributed import Client as DaskClient
-    from dask.distributed import LocalCluster, as_completed
-
     started = time.perf_counter()
     store = JobStore(job, storage_options)
     result_store = JobStore(results, storage_options) if results is not None else None
@@ -76,23 +91,26 @@ def score_job(
     build = pack_build(build_dir)
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
-        )
+        # Shards are independent and alike: no scheduler-side queue, so a worker never idles waiting for its next one.
+        with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+            )
     counts = {"scored": 0, "skipped": 0, "bytes_in": 0, "bytes_out": 0}
     shard_seconds = 0.0
     failed: dict[str, str] = {}
     try:
-        with DaskClient(cluster if cluster is not None else scheduler, set_as_default=False) as dask:
-            n_workers = len(dask.scheduler_info()["workers"])
-            packed = dask.scatter(build, broadcast=True)
-            submitted = time.perf_counter()
+        with DaskClient(cluster if cluster is not None else scheduler, set_as_default=False) as client:
+            n_workers = len(client.scheduler_info()["workers"])
+            client.register_plugin(BuildLoader(build), name=f"sei-build-{hashlib.sha256(build).hexdigest()[:16]}")
+            packed = client.scatter(build, broadcast=True)
+            submitted = time.perf_counter()  # every worker has loaded the build
             futures = {
-                dask.submit(_score_task, packed, store, shard.id, result_store, key=f"sei-{manifest.job}-{shard.id}",
+                client.submit(_score_task, packed, store, shard.id, result_store, key=f"sei-{manifest.job}-{shard.id}",
                             pure=False, retries=1): shard
                 for shard in manifest.shards
             }
-            for future in as_completed(futures, loop=dask.loop):
+            for future in as_completed(futures, loop=client.loop):
                 shard = futures[future]
                 try:
                     outcome: ShardOutcome = future.result()

@@ -18,7 +18,10 @@ from .storage import JobStore, sha256_hex
 if TYPE_CHECKING:
     from ..client import Client
 
-__all__ = ["EncryptReport", "encrypt_dataset", "shard_body"]
+__all__ = ["EncryptReport", "SHARD_BYTES", "encrypt_dataset", "fitted_rows_per_shard", "shard_body"]
+
+SHARD_BYTES = 8 * 1024 * 1024
+"""Default shard size the rows per shard are fitted to."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,23 @@ class EncryptReport:
     @property
     def bytes_per_row(self) -> float:
         return self.bytes / self.rows
+
+
+def check_width(rows, expected: int | None, model: str, source) -> None:
+    if expected is not None and rows.shape[1] != expected:
+        raise BatchError(f"model {model!r} takes {expected} features; {os.fspath(source)} has {rows.shape[1]} columns")
+
+
+def fitted_rows_per_shard(adapter, model: str, source, request_rows: int, columns, storage_options) -> int:
+    """Whole requests' worth of rows (bulk batches stay whole) making shards of about SHARD_BYTES: one
+    request of the data's first rows is encrypted to measure it. Fewer, larger shards cost less per row to
+    schedule; smaller ones lose less work when a worker dies."""
+    first = next(open_rows(source, request_rows, columns, storage_options).chunks, None)
+    if first is None:
+        return request_rows
+    check_width(first, adapter.description.get("n_features"), model, source)
+    size = len(json.dumps(adapter.encrypt(first), separators=(",", ":"))) * request_rows / len(first)
+    return request_rows * max(1, int(SHARD_BYTES // max(size, 1)))
 
 
 def shard_body(manifest_fields: dict[str, Any], shard_id: str, start: int, stop: int, data: Any) -> bytes:
@@ -58,8 +78,8 @@ def encrypt_dataset(
     folder `out`: the public key once (keys/), one file per shard (shards/), then manifest.json.
 
     `client` gives the model's description (from its service, or `Client.offline` with a describe
-    answer) and the key pair from its keyring. Rows are read `rows_per_shard` at a time (default: the
-    rows the model takes per request, whole bulk batches), never the whole data set at once.
+    answer) and the key pair from its keyring. Rows are read `rows_per_shard` at a time, never the
+    whole data set at once (default: whole requests' worth of rows making shards of about 8 MB).
     """
     started = time.perf_counter()
     models = client.describe().get("models", {})
@@ -71,7 +91,8 @@ def encrypt_dataset(
     if store.exists(MANIFEST) and not overwrite:
         raise BatchError(f"{store.url} already holds a batch job; write to an empty folder (or pass overwrite)")
     if rows_per_shard is None:
-        rows_per_shard = int((description.get("limits") or {}).get("max_rows_per_request", session.adapter.max_rows_per_request))
+        request_rows = int((description.get("limits") or {}).get("max_rows_per_request", session.adapter.max_rows_per_request))
+        rows_per_shard = fitted_rows_per_shard(session.adapter, model, source, request_rows, columns, storage_options)
     if rows_per_shard < 1:
         raise BatchError(f"rows_per_shard must be at least 1, not {rows_per_shard}")
     expected = description.get("n_features")
@@ -82,8 +103,7 @@ def encrypt_dataset(
     shards: list[Shard] = []
     start = total_bytes = width = 0
     for index, rows in enumerate(data.chunks):
-        if expected is not None and rows.shape[1] != expected:
-            raise BatchError(f"model {model!r} takes {expected} features; {os.fspath(source)} has {rows.shape[1]} columns")
+        check_width(rows, expected, model, source)
         width = rows.shape[1]
         shard_id = f"{index:05d}"
         body = shard_body(fields, shard_id, start, start + len(rows), session.adapter.encrypt(rows))

@@ -16,6 +16,7 @@ __all__ = [
     "FORMAT",
     "JobManifest",
     "MANIFEST",
+    "MAX_MANIFEST_BYTES",
     "Shard",
     "description_fingerprint",
     "key_file",
@@ -115,7 +116,11 @@ class JobManifest(BaseModel):
     @classmethod
     def load(cls, store: JobStore) -> JobManifest:
         """The job's manifest, checked: shards partition the rows exactly once, hashes well formed."""
-        raw = store.read(MANIFEST, MAX_MANIFEST_BYTES)
+        return cls.parse(store.read(MANIFEST, MAX_MANIFEST_BYTES), store)
+
+    @classmethod
+    def parse(cls, raw: bytes, store: JobStore) -> JobManifest:
+        """`raw` manifest bytes of the job in `store`, checked as `load` does."""
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:

@@ -21,10 +21,12 @@ from ..build import Build
 from ..errors import BatchError, SeiError
 from ..keys import key_id_for
 from ..serving import load_models, model_description
-from .manifest import FORMAT, JobManifest, Shard, description_fingerprint, key_file, result_file, shard_file
+from .manifest import (
+    FORMAT, MANIFEST, MAX_MANIFEST_BYTES, JobManifest, Shard, description_fingerprint, key_file, result_file, shard_file,
+)
 from .storage import JobStore, sha256_hex
 
-__all__ = ["ShardOutcome", "ShardScorer", "describe_build", "pack_build", "score_shard", "unpack_build"]
+__all__ = ["ShardOutcome", "ShardScorer", "describe_build", "pack_build", "score_shard", "scorer_for", "unpack_build"]
 
 MB = 1024 * 1024
 MAX_RESULT_BYTES = 4096 * MB
@@ -67,7 +69,21 @@ class ShardScorer:
         self.adapters = load_models(self.build, model_dir)
         self.max_key_bytes = int(self.build.manifest["limits"]["max_public_key_mb"] * MB)
         self._keys: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._manifests: dict[str, tuple[str, JobManifest]] = {}
         self._lock = threading.Lock()
+
+    def manifest(self, store: JobStore) -> JobManifest:
+        """The job's manifest, read every time (a job folder may be re-encrypted), parsed once per content."""
+        raw = store.read(MANIFEST, MAX_MANIFEST_BYTES)
+        digest = sha256_hex(raw)
+        with self._lock:
+            cached = self._manifests.get(store.url)
+        if cached is not None and cached[0] == digest:
+            return cached[1]
+        manifest = JobManifest.parse(raw, store)
+        with self._lock:
+            self._manifests[store.url] = (digest, manifest)
+        return manifest
 
     def adapter_for(self, manifest: JobManifest) -> ModelAdapter:
         """The job's model, refused unless the shards were encrypted for exactly this model's parameters."""
@@ -109,7 +125,7 @@ class ShardScorer:
         for exactly these shard bytes is already there. Every failure is a BatchError naming the shard."""
         started = time.perf_counter()
         results = results or store
-        manifest = JobManifest.load(store)
+        manifest = self.manifest(store)
         shard = manifest.shard(shard_id)
         if read_result(results, manifest, shard) is not None:
             return ShardOutcome(shard.id, "skipped", shard.rows, 0, 0, time.perf_counter() - started)
@@ -182,14 +198,19 @@ _SCORERS: dict[str, ShardScorer] = {}
 _SCORERS_LOCK = threading.Lock()
 
 
-def score_shard(build: str | os.PathLike[str] | bytes, store: JobStore, shard_id: str, results: JobStore | None = None) -> ShardOutcome:
-    """Score one shard in this process, loading the build (a folder, or `pack_build` bytes) once per process."""
+def scorer_for(build: str | os.PathLike[str] | bytes) -> ShardScorer:
+    """This process's scorer for a build (a folder, or `pack_build` bytes), loaded on first use only."""
     path = unpack_build(build) if isinstance(build, bytes) else Path(build).resolve()
     with _SCORERS_LOCK:
         scorer = _SCORERS.get(str(path))
         if scorer is None:
             scorer = _SCORERS[str(path)] = ShardScorer(path)
-    return scorer.score(store, shard_id, results)
+    return scorer
+
+
+def score_shard(build: str | os.PathLike[str] | bytes, store: JobStore, shard_id: str, results: JobStore | None = None) -> ShardOutcome:
+    """Score one shard in this process, loading the build (a folder, or `pack_build` bytes) once per process."""
+    return scorer_for(build).score(store, shard_id, results)
 
 
 def describe_build(build_dir: str | os.PathLike[str]) -> dict[str, Any]:
