@@ -96,7 +96,7 @@ def encrypt(
         )  # fmt: skip
     click.echo(
         f"job {report.job}: {report.rows} rows in {report.shards} shard{'s' if report.shards != 1 else ''}, "
-        f"{report.bytes / report.rows:.0f} bytes/row, "
+        f"{report.bytes_per_row:.0f} bytes/row, "
         f"{report.rows / report.seconds:.0f} rows/s; give {out} to the model owner"
     )
 

@@ -55,12 +55,6 @@ class JobStore:
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.path(name))
 
-    def size(self, name: str) -> int | None:
-        try:
-            return int(self.fs.size(self.path(name)))
-        except (FileNotFoundError, OSError):
-            return None
-
     def read(self, name: str, max_bytes: int) -> bytes:
         """The file's bytes, refused (BatchError) when missing, not a regular file, or over `max_bytes`."""
         path = self.path(name)
@@ -97,12 +91,3 @@ class JobStore:
                     os.unlink(temp)
         except OSError as exc:
             raise BatchError(f"cannot write {self.url}/{name}: {exc.strerror or exc}") from None
-
-    def list(self, folder: str) -> list[str]:
-        """Names (relative to the job) of the files in `folder`; temporary files left by a killed writer are not listed."""
-        try:
-            entries = self.fs.ls(self.path(folder), detail=False)
-        except FileNotFoundError:
-            return []
-        names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries]
-        return [f"{folder}/{name}" for name in sorted(names) if not name.startswith(".")]
