@@ -23,7 +23,6 @@ output scores only the shards that have no result there yet (docs/azure.md, "Bat
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -61,8 +60,18 @@ class AzureMLBatchTarget(EndpointTarget):
     script = BATCH_SCRIPT
     environment_prefix = "sei-batch-"
 
-    def operations(self, client: Any) -> Any:
-        return client.batch_endpoints
+    def operations(self, client: Any) -> tuple[Any, Any]:
+        return client.batch_endpoints, client.batch_deployments
+
+    def route(self, endpoint: Any) -> None:
+        endpoint.defaults = {"deployment_name": self.opts.deployment_name}
+
+    def live_endpoint(self, client: Any, name: str) -> Endpoint:
+        """The invocation URI; no headers: callers sign in with Microsoft Entra ID."""
+        live = client.batch_endpoints.get(name=name)
+        if not getattr(live, "scoring_uri", None):
+            raise DeployError(f"batch endpoint {name!r} has no invocation URI yet")
+        return Endpoint(live.scoring_uri)
 
     # -- entities -----------------------------------------------------------------------------
 
@@ -103,29 +112,6 @@ class AzureMLBatchTarget(EndpointTarget):
         """The environment's Docker build context: the online target's, with the batch runner's packages."""
         return write_build_context(build, folder, base_image=self.opts.base_image, runtime=BATCH_RUNTIME_REQUIREMENTS)
 
-    # -- Azure --------------------------------------------------------------------------------
-
-    def deploy(self, build: Build) -> Endpoint:
-        endpoint = self.endpoint_entity(build)
-        name = endpoint.name
-        with tempfile.TemporaryDirectory(prefix="sei-batch-") as tmp:
-            context = Path(tmp) / "environment"
-            self.write_environment(build, context)
-            deployment = self.deployment_entity(build, context)
-            client = self.ml_client()
-            timeout = self.opts.deploy_timeout_s
-            try:
-                client.batch_endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
-                client.batch_deployments.begin_create_or_update(deployment).result(timeout=timeout)
-                endpoint.defaults = {"deployment_name": self.opts.deployment_name}
-                client.batch_endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
-                live = client.batch_endpoints.get(name=name)
-            except Exception as exc:
-                raise DeployError(f"deploying batch endpoint {name!r} failed: {short(exc)}") from None
-        if not getattr(live, "scoring_uri", None):
-            raise DeployError(f"batch endpoint {name!r} has no invocation URI yet")
-        return Endpoint(live.scoring_uri)  # no headers: callers sign in with Microsoft Entra ID
-
     # -- dry run ------------------------------------------------------------------------------
 
     def dry_run(self, build: Build, out: Path) -> list[Path]:
@@ -134,7 +120,7 @@ class AzureMLBatchTarget(EndpointTarget):
         out = Path(out)
         written = self.write_environment(build, out / "environment")
         endpoint = self.endpoint_entity(build)
-        endpoint.defaults = {"deployment_name": self.opts.deployment_name}  # as `deploy` leaves it
+        self.route(endpoint)  # as `deploy` leaves it
         deployment = self.deployment_entity(build, out / "environment")
         files = self.write_dry_run(build, out, endpoint, deployment, layout=root_layout)
         check_loadable(*files[:2])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+from abc import abstractmethod
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,7 +16,7 @@ import yaml
 
 from sei_azureml_common import service_description, service_tags
 
-from sei_framework import Build, DeployError, DeployTarget
+from sei_framework import Build, DeployError, DeployTarget, Endpoint
 
 from .image import write_build_context
 from .options import ENDPOINT_NAME_PATTERN
@@ -36,9 +38,47 @@ class EndpointTarget(DeployTarget):
     def opts(self) -> Any:
         return self.options
 
-    def operations(self, client: Any) -> Any:
-        """The SDK's operations for this kind of endpoint (`client.online_endpoints`, ...)."""
-        raise NotImplementedError
+    @abstractmethod
+    def operations(self, client: Any) -> tuple[Any, Any]:
+        """The SDK's operations for this kind of endpoint and its deployments (`client.online_endpoints`, ...)."""
+
+    @abstractmethod
+    def route(self, endpoint: Any) -> None:
+        """Point `endpoint` at the deployment (online: its traffic; batch: its default)."""
+
+    @abstractmethod
+    def live_endpoint(self, client: Any, name: str) -> Endpoint:
+        """The deployed endpoint's URI (and the headers a client needs), read back from Azure."""
+
+    @abstractmethod
+    def endpoint_entity(self, build: Build) -> Any:
+        """The SDK's endpoint entity for `build`."""
+
+    @abstractmethod
+    def deployment_entity(self, build: Build, context: Path) -> Any:
+        """The SDK's deployment entity for `build`, its environment built from the Docker build context `context`."""
+
+    def deploy(self, build: Build) -> Endpoint:
+        """The endpoint, then its deployment (environment built from the build), then the route to it."""
+        endpoint = self.endpoint_entity(build)
+        name = endpoint.name
+        with tempfile.TemporaryDirectory(prefix=self.environment_prefix) as tmp:
+            context = Path(tmp) / "environment"
+            self.write_environment(build, context)
+            deployment = self.deployment_entity(build, context)
+            client = self.ml_client()
+            endpoints, deployments = self.operations(client)
+            timeout = self.opts.deploy_timeout_s
+            try:
+                endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
+                deployments.begin_create_or_update(deployment).result(timeout=timeout)
+                self.route(endpoint)
+                endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
+                return self.live_endpoint(client, name)
+            except DeployError:
+                raise
+            except Exception as exc:
+                raise DeployError(f"deploying {self.kind} {name!r} failed: {short(exc)}") from None
 
     def endpoint_name(self, name: str) -> str:
         endpoint = self.opts.endpoint_name or name
@@ -101,7 +141,7 @@ class EndpointTarget(DeployTarget):
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            self.operations(client).begin_delete(name=endpoint).result(timeout=self.opts.deploy_timeout_s)
+            self.operations(client)[0].begin_delete(name=endpoint).result(timeout=self.opts.deploy_timeout_s)
         except ResourceNotFoundError:
             return False
         except Exception as exc:

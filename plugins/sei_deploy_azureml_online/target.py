@@ -8,7 +8,6 @@ returns its scoring URI with the key in the Authorization header.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +17,6 @@ from sei_framework import Build, DeployError, Endpoint
 
 from .endpoint import EndpointTarget
 from .options import OnlineOptions
-from .sdk import short
 
 __all__ = ["AzureMLOnlineTarget"]
 
@@ -32,8 +30,19 @@ class AzureMLOnlineTarget(EndpointTarget):
     script = "score.py"
     environment_prefix = "sei-"
 
-    def operations(self, client: Any) -> Any:
-        return client.online_endpoints
+    def operations(self, client: Any) -> tuple[Any, Any]:
+        return client.online_endpoints, client.online_deployments
+
+    def route(self, endpoint: Any) -> None:
+        endpoint.traffic = {self.opts.deployment_name: 100}
+
+    def live_endpoint(self, client: Any, name: str) -> Endpoint:
+        """The scoring URI, with the endpoint's primary key in the Authorization header."""
+        live = client.online_endpoints.get(name=name)
+        keys = client.online_endpoints.get_keys(name=name)
+        if not getattr(live, "scoring_uri", None) or not getattr(keys, "primary_key", None):
+            raise DeployError(f"managed online endpoint {name!r} has no scoring URI or key yet")
+        return Endpoint(live.scoring_uri, headers={"Authorization": f"Bearer {keys.primary_key}"})
 
     # -- entities -----------------------------------------------------------------------------
 
@@ -83,30 +92,6 @@ class AzureMLOnlineTarget(EndpointTarget):
             "readiness_probe": probe(o.readiness_probe),
             "scale_settings": DefaultScaleSettings(),  # the only type managed endpoints take (ScaleSettings)
         }
-
-    # -- Azure --------------------------------------------------------------------------------
-
-    def deploy(self, build: Build) -> Endpoint:
-        endpoint = self.endpoint_entity(build)
-        name = endpoint.name
-        with tempfile.TemporaryDirectory(prefix="sei-online-") as tmp:
-            context = Path(tmp) / "environment"
-            self.write_environment(build, context)
-            deployment = self.deployment_entity(build, context)
-            client = self.ml_client()
-            timeout = self.opts.deploy_timeout_s
-            try:
-                client.online_endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
-                client.online_deployments.begin_create_or_update(deployment).result(timeout=timeout)
-                endpoint.traffic = {self.opts.deployment_name: 100}
-                client.online_endpoints.begin_create_or_update(endpoint).result(timeout=timeout)
-                live = client.online_endpoints.get(name=name)
-                keys = client.online_endpoints.get_keys(name=name)
-            except Exception as exc:
-                raise DeployError(f"deploying managed online endpoint {name!r} failed: {short(exc)}") from None
-        if not getattr(live, "scoring_uri", None) or not getattr(keys, "primary_key", None):
-            raise DeployError(f"managed online endpoint {name!r} has no scoring URI or key yet")
-        return Endpoint(live.scoring_uri, headers={"Authorization": f"Bearer {keys.primary_key}"})
 
     # -- dry run ------------------------------------------------------------------------------
 
