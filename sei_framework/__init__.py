@@ -35,7 +35,7 @@ from .errors import (
     UnknownPluginError,
 )
 from .hookspecs import hookimpl
-from .isolation import call_isolated
+from .isolation import call_isolated, run_script_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .logs import log_to_stderr
 from .packaging import Shipment, ship_local_distributions
@@ -76,6 +76,7 @@ __all__ = [
     "UnknownKey",
     "UnknownPluginError",
     "call_isolated",
+    "run_script_isolated",
     "check_key_id",
     "get_plugin_manager",
     "hookimpl",

@@ -1,9 +1,15 @@
-"""Run native code on untrusted input in a forked child, so an abort cannot take the worker down.
+"""Run native code on untrusted input in another process, so an abort cannot take the caller down.
 
 Some homomorphic-encryption libraries call std::terminate on malformed ciphertexts or keys.
-A fork is cheap (copy-on-write: cached keys are shared), and the parent turns a crash, an
-error or a hang of the child into an InvalidRequest with a fixed message; what the library said
-(its stderr) goes to the service log only, never into the answer.
+The caller turns a crash, an error or a hang of the other process into an InvalidRequest with a
+fixed message; what the library said (its stderr) goes to the log only, never into the answer.
+
+- `call_isolated` forks: cheap, and the child shares the caller's memory (cached keys). A forked
+  child holds only the forking thread, so it must not need a lock another thread may hold: use it
+  where no other thread of the process runs the native library the child calls (the service's
+  workers, whose native calls on client bytes all happen in these children).
+- `run_script_isolated` starts a fresh interpreter: slower to start, safe in any process, so the
+  one to use in a client, which may be called from many threads at once.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ import os
 import pickle
 import selectors
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import InvalidRequest, SeiError
 
-__all__ = ["call_isolated"]
+__all__ = ["call_isolated", "run_script_isolated"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -51,14 +59,18 @@ def _library_said(stderr: bytes) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in said)[:200]
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _ending(status: int) -> str:
     """How the child ended: killed by a signal (a crash), or exited with an error status."""
     if not os.WIFSIGNALED(status):
         return f"exit status {os.waitstatus_to_exitcode(status)}"
-    try:
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    except ValueError:
-        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"killed by {_signal_name(os.WTERMSIG(status))}"
 
 
 # Under azmlinfsrv's 300 s gunicorn worker timeout: a hung child is killed and reported as an
@@ -109,4 +121,22 @@ def call_isolated(fn: Callable[[], T], *, what: str, timeout: float = DEFAULT_TI
     ending = _ending(status)
     log.warning("%s: the isolated child ended (%s); it said: %s", what, ending, _library_said(b"".join(chunks[err_r])))
     crashed = f" and crashed ({ending})" if os.WIFSIGNALED(status) else ""
+    raise InvalidRequest(f"{what} failed: the native library rejected the input{crashed}", code="rejected_input")
+
+
+def run_script_isolated(script: str | os.PathLike[str], stdin: bytes, *, what: str, timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
+    """Return the stdout of the Python file `script` run by a fresh interpreter on `stdin`.
+
+    A crash, a non-zero exit or a timeout raises InvalidRequest (code rejected_input or timeout)."""
+    command = [sys.executable, "-P", os.fspath(script)]  # -P: the script's folder does not shadow imports
+    try:
+        done = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        log.warning("%s: the isolated interpreter was killed after %g s", what, timeout)
+        raise InvalidRequest(f"{what} did not finish within {timeout:g} s", code="timeout") from None
+    if done.returncode == 0:
+        return done.stdout
+    ending = f"killed by {_signal_name(-done.returncode)}" if done.returncode < 0 else f"exit status {done.returncode}"
+    log.warning("%s: the isolated interpreter ended (%s); it said: %s", what, ending, _library_said(done.stderr))
+    crashed = f" and crashed ({ending})" if done.returncode < 0 else ""
     raise InvalidRequest(f"{what} failed: the native library rejected the input{crashed}", code="rejected_input")

@@ -155,3 +155,57 @@ def test_eiserver_truncated_or_garbage_public_keys_are_refused(descriptions, eis
     refused(client, secret, b"", "damaged")
     refused(client, secret, np.random.default_rng(0).bytes(4096), "damaged")
     refused(client, secret[:32], public, "64 bytes")
+
+
+def test_eiserver_pairs_are_checked_safely_while_other_threads_use_the_native_library(
+    descriptions, eiserver_pairs, monkeypatch
+):
+    """encrypted-inference's ctypes calls release the GIL, so other threads may hold the library's
+    locks at any moment; a check in a forked child then waited on them forever (a CI run: two
+    clients' checks hit the 240 s timeout). The check must not fork, and must answer under load."""
+    import os
+    import threading
+
+    from encrypted.inference.eiclient import EILinearRegressionClient
+
+    def no_fork():
+        raise AssertionError("the client forked while other threads use the native library")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    (secret, public), (other_secret, other_public) = eiserver_pairs
+    stop, busy_rounds = threading.Event(), []
+
+    def encrypt_until_stopped():
+        busy = EILinearRegressionClient(verbose=False)
+        while not stop.is_set():
+            busy.encrypt(np.random.default_rng().random(30))
+            busy_rounds.append(1)
+
+    busy_threads = [threading.Thread(target=encrypt_until_stopped, daemon=True) for _ in range(3)]
+    for thread in busy_threads:
+        thread.start()
+    outcomes: list[str] = []
+
+    def check(pair_secret, pair_public, rounds=3):
+        for _ in range(rounds):
+            try:
+                client_for(descriptions, "eiserver").use_keys(pair_secret, pair_public)
+                outcomes.append("accepted")
+            except KeyringError as exc:
+                outcomes.append(f"refused: {exc}")
+
+    checkers = [
+        threading.Thread(target=check, args=(secret, public)),
+        threading.Thread(target=check, args=(other_secret, other_public)),
+        threading.Thread(target=check, args=(secret, other_public, 1)),
+    ]
+    try:
+        for thread in checkers:
+            thread.start()
+        for thread in checkers:
+            thread.join(timeout=120)
+    finally:
+        stop.set()
+    assert not any(thread.is_alive() for thread in checkers)
+    assert len(busy_rounds) > 0  # the library really was busy in other threads meanwhile
+    assert sorted(outcomes) == ["accepted"] * 6 + ["refused: the public keys were not made from this secret key"]

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from encrypted.inference.internal import einative
 
-from sei_framework import InvalidRequest, KeyringError, call_isolated
+from sei_framework import InvalidRequest, KeyringError, run_script_isolated
+
+from . import eiserver_probe as probe
+from .eiserver_probe import NativeError, dot_product, result_size
 
 __all__ = ["NativeKeys", "EIServerKernel", "SEAL_MAGIC", "check_ciphertext", "check_key_pair"]
 
@@ -130,7 +133,7 @@ class EIServerKernel:
         slots = ctypes.c_uint64()
         einative._einative.GetServerSlotCount(self._server.native_ptr, ctypes.byref(slots))
         self.ciphertexts_per_row = -(-self.coef.shape[1] // slots.value)
-        self._result_size = self._server.get_ciphertext_buffer_size() * self.ciphertexts_per_row
+        self._result_size = result_size(self._server, self.ciphertexts_per_row)
 
     @staticmethod
     def convert_keys(public_keys: bytes) -> NativeKeys:
@@ -154,50 +157,34 @@ class EIServerKernel:
     def dot_products(self, ciphertexts: bytes, keys: NativeKeys) -> list[str]:
         """One base64 result ciphertext per output, as EIServer.predict returns them."""
         cipher_array = (ctypes.c_byte * len(ciphertexts)).from_buffer_copy(ciphertexts)
-        results = []
-        for weights, intercept in zip(self.coef, self.intercept):
-            out = (ctypes.c_byte * self._result_size)()
-            out_size = ctypes.c_uint64(self._result_size)
-            error = einative._einative.ComputeDotProduct(
-                self._server.native_ptr,
-                ctypes.c_uint64(len(weights)),
-                weights.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-                ctypes.c_double(intercept),
-                ctypes.c_uint64(len(ciphertexts)),
-                cipher_array,
-                ctypes.c_uint64(keys.size),
-                keys.array,
-                ctypes.byref(out_size),
-                out,
-            )
-            if error != 0:
-                raise InvalidRequest(f"native dot product failed with code {error & 0xFFFFFFFF:#x}", code="rejected_input")
-            results.append(base64.b64encode(ctypes.string_at(out, out_size.value)).decode("ascii"))
-        return results
+        try:
+            return [
+                base64.b64encode(dot_product(self._server, weights, intercept, cipher_array, keys.array, self._result_size)).decode("ascii")
+                for weights, intercept in zip(self.coef, self.intercept)
+            ]
+        except NativeError as exc:
+            raise InvalidRequest(str(exc), code="rejected_input") from None
 
 
-# One feature, so one ciphertext: x * w + b must come back from the public keys' dot product.
-_PROBE_X, _PROBE_W, _PROBE_B, _PROBE_TOLERANCE = 0.75, 1.5, -0.25, 1e-3
+_PROBE_TOLERANCE = 1e-3
 
 
-def check_key_pair(client: object, public_keys: bytes) -> None:
-    """Raise KeyringError unless `public_keys` were made from the secret key of `client` (an
-    EILinearRegressionClient). The secret key is a 64-byte seed SEAL 3.5 expands natively, so the
-    check is a round trip: the service's own dot product, with these keys, on a one-feature model,
-    must decrypt to the right value. Another secret's Galois keys give a number near 2^64 instead.
-    About 0.45 s on an idle core; the relinearisation keys are not used by the dot product, nor checked."""
+def check_key_pair(secret: bytes, public_keys: bytes) -> None:
+    """Raise KeyringError unless `public_keys` were made from the EIServer `secret` key.
+
+    The secret key is a 64-byte seed SEAL 3.5 expands natively, so the check is a round trip: the
+    service's own dot product, with these keys, on a one-feature model, must decrypt to the right
+    value (another secret's Galois keys give a number near 2^64). It runs in a fresh interpreter
+    (see eiserver_probe), about 0.6 s; the relinearisation keys are not used by the dot product, nor checked."""
     try:
-        keys = EIServerKernel.convert_keys(public_keys)
+        EIServerKernel.convert_keys(public_keys)
     except InvalidRequest as exc:
         raise KeyringError(f"the public keys are damaged: {exc.message}") from None
-    kernel = EIServerKernel(np.array([[_PROBE_W]]), np.array([_PROBE_B]))
-    row = decode_ciphertexts(client.encrypt(np.array([_PROBE_X])), kernel.ciphertexts_per_row)
-    try:  # a damaged key body can abort SEAL: only a forked child dies
-        result = call_isolated(lambda: kernel.dot_products(row, keys), what="checking the key pair", timeout=240)
+    try:
+        output = run_script_isolated(probe.__file__, secret + public_keys, what="checking the key pair", timeout=120)
     except InvalidRequest as exc:
         if exc.code == "timeout":  # a busy machine, not a verdict on the keys
             raise
         raise KeyringError("the public keys are damaged: the native library rejected them") from None
-    value = float(client.decrypt(result)[0])
-    if not abs(value - (_PROBE_X * _PROBE_W + _PROBE_B)) < _PROBE_TOLERANCE:
+    if not abs(probe.read_value(output) - (probe.PROBE_X * probe.PROBE_W + probe.PROBE_B)) < _PROBE_TOLERANCE:
         raise KeyringError("the public keys were not made from this secret key")
