@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors azurite demo test bench bench-batch clean
+.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -36,6 +36,32 @@ $(FLOORS_VENV)/.installed: $(DEPS) tests/floors.txt
 	$(FLOORS_PY) -m pip check
 	touch $@
 
+# The concrete-ml adapter (plugins/sei-adapter-concrete), a distribution of its own, in two environments:
+# - CONCRETE_BUILD_VENV compiles models: Concrete ML 1.9 with its exact pins (numpy 1.26.4, scikit-learn
+#   1.5.0, torch 2.3.1 with CUDA wheels: about 3.4 GB to download, 6.3 GB installed) beside SEI's core;
+# - CONCRETE_VENV serves and calls them: SEI with every test extra, the sklearn adapters included, and
+#   concrete-python 2.10 (numpy < 2) on the CPU build of torch 2.13.0 that this machine keeps on disk.
+CONCRETE_DIST := plugins/sei-adapter-concrete
+CONCRETE_BUILD_VENV ?= .venv-concrete-build
+CONCRETE_VENV ?= .venv-concrete
+CONCRETE_PY := $(CONCRETE_VENV)/bin/python
+$(CONCRETE_BUILD_VENV)/.installed: pyproject.toml $(CONCRETE_DIST)/pyproject.toml
+	$(PYTHON) -m venv $(CONCRETE_BUILD_VENV)
+	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet -e . -e '$(CONCRETE_DIST)[compile]'
+	$(CONCRETE_BUILD_VENV)/bin/python -m pip check
+	touch $@
+
+$(CONCRETE_VENV)/.installed: $(DEPS) $(CONCRETE_DIST)/pyproject.toml
+	$(PYTHON) -m venv $(CONCRETE_VENV)
+	$(CONCRETE_PY) -m pip install --quiet --upgrade pip
+	$(CONCRETE_PY) -m pip install --quiet torch==2.13.0
+	$(CONCRETE_PY) -m pip install --quiet -e '.[serve,test]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
+	$(CONCRETE_PY) -m pip check
+	touch $@
+
+concrete: $(CONCRETE_BUILD_VENV)/.installed $(CONCRETE_VENV)/.installed
+
 # Azurite, the Azure Storage emulator the azure-blob tests run against, at the versions of its lockfile.
 $(AZURITE_DIR)/node_modules/.installed: $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
@@ -54,9 +80,10 @@ demo: install
 
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs,
 # ../shared beside the clone), so any skip fails the run (tests/no_skips.py).
-test: install-test azurite floors
+test: install-test azurite floors concrete
 	SEI_NO_SKIPS=1 $(PY) -m pytest
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
+	SEI_NO_SKIPS=1 SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider $(CONCRETE_DIST)/tests
 
 bench: install
 	$(PY) -m bench.mnist
@@ -66,4 +93,4 @@ bench-batch: install
 	$(PY) -m bench.batch
 
 clean:
-	rm -rf $(VENV) $(FLOORS_VENV) .sei examples/models $(AZURITE_DIR)/node_modules
+	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules

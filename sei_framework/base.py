@@ -57,6 +57,10 @@ class RequestSize:
     large, and the build gives the model at least one full batch per request. 1: the cost is per row."""
     public_key_bytes: int = 0
     """Bytes of the public keys as they may travel with a request (the `inline` transport), base64 included."""
+    key_bytes: int = 0
+    """Bytes of one public key set as the service receives it (checked against `limits.max_public_key_mb`)."""
+    key_memory_bytes: int = 0
+    """Bytes one converted key set holds in a worker (checked against `limits.key_cache_mb`)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,8 @@ class KeyTransport(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     requirements: ClassVar[tuple[str, ...]] = ()
+    keys_in_requests: ClassVar[bool] = False
+    """Whether public keys travel inside predict requests (then they count in a request's size)."""
     service_may_configure: ClassVar[bool] = False
     """Whether a `Client` may build this transport from the options the service describes. Only
     for a client side that uses no credentials, files or hosts of the client's (`inline`): else a

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import ResolvedConfig, ResolvedModel
 from .errors import BuildError, SeiError
-from .limits import model_max_rows
+from .limits import check_key_limits, model_max_rows
 from .plugins import SeiPlugins
 from .state import state_requirements
 
@@ -33,7 +33,7 @@ def framework_version() -> str:
         return "0+unknown"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Build:
     """A build folder: score.py and batch_score.py, the resolved config (manifest), model files, requirements."""
 
@@ -161,6 +161,9 @@ def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[st
                 raise
             except Exception as exc:
                 raise BuildError(f"{failed}: {type(exc).__name__}: {exc}") from exc
+        if size is not None and not resolved.transport.keys_in_requests:
+            size = dataclasses.replace(size, public_key_bytes=0)  # the keys reach the service another way
+        check_key_limits(model.config.name, size, config.limits)
         rows = model_max_rows(
             model.config.name, index, size, config.limits, model.config.limits.max_rows_per_request
         )

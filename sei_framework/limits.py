@@ -15,7 +15,7 @@ from .base import RequestSize
 from .config import LimitsConfig
 from .errors import BuildError
 
-__all__ = ["ENVELOPE_BYTES", "MB", "model_max_rows", "request_bytes"]
+__all__ = ["ENVELOPE_BYTES", "MB", "check_key_limits", "model_max_rows", "request_bytes"]
 
 MB = 1024 * 1024
 ENVELOPE_BYTES = 16 * 1024
@@ -62,3 +62,20 @@ def model_max_rows(name: str, index: int, size: RequestSize | None, limits: Limi
     rows = max(limits.max_rows_per_request, size.batch_rows)
     rows -= rows % size.batch_rows  # whole batches: a part-filled one costs as much
     return min(rows, fits)
+
+
+def check_key_limits(name: str, size: RequestSize | None, limits: LimitsConfig) -> None:
+    """BuildError when one key set of model `name` is over `max_public_key_mb` as received, or over
+    `key_cache_mb` once converted (the service could never use, or never keep, a client's keys)."""
+    if size is None:
+        return
+    for held, limit, what in (
+        (size.key_bytes, limits.max_public_key_mb, "max_public_key_mb"),
+        (size.key_memory_bytes, limits.key_cache_mb, "key_cache_mb"),
+    ):
+        if held > limit * MB:
+            state = "as received" if what == "max_public_key_mb" else "once converted"
+            raise BuildError(
+                f"model {name!r}: one client's public keys are {held / MB:.1f} MB {state}, over limits.{what} "
+                f"({limit:g}); set limits.{what} to at least {_mb_to_set(held)}"
+            )

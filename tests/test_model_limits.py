@@ -145,3 +145,34 @@ def test_the_client_sends_full_batches(tmp_path, monkeypatch):
     assert [n for n in sent if n] == [4096, 904]
     reference = service.adapters["bulk"].reference_scores(X)
     np.testing.assert_allclose(result.scores, reference, atol=1e-3)
+
+
+def test_one_key_set_must_fit_the_key_limits_and_counts_in_a_request_only_where_it_travels_in_one(tmp_path):
+    from sei_framework import RequestSize
+    from sei_framework.config import LimitsConfig
+    from sei_framework.limits import check_key_limits
+
+    size = RequestSize(batch_bytes=1000, public_key_bytes=40 * MB, key_bytes=30 * MB, key_memory_bytes=300 * MB)
+    check_key_limits("m", size, LimitsConfig(max_public_key_mb=30, key_cache_mb=300))  # exactly at both limits
+    with pytest.raises(BuildError, match=r"'m': one client's public keys are 30.0 MB as received, over "
+                                         r"limits.max_public_key_mb \(29\); set limits.max_public_key_mb to at least 30$"):
+        check_key_limits("m", size, LimitsConfig(max_public_key_mb=29, key_cache_mb=300))
+    with pytest.raises(BuildError, match=r"300.0 MB once converted, over limits.key_cache_mb \(299\); set "
+                                         r"limits.key_cache_mb to at least 300$"):
+        check_key_limits("m", size, LimitsConfig(max_public_key_mb=30, key_cache_mb=299))
+    # sklearn-packed single mode at 5000 features: its public keys travel in the first request with
+    # `inline`, and never with `local-dir`, so a request limit that only the keys break matters to inline only
+    params = choose_params(5000, 2, "single")
+    need_without_keys = request_bytes(PackedAdapter.request_size({"params": params.to_json()}), 1) - _b64(public_key_size(params))
+    limit_mb = (need_without_keys + 64 * 1024) / MB
+    with pytest.raises(BuildError, match="limits.max_request_mb"):
+        build(tmp_path, [{"name": "wide", "d": 5000}], limits={"max_request_mb": limit_mb})
+    config = yaml.safe_load((tmp_path / "svc.yaml").read_text())
+    config["key_transport"] = {"name": "local-dir", "options": {"path": str(tmp_path / "keys")}}
+    (tmp_path / "svc.yaml").write_text(yaml.safe_dump(config))
+    built = Deployment.from_file(tmp_path / "svc.yaml").build(tmp_path / "build")
+    assert rows_of(built)["wide"] >= 1
+
+
+def _b64(n: int) -> int:
+    return 4 * -(-n // 3)

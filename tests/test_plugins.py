@@ -167,7 +167,8 @@ def test_unknown_name_lists_what_is_available():
 
 
 def plugin_sources() -> list[Path]:
-    files = sorted((ROOT / "plugins").rglob("*.py"))
+    """Plugin code: the built-ins, plugin distributions of their own (not their tests), the fixture's."""
+    files = sorted(p for p in (ROOT / "plugins").rglob("*.py") if "tests" not in p.relative_to(ROOT / "plugins").parts)
     files += sorted((ROOT / "tests" / "fixtures").rglob("*.py"))
     return files
 
@@ -187,7 +188,8 @@ def test_plugins_import_only_the_public_api(path):
 def entry_point_plugins() -> set[str]:
     """Top-level modules registered as plugins, the built-ins' and the fixture distribution's."""
     names = set()
-    for pyproject in (ROOT / "pyproject.toml", *sorted((ROOT / "tests" / "fixtures").glob("*/pyproject.toml"))):
+    distributions = sorted((ROOT / "tests" / "fixtures").glob("*/pyproject.toml")) + sorted((ROOT / "plugins").glob("*/pyproject.toml"))
+    for pyproject in (ROOT / "pyproject.toml", *distributions):
         entry_points = tomllib.loads(pyproject.read_text())["project"]["entry-points"]["sei_framework"]
         names |= {value.split(":")[0].split(".")[0] for value in entry_points.values()}
     return names

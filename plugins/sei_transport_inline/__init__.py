@@ -17,6 +17,7 @@ class InlineTransport(KeyTransport):
     """The client sends its public keys base64-encoded with its first request; the service caches them."""
 
     name: ClassVar[str] = "inline"
+    keys_in_requests: ClassVar[bool] = True
     service_may_configure: ClassVar[bool] = True  # the client side touches no credentials and no files
 
     def publish(self, key_id: str, public_keys: bytes) -> dict[str, Any]:

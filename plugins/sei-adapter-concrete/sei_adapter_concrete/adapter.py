@@ -1,0 +1,259 @@
+"""Model adapter `concrete-ml`: tree ensembles, linear models and MLPs served with Concrete ML (TFHE).
+
+Build: compile_model.py compiles the model in Concrete ML's own environment; this adapter then checks
+its report: its own client arithmetic must give exactly Concrete ML's simulated predictions, and
+those must agree with the original model on the calibration rows at least `min_agreement` of the
+time, or the build fails naming both figures. Serving: the circuit runs in engine processes
+(runtime.py) that keep each client's evaluation keys deserialised between requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from sei_framework import ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize
+
+from . import numerics, runtime
+
+__all__ = ["ConcreteAdapter", "ConcreteOptions", "CONCRETE_PYTHON_ENV", "circuit_id"]
+
+CONCRETE_PYTHON_ENV = "SEI_CONCRETE_PYTHON"
+COMPILER = Path(__file__).with_name("compile_model.py")
+REPORT, SERVER, CLIENT_SPECS = "report.json", "server.zip", "client.specs.json"
+LIBRARY = "Concrete ML 1.9 / concrete-python 2.10 (TFHE)"
+
+
+class ConcreteOptions(PluginOptions):
+    calibration_data: ConfigPath
+    """A .npy or .csv file of representative rows (the training rows), relative to the config file:
+    Concrete ML sets its quantisation from them, and the build measures agreement on them."""
+    n_bits: int | None = Field(None, ge=2, le=16)
+    """Quantisation bits; default 6 for trees and MLPs, 8 for linear models."""
+    rounding_bits: int | None = Field(6, ge=2, le=16)
+    """MLPs: accumulator bits kept before each table lookup (None: exact, often too slow to compile)."""
+    min_agreement: float = Field(0.95, gt=0, le=1)
+    """The share of calibration rows on which the compiled model must predict what the original does."""
+    regression_tolerance: float = Field(0.05, gt=0)
+    """Regressors: a row agrees when within this fraction of the original predictions' range."""
+    compiler: str | None = None
+    """The Python of Concrete ML's environment; default $SEI_CONCRETE_PYTHON, else this Python."""
+    compile_timeout_s: float = Field(3600, gt=0)
+    run_timeout_s: float = Field(240, gt=0)
+    """A request's circuit runs longer than this: the engine is stopped and the request refused."""
+
+
+def circuit_id(specs: bytes) -> str:
+    """The compiled circuit's id: keys made for one circuit serve only it."""
+    return hashlib.sha256(specs).hexdigest()
+
+
+def _compiler(options: ConcreteOptions) -> str:
+    chosen = options.compiler or os.environ.get(CONCRETE_PYTHON_ENV)
+    if chosen:
+        return chosen
+    if find_spec("concrete") is not None and find_spec("concrete.ml") is not None:
+        return sys.executable
+    raise PluginError(
+        "compiling for concrete-ml needs Concrete ML, which is not installed here: install "
+        "`sei-adapter-concrete[compile]` in an environment of its own (its pins clash with current "
+        f"scikit-learn) and name its python in the adapter's `compiler` option or in ${CONCRETE_PYTHON_ENV}"
+    )
+
+
+def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
+    """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
+    request = {"model": str(source), "calibration": str(options.calibration_data), "out": str(out),
+               "n_bits": options.n_bits, "rounding_bits": options.rounding_bits}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="sei-concrete-") as work:
+        path = Path(work) / "request.json"
+        path.write_text(json.dumps(request))
+        try:
+            done = subprocess.run(
+                [_compiler(options), "-P", str(COMPILER), str(path)],
+                capture_output=True, timeout=options.compile_timeout_s, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise PluginError(f"Concrete ML did not compile the model within {options.compile_timeout_s:g} s") from None
+        except OSError as exc:
+            raise PluginError(f"the Concrete ML compiler {options.compiler or ''} cannot be run: {exc}") from None
+    said = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
+    if done.returncode == 3 and said and said[-1].startswith("refused: "):
+        raise PluginError(f"concrete-ml cannot serve {source.name}: {said[-1][len('refused: '):]}")
+    if done.returncode != 0:
+        raise PluginError(f"Concrete ML failed to compile {source.name}: {said[-1] if said else f'exit {done.returncode}'}")
+    return json.loads((out / REPORT).read_text())
+
+
+def _agreement(report: dict[str, Any], predicted: np.ndarray, tolerance: float) -> float:
+    original = np.asarray(report["calibration"]["original_predictions"])
+    if report["task"] == "classifier":
+        return float(np.mean(predicted == original))
+    spread = float(np.ptp(original)) or 1.0
+    return float(np.mean(np.abs(predicted - original) <= tolerance * spread))
+
+
+def check_report(report: dict[str, Any], options: ConcreteOptions, name: str) -> dict[str, Any]:
+    """The client's arithmetic must reproduce Concrete ML exactly, and the compiled model must agree
+    with the original often enough; the figures go into the build's metadata."""
+    calibration = report["calibration"]
+    rows = np.asarray(calibration["checked_inputs"], dtype=np.float64)
+    if not np.array_equal(numerics.quantize(rows, report["input_quantizers"]), np.asarray(calibration["checked_q_inputs"])):
+        raise PluginError(f"{name}: SEI's client would quantize inputs differently from Concrete ML; refusing to serve it")
+    scores = numerics.dequantize(np.asarray(calibration["q_outputs"], dtype=np.float64), report["output_quantizer"], report["offset"])
+    predicted = numerics.predictions(scores, report["task"], report["activation"], report["classes"])
+    if calibration["concrete_predictions"] is not None:
+        expected = np.asarray(calibration["concrete_predictions"])
+        same = np.array_equal(predicted, expected) if report["task"] == "classifier" else np.allclose(predicted, expected, rtol=1e-9, atol=1e-9)
+        if not same:
+            raise PluginError(f"{name}: SEI's client would read the outputs differently from Concrete ML; refusing to serve it")
+    agreement = _agreement(report, predicted, options.regression_tolerance)
+    if agreement < options.min_agreement:
+        raise PluginError(
+            f"{name} compiled at {report['n_bits']} bits agrees with the original model on {agreement:.1%} of the "
+            f"{calibration['rows']} calibration rows, under min_agreement ({options.min_agreement:.1%}); raise n_bits "
+            "or give calibration data closer to what the model will see"
+        )
+    return {"rows": calibration["rows"], "agreement": round(agreement, 6), "min_agreement": options.min_agreement}
+
+
+class ConcreteData(BaseModel):
+    """A request's `data`: the model's feature count and one base64 ciphertext per row."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    n_features: StrictInt = Field(ge=1, le=2**31)
+    rows: list[StrictStr] = Field(min_length=1)
+
+
+class ConcreteAdapter(ModelAdapter):
+    """One compiled Concrete circuit; clients send one ciphertext per row."""
+
+    name: ClassVar[str] = "concrete-ml"
+    Options = ConcreteOptions
+    requirements = ("sei-adapter-concrete", "concrete-python==2.10.0")
+
+    @classmethod
+    def prepare(cls, source: Path, options: ConcreteOptions, dest: Path) -> dict[str, Any]:
+        source = Path(source)
+        if source.is_dir():
+            raise PluginError(
+                f"{source} is a folder; concrete-ml takes a trained model file (joblib or pickle) that Concrete ML imports"
+            )
+        with tempfile.TemporaryDirectory(prefix="sei-concrete-out-") as out:
+            report = _compile(source, options, Path(out))
+            checked = check_report(report, options, source.name)
+            shutil.copy(Path(out) / SERVER, dest / SERVER)
+            with zipfile.ZipFile(Path(out) / "client.zip") as bundle:
+                (dest / CLIENT_SPECS).write_bytes(bundle.read(CLIENT_SPECS))
+        report.pop("calibration")
+        (dest / REPORT).write_text(json.dumps(report))
+        sizes = {key: report[key] for key in ("ciphertext_bytes", "result_bytes", "evaluation_key_bytes", "key_memory_bytes")}
+        return {"family": report["family"], "n_features": report["n_features"], "n_outputs": report["n_outputs"],
+                "n_bits": report["n_bits"], "calibration": checked, "sizes": sizes}  # fmt: skip
+
+    @classmethod
+    def request_size(cls, metadata: dict[str, Any]) -> RequestSize:
+        """One ciphertext per row; evaluation keys of tens to hundreds of MB, held expanded by the engine."""
+        sizes = metadata["sizes"]
+        b64 = lambda n: 4 * -(-n // 3)  # noqa: E731
+        return RequestSize(
+            batch_bytes=b64(sizes["ciphertext_bytes"]) + 4,
+            public_key_bytes=b64(sizes["evaluation_key_bytes"]),
+            key_bytes=sizes["evaluation_key_bytes"],
+            key_memory_bytes=sizes["evaluation_key_bytes"] + sizes["key_memory_bytes"],
+        )
+
+    def __init__(self, model_dir: Path, metadata: dict[str, Any], options: ConcreteOptions) -> None:
+        super().__init__(model_dir, metadata, options)
+        self.report = json.loads((model_dir / REPORT).read_text())
+        self.specs = (model_dir / CLIENT_SPECS).read_bytes()
+        self.server_path = str((model_dir / SERVER).resolve())
+        self.n_features = int(self.report["n_features"])
+
+    def describe(self) -> dict[str, Any]:
+        report = self.report
+        circuit = circuit_id(self.specs)
+        return {
+            "family": report["family"],
+            "task": report["task"],
+            "n_features": self.n_features,
+            "n_outputs": report["n_outputs"],
+            "classes": report["classes"],
+            "has_probabilities": report["has_probabilities"],
+            "quantization": {key: report[key] for key in ("input_quantizers", "output_quantizer", "activation", "offset")},
+            "client_specs": base64.b64encode(self.specs).decode("ascii"),
+            "circuit": circuit,
+            "key_scheme": f"concrete-{circuit[:32]}",
+            "encryption": {
+                "library": LIBRARY,
+                "scheme": "TFHE",
+                "n_bits": report["n_bits"],
+                "evaluation_key_bytes": report["evaluation_key_bytes"],
+                "trees_summed_under_encryption": report["trees_summed_under_encryption"],
+            },
+            "agreement": self.metadata.get("calibration"),
+        }
+
+    def load_public_keys(self, data: bytes) -> runtime.KeyHandle:
+        expected = int(self.report["evaluation_key_bytes"])
+        if len(data) != expected:
+            raise InvalidRequest(
+                f"evaluation keys for this model are {expected} bytes, not {len(data)} (keys made for another model?)",
+                code="invalid_keys",
+            )
+        return runtime.admit(data, self.options.run_timeout_s)
+
+    def key_size(self, keys: runtime.KeyHandle) -> int:
+        return len(keys.blob) + int(self.report["key_memory_bytes"])
+
+    def count_rows(self, data: Any) -> int:
+        rows = data.get("rows") if isinstance(data, dict) else None
+        return len(rows) if isinstance(rows, list) else 1
+
+    def _ciphertexts(self, data: Any) -> list[bytes]:
+        try:
+            parsed = ConcreteData.model_validate(data)
+        except ValidationError as exc:
+            problems = [".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors(include_input=False, include_url=False)[:5]]
+            raise InvalidRequest("data: " + "; ".join(problems) if problems else "data is invalid", code="invalid_data") from None
+        if parsed.n_features != self.n_features:
+            raise InvalidRequest(f"the model takes {self.n_features} features, not {parsed.n_features}", code="wrong_features")
+        limit = 4 * int(self.report["ciphertext_bytes"])
+        blobs = []
+        for i, text in enumerate(parsed.rows):
+            if len(text) > limit:
+                raise InvalidRequest(f"ciphertext {i} is larger than any this model's rows make", code="invalid_ciphertext")
+            try:
+                blobs.append(base64.b64decode(text, validate=True))
+            except (binascii.Error, ValueError):
+                raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
+        return blobs
+
+    def predict(self, data: Any, keys: runtime.KeyHandle) -> list[str]:
+        results = runtime.run(keys, self.server_path, self._ciphertexts(data), self.options.run_timeout_s)
+        return [base64.b64encode(result).decode("ascii") for result in results]
+
+    def engine_pids(self) -> dict[str, int | None]:
+        """The process id of each engine of this worker (None: not running)."""
+        return {role: engine.pid for role, engine in runtime.engines().items()}
+
+    @classmethod
+    def client(cls, description: dict[str, Any]):
+        from .client import ConcreteClient
+
+        return ConcreteClient(description)
+

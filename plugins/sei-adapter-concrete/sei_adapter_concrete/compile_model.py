@@ -1,0 +1,301 @@
+"""Compile a trained model with Concrete ML: run by the Python of Concrete ML's own environment.
+
+    python -P compile_model.py REQUEST.json
+
+Concrete ML pins its whole stack (numpy, scikit-learn, torch, xgboost), so SEI's build runs this
+script in the environment that has it, and it imports nothing of SEI. It writes, into the
+request's `out` folder, what `FHEModelDev` saves (server.zip, client.zip) and `report.json`: the
+model's family, its quantizers and post-processing, the evaluation keys' size, and facts on the
+calibration rows (quantized inputs, simulated quantized outputs, Concrete ML's own simulated
+predictions, the original model's predictions). The adapter checks those facts; it decides.
+
+A refusal (a family it cannot serve, features that do not match) is exit status 3 with the
+reason as the last line of stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+# scikit-learn / XGBoost class -> (Concrete ML class, task, post-processing after dequantisation)
+TREES = {
+    "sklearn.tree._classes.DecisionTreeClassifier": ("DecisionTreeClassifier", "classifier", "none"),
+    "sklearn.tree._classes.DecisionTreeRegressor": ("DecisionTreeRegressor", "regressor", "none"),
+    "sklearn.ensemble._forest.RandomForestClassifier": ("RandomForestClassifier", "classifier", "none"),
+    "sklearn.ensemble._forest.RandomForestRegressor": ("RandomForestRegressor", "regressor", "none"),
+    "xgboost.sklearn.XGBClassifier": ("XGBClassifier", "classifier", "logistic"),
+    "xgboost.sklearn.XGBRegressor": ("XGBRegressor", "regressor", "none"),
+}
+LINEAR = {
+    "sklearn.linear_model._logistic.LogisticRegression": ("LogisticRegression", "classifier", "logistic"),
+    "sklearn.svm._classes.LinearSVC": ("LinearSVC", "classifier", "logistic"),
+    "sklearn.linear_model._base.LinearRegression": ("LinearRegression", "regressor", "none"),
+    "sklearn.linear_model._ridge.Ridge": ("Ridge", "regressor", "none"),
+    "sklearn.linear_model._coordinate_descent.Lasso": ("Lasso", "regressor", "none"),
+    "sklearn.linear_model._coordinate_descent.ElasticNet": ("ElasticNet", "regressor", "none"),
+    "sklearn.svm._classes.LinearSVR": ("LinearSVR", "regressor", "none"),
+}
+NETWORKS = {
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier": ("MLPClassifier", "classifier", "logistic"),
+    "sklearn.neural_network._multilayer_perceptron.MLPRegressor": ("MLPRegressor", "regressor", "none"),
+}
+DEFAULT_BITS = {"trees": 6, "linear": 8, "network": 6}  # n_bits when the request gives none
+XGB_REGRESSOR_OFFSET = 0.5  # Concrete ML cuts XGBoost's graph before its final "+ 0.5" and adds it back in the clear
+CHECKED_ROWS = 64  # calibration rows whose quantized inputs the adapter compares with its own
+
+
+class Refused(Exception):
+    """The model cannot be served; the message says why."""
+
+
+def load_rows(path: Path) -> np.ndarray:
+    """Calibration rows from .npy or .csv (numbers; a header line is skipped)."""
+    if path.suffix == ".npy":
+        rows = np.load(path, allow_pickle=False)
+    elif path.suffix == ".csv":
+        with path.open() as f:
+            first = f.readline()
+        try:
+            [float(cell) for cell in first.split(",")]
+            skip = 0
+        except ValueError:
+            skip = 1
+        rows = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    else:
+        raise Refused(f"calibration data must be a .npy or .csv file, not {path.name}")
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or len(rows) < 2 or not np.isfinite(rows).all():
+        raise Refused(f"calibration data {path.name} must be a 2-D table of at least 2 finite rows, got shape {rows.shape}")
+    return rows
+
+
+def quantizer(q) -> dict:
+    """A Concrete ML UniformQuantizer's parameters, as plain JSON (what quant/dequant use)."""
+    scale = np.asarray(q.scale, dtype=np.float64)
+    zero_point = np.asarray(q.zero_point, dtype=np.float64)
+    if scale.size != 1 or zero_point.size != 1:
+        raise Refused("the model uses per-channel quantizers, which this adapter does not serve")
+    no_clipping = bool(getattr(q, "no_clipping", False))
+    if not no_clipping and getattr(q, "n_bits", None) is None:
+        raise Refused("the model has a clipping quantizer without a bit width")
+    return {
+        "n_bits": None if no_clipping else int(q.n_bits),
+        "offset": int(q.offset),
+        "is_narrow": bool(getattr(q, "is_narrow", False)),
+        "no_clipping": no_clipping,
+        "scale": float(scale.reshape(())),
+        "zero_point": float(zero_point.reshape(())),
+    }
+
+
+def import_trees(cml_cls, model, X, n_bits):
+    """from_sklearn_model with the trees summed under encryption, so the client decrypts one sum,
+    never one output per tree. Concrete ML 1.9 sums only in the clear on this path; its own `fit`
+    can sum under encryption (tree_onnx_graph_preprocessing's fhe_ensembling), so pass that here."""
+    from concrete.ml.sklearn import tree_to_numpy
+
+    original = tree_to_numpy.tree_onnx_graph_preprocessing
+    tree_to_numpy.tree_onnx_graph_preprocessing = functools.partial(original, fhe_ensembling=True)
+    try:
+        cml = cml_cls.from_sklearn_model(model, X, n_bits=n_bits)
+    finally:
+        tree_to_numpy.tree_onnx_graph_preprocessing = original
+    cml._fhe_ensembling = True
+    return cml
+
+
+def torch_network(model):
+    """The scikit-learn MLP's layers as a torch module with the same weights."""
+    import torch
+
+    activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "logistic": torch.nn.Sigmoid, "identity": torch.nn.Identity}
+    layers = []
+    for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_)):
+        linear = torch.nn.Linear(coef.shape[0], coef.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor(coef.T, dtype=torch.float32))
+            linear.bias.copy_(torch.tensor(intercept, dtype=torch.float32))
+        layers.append(linear)
+        if i < len(model.coefs_) - 1:
+            layers.append(activations[model.activation]())
+    return torch.nn.Sequential(*layers)
+
+
+class Compiled:
+    """What the steps after compilation need, whichever path compiled the model."""
+
+    def __init__(self, module, quantize, dequantize_output, circuit, concrete_predict, concrete_proba):
+        self.module = module
+        self.quantize = quantize
+        self.dequantize_output = dequantize_output
+        self.circuit = circuit
+        self.concrete_predict = concrete_predict
+        self.concrete_proba = concrete_proba
+
+
+def compile_estimator(model, family: str, X: np.ndarray, request: dict) -> Compiled:
+    import concrete.ml.sklearn as cml_sklearn
+
+    cml_name = (TREES.get(family) or LINEAR[family])[0]
+    cml_cls = getattr(cml_sklearn, cml_name)
+    n_bits = int(request["n_bits"])
+    cml = import_trees(cml_cls, model, X, n_bits) if family in TREES else cml_cls.from_sklearn_model(model, X, n_bits=n_bits)
+    cml.compile(X)
+    has_proba = hasattr(model, "predict_proba")
+    return Compiled(
+        cml,
+        cml.quantize_input,
+        cml.dequantize_output,
+        cml.fhe_circuit,
+        lambda rows: cml.predict(rows, fhe="simulate"),
+        (lambda rows: cml.predict_proba(rows, fhe="simulate")) if has_proba else None,
+    )
+
+
+def compile_network(model, X: np.ndarray, request: dict) -> Compiled:
+    from concrete.ml.torch.compile import compile_torch_model
+
+    if model.activation not in ("relu", "tanh", "logistic", "identity"):
+        raise Refused(f"MLP activation {model.activation!r} is not one this adapter imports")
+    rounding = request.get("rounding_bits")
+    module = compile_torch_model(
+        torch_network(model), X.astype(np.float32), n_bits=int(request["n_bits"]), rounding_threshold_bits=rounding
+    )
+    return Compiled(module, module.quantize_input, module.dequantize_output, module.fhe_circuit, None, None)
+
+
+def simulate(compiled: Compiled, q_inputs: np.ndarray) -> np.ndarray:
+    """Quantized outputs of the compiled circuit, simulated one row at a time as it is served."""
+    outputs = [np.asarray(compiled.circuit.simulate(q_inputs[i : i + 1])) for i in range(len(q_inputs))]
+    return np.concatenate(outputs, axis=0).reshape(len(q_inputs), -1)
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def measure_serving(out: Path, q_row: np.ndarray) -> dict:
+    """One fresh key set and one served row, as the service holds and runs them: key and wire sizes,
+    the memory one deserialised (and, after its first run, expanded) key set takes, and times."""
+    from concrete import fhe
+
+    client = fhe.Client.load(out / "client.zip")
+    start = time.perf_counter()
+    client.keygen(force=True)
+    keygen_seconds = time.perf_counter() - start
+    blob = client.evaluation_keys.serialize()
+    ciphertext = client.encrypt(q_row).serialize()
+    server = fhe.Server.load(out / "server.zip")
+    before = _rss_bytes()
+    keys = fhe.EvaluationKeys.deserialize(blob)
+    times = []
+    for _ in range(2):  # the first run expands compressed keys; the second is what a kept key set costs
+        start = time.perf_counter()
+        result = server.run(fhe.Value.deserialize(ciphertext), evaluation_keys=keys).serialize()
+        times.append(time.perf_counter() - start)
+    return {
+        "evaluation_key_bytes": len(blob),
+        "key_memory_bytes": max(_rss_bytes() - before, len(blob)),
+        "ciphertext_bytes": len(ciphertext),
+        "result_bytes": len(result),
+        "keygen_seconds": round(keygen_seconds, 3),
+        "first_run_seconds": round(times[0], 3),
+        "run_seconds": round(times[1], 3),
+    }
+
+
+def as_json_list(values: np.ndarray) -> list:
+    return [v.item() if hasattr(v, "item") else v for v in np.asarray(values).ravel()]
+
+
+def compile_request(request: dict) -> dict:
+    import joblib
+    from concrete.ml.deployment import FHEModelDev
+
+    out = Path(request["out"])
+    X = load_rows(Path(request["calibration"]))
+    model = joblib.load(request["model"])
+    family = f"{type(model).__module__}.{type(model).__name__}"
+    if family not in TREES and family not in LINEAR and family not in NETWORKS:
+        known = sorted(name.rsplit(".", 1)[1] for name in (*TREES, *LINEAR, *NETWORKS))
+        raise Refused(f"{type(model).__name__} is not a family this adapter compiles (it takes {', '.join(known)})")
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features is None:
+        raise Refused(f"{type(model).__name__} is not fitted (it has no n_features_in_)")
+    if X.shape[1] != n_features:
+        raise Refused(f"the calibration data has {X.shape[1]} columns; the model takes {n_features} features")
+    cml_name, task, activation = (TREES.get(family) or LINEAR.get(family) or NETWORKS[family])
+    kind = "trees" if family in TREES else "linear" if family in LINEAR else "network"
+    request = {**request, "n_bits": request.get("n_bits") or DEFAULT_BITS[kind]}
+    start = time.perf_counter()
+    compiled = compile_network(model, X, request) if family in NETWORKS else compile_estimator(model, family, X, request)
+    compile_seconds = time.perf_counter() - start
+    FHEModelDev(str(out), compiled.module).save(via_mlir=True)
+
+    q_inputs = np.asarray(compiled.quantize(X), dtype=np.int64)
+    q_outputs = simulate(compiled, q_inputs)
+    module = compiled.module
+    inputs = module.input_quantizers
+    outputs = module.output_quantizers
+    if len(outputs) != 1 or len(inputs) not in (1, X.shape[1]):
+        raise Refused("the compiled model has several outputs or inputs; this adapter serves one of each")
+    serving = measure_serving(out, q_inputs[:1])
+    classes = getattr(model, "classes_", None)
+    report = {
+        "family": type(model).__name__,
+        "concrete_class": cml_name,
+        "task": task,
+        "classes": as_json_list(classes) if task == "classifier" else None,
+        "n_features": int(X.shape[1]),
+        "n_outputs": int(q_outputs.shape[1]),
+        "input_quantizers": [quantizer(q) for q in inputs],
+        "output_quantizer": quantizer(outputs[0]),
+        "activation": activation,
+        "offset": XGB_REGRESSOR_OFFSET if family == "xgboost.sklearn.XGBRegressor" else 0.0,
+        "has_probabilities": task == "classifier" and hasattr(model, "predict_proba"),
+        "trees_summed_under_encryption": family in TREES,
+        "n_bits": int(request["n_bits"]),
+        "rounding_bits": request.get("rounding_bits") if family in NETWORKS else None,
+        **serving,
+        "compile_seconds": round(compile_seconds, 3),
+        "versions": {name: metadata.version(name) for name in ("concrete-ml", "concrete-python", "scikit-learn")},
+        "calibration": {
+            "rows": int(len(X)),
+            "checked_inputs": X[:CHECKED_ROWS].tolist(),
+            "checked_q_inputs": q_inputs[:CHECKED_ROWS].tolist(),
+            "q_outputs": q_outputs.tolist(),
+            "original_predictions": as_json_list(model.predict(X)),
+            "concrete_predictions": as_json_list(compiled.concrete_predict(X)) if compiled.concrete_predict else None,
+            "concrete_probabilities": compiled.concrete_proba(X).tolist() if compiled.concrete_proba else None,
+        },
+    }
+    (out / "report.json").write_text(json.dumps(report))
+    return report
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(Path(argv[1]).read_text())
+    try:
+        compile_request(request)
+    except Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,50 @@
+"""Build time: what concrete-ml refuses, and why, before anything is served."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import concrete_model, write_config
+
+from sei_framework import Deployment, SeiError
+
+
+def build(tmp_path, models, **extra):
+    return Deployment.from_file(write_config(tmp_path, models, **extra)).build(tmp_path / "build")
+
+
+def test_a_family_concrete_ml_does_not_serve_is_refused_by_name(trained, tmp_path):
+    with pytest.raises(SeiError, match="KNeighborsClassifier is not a family this adapter compiles .*DecisionTreeClassifier"):
+        build(tmp_path, [concrete_model(trained, "neighbors")])
+    assert not (tmp_path / "build").exists()
+
+
+def test_calibration_data_of_another_shape_is_refused(trained, tmp_path):
+    rows = tmp_path / "nine.npy"
+    np.save(rows, np.load(trained.calibration)[:, :9])
+    model = concrete_model(trained, "tree")
+    model["options"]["calibration_data"] = str(rows)
+    with pytest.raises(SeiError, match="calibration data has 9 columns; the model takes 10 features"):
+        build(tmp_path, [model])
+
+
+def test_a_model_that_loses_too_much_to_quantisation_is_refused_with_both_figures(trained, tmp_path):
+    with pytest.raises(SeiError, match=r"at 2 bits agrees with the original model on \d+\.\d% of the 400 calibration rows, under min_agreement \(95\.0%\)"):
+        build(tmp_path, [concrete_model(trained, "logistic", n_bits=2)])
+
+
+def test_keys_larger_than_the_service_accepts_are_refused_naming_the_limit(trained, tmp_path):
+    """A decision tree's evaluation keys are about 75 MB: over the default max_public_key_mb."""
+    with pytest.raises(SeiError, match=r"public keys are \d+\.\d MB as received, over limits.max_public_key_mb \(32\); set limits.max_public_key_mb to at least \d+"):
+        build(tmp_path, [concrete_model(trained, "tree")], limits={"max_request_mb": 160})
+    with pytest.raises(SeiError, match=r"MB once converted, over limits.key_cache_mb \(256\); set limits.key_cache_mb to at least \d+"):
+        build(tmp_path, [concrete_model(trained, "tree")], limits={"max_request_mb": 160, "max_public_key_mb": 128})
+
+
+def test_a_folder_is_refused_with_what_to_give_instead(trained, tmp_path):
+    folder = tmp_path / "some-folder"
+    folder.mkdir()
+    model = concrete_model(trained, "tree")
+    model["path"] = str(folder)
+    with pytest.raises(SeiError, match="is a folder; concrete-ml takes a trained model file"):
+        build(tmp_path, [model])

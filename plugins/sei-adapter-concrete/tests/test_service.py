@@ -1,0 +1,124 @@
+"""Serving compiled models in process: exact answers, key handling, and hostile input."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from conftest import concrete_model, write_config
+
+from sei_framework import Deployment, key_id_for
+from sei_framework.serving import ScoringService
+
+MODELS = ("tree", "forest", "boosted", "logistic", "mlp", "tree_regressor")
+ROWS = 3
+
+
+@pytest.fixture(scope="module")
+def service(trained, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("concrete-service")
+    models = [concrete_model(trained, name, **trained.expected[name]["options"]) for name in MODELS]
+    build = Deployment.from_file(write_config(folder, models)).build(folder / "build")
+    return ScoringService.from_build(build.path)
+
+
+class KeyedClient:
+    """An adapter client with its own fresh keys, and requests that carry its public keys once."""
+
+    def __init__(self, service, name):
+        self.service, self.name = service, name
+        self.client = service.adapters[name].client(service.describe()["models"][name])
+        secret, self.public = self.client.generate_keys()
+        self.client.use_keys(secret, self.public)
+        self.key_id, self.sent = key_id_for(self.public), False
+
+    def ask(self, data, public=None):
+        body = {"model": self.name, "key_id": self.key_id, "data": data}
+        if not self.sent or public is not None:
+            body["public_keys"] = base64.b64encode(public or self.public).decode("ascii")
+        answer, status = self.service.handle(json.dumps(body))
+        if status == 404 and "public_keys" not in body:  # evicted from the key cache: publish again, as Client does
+            self.sent = False
+            return self.ask(data)
+        self.sent = self.sent or status == 200
+        return answer, status
+
+    def predict(self, rows):
+        answer, status = self.ask(self.client.encrypt(rows))
+        assert status == 200, answer
+        return self.client.interpret(self.client.decrypt(answer["result"], len(rows)))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_encrypted_predictions_are_concrete_mls_simulated_ones(service, trained, name):
+    keyed = KeyedClient(service, name)
+    first = keyed.predict(trained.X[:ROWS])
+    expected = np.asarray(trained.expected[name]["simulated"][:ROWS])
+    if name == "tree_regressor":
+        np.testing.assert_allclose(first.predictions, expected, rtol=1e-9)
+        assert first.probabilities is None
+    else:
+        assert first.predictions.tolist() == expected.tolist()
+        assert first.probabilities.shape == (ROWS, 2)
+        np.testing.assert_allclose(first.probabilities.sum(axis=1), 1.0, atol=1e-9) if name != "boosted" else None
+        assert first.predictions.tolist() == np.argmax(first.probabilities, axis=1).tolist()
+    again = keyed.predict(trained.X[ROWS : ROWS + 1])  # the keys stay with the service: this request has none
+    assert again.predictions.tolist() == np.asarray(trained.expected[name]["simulated"][ROWS : ROWS + 1]).tolist()
+
+
+def test_a_forest_answers_one_sum_never_one_output_per_tree(service, trained):
+    described = service.describe()["models"]["forest"]
+    assert described["encryption"]["trees_summed_under_encryption"] is True
+    keyed = KeyedClient(service, "forest")
+    answer, status = keyed.ask(keyed.client.encrypt(trained.X[:1]))
+    assert status == 200
+    from concrete import fhe
+
+    value = keyed.client._client.decrypt(fhe.Value.deserialize(base64.b64decode(answer["result"][0])))
+    assert np.asarray(value).shape == (1, 2)  # two classes, not 4 trees x 2 classes
+
+
+def test_the_client_needs_nothing_but_the_description_and_checks_it(service):
+    from sei_adapter_concrete.client import ConcreteClient
+
+    described = service.describe()["models"]["tree"]
+    assert set(described) >= {"client_specs", "circuit", "key_scheme", "quantization", "classes"}
+    assert "calibration" not in json.dumps(described)  # no training rows leave the build
+    tampered = {**described, "client_specs": base64.b64encode(b"{}").decode()}
+    with pytest.raises(Exception, match="client specs are not those of the circuit"):
+        ConcreteClient(tampered)
+
+
+def test_hostile_keys_and_ciphertexts_get_errors_and_honest_clients_keep_their_answers(service, trained):
+    honest = KeyedClient(service, "tree")
+    assert honest.predict(trained.X[:1]).predictions.tolist() == trained.expected["tree"]["simulated"][:1]
+    trusted_pid = service.adapters["tree"].engine_pids()["trusted"]
+
+    garbage = np.random.default_rng(0).bytes(len(honest.public))  # the right size, random bytes
+    attacker = KeyedClient.__new__(KeyedClient)
+    attacker.service, attacker.name, attacker.client, attacker.sent = service, "tree", honest.client, False
+    attacker.key_id, attacker.public = key_id_for(garbage), garbage
+    answer, status = attacker.ask(honest.client.encrypt(trained.X[:1]))
+    assert status == 400 and answer["error"]["code"] == "invalid_keys", answer
+
+    short = garbage[:1000]
+    attacker.key_id, attacker.public, attacker.sent = key_id_for(short), short, False
+    answer, status = attacker.ask(honest.client.encrypt(trained.X[:1]))
+    assert status == 400 and "bytes, not 1000" in answer["error"]["message"]
+
+    # well-formed keys of another circuit: Concrete's runtime may crash on them; only probation may
+    other = KeyedClient(service, "tree")
+    foreign = service.adapters["forest"].client(service.describe()["models"]["forest"]).generate_keys()[1]
+    assert len(foreign) == len(other.public)  # same key parameters: the size check cannot tell them apart
+    other.key_id, other.public = key_id_for(foreign), foreign
+    answer, status = other.ask(other.client.encrypt(trained.X[:1]))
+    assert status in (200, 400), answer  # a wrong answer for the attacker alone, or an error
+
+    for data in ({"n_features": 10, "rows": ["not base64!"]}, {"n_features": 10, "rows": [base64.b64encode(b"x" * 900).decode()]},
+                 {"n_features": 9, "rows": ["AAAA"]}, {"rows": []}, "text"):  # fmt: skip
+        answer, status = honest.ask(data)
+        assert status == 400 and answer["error"]["code"] in ("invalid_data", "invalid_ciphertext", "wrong_features", "rejected_input"), answer
+    assert honest.predict(trained.X[1:2]).predictions.tolist() == trained.expected["tree"]["simulated"][1:2]
+    assert service.adapters["tree"].engine_pids()["trusted"] == trusted_pid  # nothing hostile reached it
