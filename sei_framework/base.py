@@ -203,6 +203,11 @@ class KeyTransport(ABC):
     def fetch(self, key_id: str, request: dict[str, Any]) -> bytes | None:
         """Service side: the public key bytes for `key_id`, or None when there are none."""
 
+    def fetch_at_most(self, key_id: str, request: dict[str, Any], max_bytes: int) -> bytes | None:
+        """Service side: `fetch`, told the service's key limit (`limits.max_public_key_mb`) so that a
+        transport can refuse a larger key set unread. The default fetches, and the service checks after."""
+        return self.fetch(key_id, request)
+
     def unverified_source(self, key_id: str, request: dict[str, Any]) -> str | None:
         """Where keys come from when their id is not their content hash (the tutorial's key ids
         hash the secret key); the service then caches them apart per source. None by default:

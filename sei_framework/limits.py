@@ -14,6 +14,7 @@ import math
 from .base import RequestSize
 from .config import LimitsConfig
 from .errors import BuildError
+from .state.keycache import PROBATION_SHARE
 
 __all__ = ["ENVELOPE_BYTES", "MB", "check_key_limits", "model_max_rows", "request_bytes"]
 
@@ -65,17 +66,20 @@ def model_max_rows(name: str, index: int, size: RequestSize | None, limits: Limi
 
 
 def check_key_limits(name: str, size: RequestSize | None, limits: LimitsConfig) -> None:
-    """BuildError when one key set of model `name` is over `max_public_key_mb` as received, or over
-    `key_cache_mb` once converted (the service could never use, or never keep, a client's keys)."""
+    """BuildError when one key set of model `name` is over `max_public_key_mb` as received, or, once
+    converted, over what the key cache admits for one entry (its probation share of `key_cache_mb`):
+    the service could never use, or never keep, a client's keys."""
     if size is None:
         return
-    for held, limit, what in (
-        (size.key_bytes, limits.max_public_key_mb, "max_public_key_mb"),
-        (size.key_memory_bytes, limits.key_cache_mb, "key_cache_mb"),
-    ):
-        if held > limit * MB:
-            state = "as received" if what == "max_public_key_mb" else "once converted"
-            raise BuildError(
-                f"model {name!r}: one client's public keys are {held / MB:.1f} MB {state}, over limits.{what} "
-                f"({limit:g}); set limits.{what} to at least {_mb_to_set(held)}"
-            )
+    if size.key_bytes > limits.max_public_key_mb * MB:
+        raise BuildError(
+            f"model {name!r}: one client's public keys are {size.key_bytes / MB:.1f} MB as received, over "
+            f"limits.max_public_key_mb ({limits.max_public_key_mb:g}); set limits.max_public_key_mb to at least "
+            f"{_mb_to_set(size.key_bytes)}"
+        )
+    if size.key_memory_bytes > PROBATION_SHARE * limits.key_cache_mb * MB:
+        raise BuildError(
+            f"model {name!r}: one client's public keys hold {size.key_memory_bytes / MB:.1f} MB once converted, "
+            f"over the {PROBATION_SHARE:.0%} of limits.key_cache_mb ({limits.key_cache_mb:g}) that one key set may "
+            f"take; set limits.key_cache_mb to at least {_mb_to_set(size.key_memory_bytes / PROBATION_SHARE)}"
+        )

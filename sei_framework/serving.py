@@ -223,7 +223,7 @@ class ScoringService:
         raw = self.state.shared_public_keys(cache_key)
         shared = raw is not None
         if raw is None:
-            raw = self.transport.fetch(key_id, request)
+            raw = self.transport.fetch_at_most(key_id, request, self.max_key_bytes)
         if raw is None:
             raise UnknownKey(
                 f"no public keys for key id {key_id}; publish them through the "

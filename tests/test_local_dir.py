@@ -210,3 +210,15 @@ def test_service_answers_bad_key_files_with_an_error_and_keeps_serving(make_depl
     answer, status = service.handle(json.dumps(body))
     assert status == 200, answer
     np.testing.assert_allclose(client.decrypt(answer["result"], 1)[:, 0], model.predict(X[:1]), atol=1e-3)
+
+
+def test_without_its_own_option_the_service_limit_is_the_one_that_counts(tmp_path):
+    """Key sets of tens of MB (TFHE evaluation keys): limits.max_public_key_mb is the one knob; the
+    transport's own max_key_mb only tightens it."""
+    big = b"k" * (33 * 1024 * 1024)  # over the 32 MB that used to be the transport's fixed default
+    (tmp_path / f"{OTHER}.keys").write_bytes(big)
+    assert transport(tmp_path).fetch_at_most(OTHER, {}, 64 * 1024 * 1024) == big
+    with pytest.raises(InvalidRequest, match="reads at most 33554432"):
+        transport(tmp_path).fetch(OTHER, {})  # no limit from anyone: 32 MB
+    with pytest.raises(InvalidRequest, match="reads at most 1048576"):
+        transport(tmp_path, max_key_mb=1).fetch_at_most(OTHER, {}, 64 * 1024 * 1024)

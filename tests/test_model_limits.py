@@ -153,13 +153,14 @@ def test_one_key_set_must_fit_the_key_limits_and_counts_in_a_request_only_where_
     from sei_framework.limits import check_key_limits
 
     size = RequestSize(batch_bytes=1000, public_key_bytes=40 * MB, key_bytes=30 * MB, key_memory_bytes=300 * MB)
-    check_key_limits("m", size, LimitsConfig(max_public_key_mb=30, key_cache_mb=300))  # exactly at both limits
+    check_key_limits("m", size, LimitsConfig(max_public_key_mb=30, key_cache_mb=1200))  # exactly at both limits
     with pytest.raises(BuildError, match=r"'m': one client's public keys are 30.0 MB as received, over "
                                          r"limits.max_public_key_mb \(29\); set limits.max_public_key_mb to at least 30$"):
-        check_key_limits("m", size, LimitsConfig(max_public_key_mb=29, key_cache_mb=300))
-    with pytest.raises(BuildError, match=r"300.0 MB once converted, over limits.key_cache_mb \(299\); set "
-                                         r"limits.key_cache_mb to at least 300$"):
-        check_key_limits("m", size, LimitsConfig(max_public_key_mb=30, key_cache_mb=299))
+        check_key_limits("m", size, LimitsConfig(max_public_key_mb=29, key_cache_mb=1200))
+    # the key cache keeps a new key set in its probation quarter: one set may take a quarter of it
+    with pytest.raises(BuildError, match=r"hold 300.0 MB once converted, over the 25% of limits.key_cache_mb "
+                                         r"\(1199\) that one key set may take; set limits.key_cache_mb to at least 1200$"):
+        check_key_limits("m", size, LimitsConfig(max_public_key_mb=30, key_cache_mb=1199))
     # sklearn-packed single mode at 5000 features: its public keys travel in the first request with
     # `inline`, and never with `local-dir`, so a request limit that only the keys break matters to inline only
     params = choose_params(5000, 2, "single")

@@ -51,8 +51,8 @@ class AzureBlobOptions(PluginOptions):
     """Lifetime of the SAS URLs clients make; the service refuses SAS URLs valid for longer."""
     accept_tutorial_requests: bool = False
     """Accept the Azure ML tutorial's request, which carries a connection string (off: it is refused)."""
-    max_blob_mb: float = Field(default=32, gt=0)
-    """Largest key blob the service downloads."""
+    max_blob_mb: float | None = Field(default=None, gt=0)
+    """Largest key blob the service downloads; default: the service's `limits.max_public_key_mb`."""
     timeout_s: float = Field(default=30, gt=0)
     """Connection and read timeout of each storage call."""
 

@@ -80,11 +80,19 @@ def _where(blob_client: Any) -> str:
     return f"container {blob_client.container_name!r} of {blob_client.primary_hostname}"
 
 
-def download(blob_client: Any, options: AzureBlobOptions, *, sas: bool = False) -> bytes | None:
-    """The blob's bytes, None when there is no such blob; storage errors become SEI errors."""
+DEFAULT_MAX_BLOB_MB = 32  # neither the option nor the service names a limit
+
+
+def download(
+    blob_client: Any, options: AzureBlobOptions, *, sas: bool = False, max_bytes: int | None = None
+) -> bytes | None:
+    """The blob's bytes (at most the smaller of `max_bytes` and the `max_blob_mb` option), None when
+    there is no such blob; storage errors become SEI errors."""
     from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
-    limit = int(options.max_blob_mb * 1024 * 1024)
+    limits = [int(options.max_blob_mb * 1024 * 1024)] if options.max_blob_mb is not None else []
+    limits += [max_bytes] if max_bytes is not None else []
+    limit = min(limits) if limits else DEFAULT_MAX_BLOB_MB * 1024 * 1024
     try:
         stream = blob_client.download_blob()
         if stream.size > limit:

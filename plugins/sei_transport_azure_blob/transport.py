@@ -76,7 +76,7 @@ class AzureBlobTransport(KeyTransport):
             return source_of(self.opts, request)
         return None
 
-    def fetch(self, key_id: str, request: dict[str, Any]) -> bytes | None:
+    def fetch(self, key_id: str, request: dict[str, Any], *, max_bytes: int | None = None) -> bytes | None:
         """Service side: the key blob for `key_id`, None when there is none."""
         key_id = check_key_id(key_id)
         if is_tutorial_request(request):
@@ -88,5 +88,9 @@ class AzureBlobTransport(KeyTransport):
             if url is None:
                 return None  # unknown_key_id: the client publishes and sends a fresh SAS URL
             checked = sas.check_sas_url(url, self.opts, key_id)
-            return storage.download(storage.blob_from_url(checked, self.opts), self.opts, sas=True)
-        return storage.download(self._client().get_blob_client(self.opts.container, key_id), self.opts)
+            return storage.download(storage.blob_from_url(checked, self.opts), self.opts, sas=True, max_bytes=max_bytes)
+        blob = self._client().get_blob_client(self.opts.container, key_id)
+        return storage.download(blob, self.opts, max_bytes=max_bytes)
+
+    def fetch_at_most(self, key_id: str, request: dict[str, Any], max_bytes: int) -> bytes | None:
+        return self.fetch(key_id, request, max_bytes=max_bytes)

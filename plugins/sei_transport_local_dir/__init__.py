@@ -39,12 +39,16 @@ _KINDS = {
 }
 
 
+DEFAULT_MAX_KEY_MB = 32  # neither the option nor the service names a limit
+
+
 class LocalDirOptions(PluginOptions):
     path: ConfigPath
     """The shared folder; one file per key id. Relative to the config file; made absolute, so the
     service (which runs elsewhere) and every client agree."""
-    max_key_mb: float = Field(default=32, gt=0)
-    """Largest key file the service reads (a larger one is refused unread)."""
+    max_key_mb: float | None = Field(default=None, gt=0)
+    """Largest key file the service reads (a larger one is refused unread); default: the service's
+    `limits.max_public_key_mb`."""
 
 
 class _BadKeyFile(Exception):
@@ -130,11 +134,11 @@ class LocalDirTransport(KeyTransport):
         return {}
 
     def fetch(self, key_id: str, request: dict[str, Any], *, max_bytes: int | None = None) -> bytes | None:
-        """The key file's bytes; `max_bytes` (the service's key limit, when it passes one) tightens
-        the `max_key_mb` option."""
-        limit = int(self.options.max_key_mb * MB)
-        if max_bytes is not None:
-            limit = min(limit, max_bytes)
+        """The key file's bytes, at most the smaller of `max_bytes` (the service's key limit) and the
+        `max_key_mb` option (DEFAULT_MAX_KEY_MB when neither is given)."""
+        limits = [int(self.options.max_key_mb * MB)] if self.options.max_key_mb is not None else []
+        limits += [max_bytes] if max_bytes is not None else []
+        limit = min(limits) if limits else int(DEFAULT_MAX_KEY_MB * MB)
         try:
             return _read_key_file(self._file(key_id), limit)
         except _TooLarge as size:
@@ -151,7 +155,7 @@ class LocalDirTransport(KeyTransport):
             raise KeyTransportError(f"cannot read the key file for key id {key_id}: {exc.strerror}") from None
 
     def fetch_at_most(self, key_id: str, request: dict[str, Any], max_bytes: int) -> bytes | None:
-        """`fetch` bounded by the service's key limit (for a core that passes it this way)."""
+        """`fetch` bounded by the service's key limit."""
         return self.fetch(key_id, request, max_bytes=max_bytes)
 
 
