@@ -1,9 +1,9 @@
 """Model adapter `concrete-ml`: tree ensembles, linear models and MLPs served with Concrete ML (TFHE).
 
-Build: compile_model.py compiles the model in Concrete ML's own environment; this adapter then checks
-its report: its own client arithmetic must give exactly Concrete ML's simulated predictions, and
-those must agree with the original model on the calibration rows at least `min_agreement` of the
-time, or the build fails naming both figures. Serving: the circuit runs in engine processes
+Build: compile_model.py compiles the model in Concrete ML's own environment (or reads one the user
+compiled and saved with FHEModelDev); this adapter then checks its report: its own client arithmetic
+must give exactly Concrete ML's predictions, and those must agree with the original model on the
+calibration rows at least `min_agreement` of the time, or the build fails naming both figures. Serving: the circuit runs in engine processes
 (runtime.py) that keep each client's evaluation keys deserialised between requests.
 """
 
@@ -41,7 +41,8 @@ LIBRARY = "Concrete ML 1.9 / concrete-python 2.10 (TFHE)"
 class ConcreteOptions(PluginOptions):
     calibration_data: ConfigPath
     """A .npy or .csv file of representative rows (the training rows), relative to the config file:
-    Concrete ML sets its quantisation from them, and the build measures agreement on them."""
+    Concrete ML sets its quantisation from them, and the build measures agreement on them (a model
+    already compiled with FHEModelDev: a few of them run for real to check the readout)."""
     n_bits: int | None = Field(None, ge=2, le=16)
     """Quantisation bits; default 6 for trees and MLPs, 8 for linear models."""
     rounding_bits: int | None = Field(6, ge=2, le=16)
@@ -78,7 +79,7 @@ def _compiler(options: ConcreteOptions) -> str:
 def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
     """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
     request = {"model": str(source), "calibration": str(options.calibration_data), "out": str(out),
-               "n_bits": options.n_bits, "rounding_bits": options.rounding_bits}  # fmt: skip
+               "n_bits": options.n_bits, "rounding_bits": options.rounding_bits, "precompiled": source.is_dir()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="sei-concrete-") as work:
         path = Path(work) / "request.json"
         path.write_text(json.dumps(request))
@@ -121,6 +122,9 @@ def check_report(report: dict[str, Any], options: ConcreteOptions, name: str) ->
         same = np.array_equal(predicted, expected) if report["task"] == "classifier" else np.allclose(predicted, expected, rtol=1e-9, atol=1e-9)
         if not same:
             raise PluginError(f"{name}: SEI's client would read the outputs differently from Concrete ML; refusing to serve it")
+    if calibration["original_predictions"] is None:  # a compiled model: Concrete ML's own readout was checked
+        return {"rows": calibration["rows"], "agreement": None, "min_agreement": None,
+                "checked": "the readout of rows run for real against Concrete ML's; no original model to compare"}  # fmt: skip
     agreement = _agreement(report, predicted, options.regression_tolerance)
     if agreement < options.min_agreement:
         raise PluginError(
@@ -149,10 +153,6 @@ class ConcreteAdapter(ModelAdapter):
     @classmethod
     def prepare(cls, source: Path, options: ConcreteOptions, dest: Path) -> dict[str, Any]:
         source = Path(source)
-        if source.is_dir():
-            raise PluginError(
-                f"{source} is a folder; concrete-ml takes a trained model file (joblib or pickle) that Concrete ML imports"
-            )
         with tempfile.TemporaryDirectory(prefix="sei-concrete-out-") as out:
             report = _compile(source, options, Path(out))
             checked = check_report(report, options, source.name)

@@ -188,7 +188,7 @@ def _rss_bytes() -> int:
     return 0
 
 
-def measure_serving(out: Path, q_row: np.ndarray) -> dict:
+def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
     """One fresh key set and one served row, as the service holds and runs them: key and wire sizes,
     the memory one deserialised (and, after its first run, expanded) key set takes, and times."""
     from concrete import fhe
@@ -207,6 +207,11 @@ def measure_serving(out: Path, q_row: np.ndarray) -> dict:
         start = time.perf_counter()
         result = server.run(fhe.Value.deserialize(ciphertext), evaluation_keys=keys).serialize()
         times.append(time.perf_counter() - start)
+    def run(q: np.ndarray) -> np.ndarray:
+        """The circuit run for real on one quantized row: its decrypted integer outputs."""
+        result = server.run(client.encrypt(q), evaluation_keys=keys)
+        return np.asarray(client.decrypt(result)).reshape(1, -1)
+
     return {
         "evaluation_key_bytes": len(blob),
         "key_memory_bytes": max(_rss_bytes() - before, len(blob)),
@@ -215,7 +220,7 @@ def measure_serving(out: Path, q_row: np.ndarray) -> dict:
         "keygen_seconds": round(keygen_seconds, 3),
         "first_run_seconds": round(times[0], 3),
         "run_seconds": round(times[1], 3),
-    }
+    }, run
 
 
 def as_json_list(values: np.ndarray) -> list:
@@ -253,7 +258,7 @@ def compile_request(request: dict) -> dict:
     outputs = module.output_quantizers
     if len(outputs) != 1 or len(inputs) not in (1, X.shape[1]):
         raise Refused("the compiled model has several outputs or inputs; this adapter serves one of each")
-    serving = measure_serving(out, q_inputs[:1])
+    serving, _ = measure_serving(out, q_inputs[:1])
     classes = getattr(model, "classes_", None)
     report = {
         "family": type(model).__name__,
@@ -287,10 +292,91 @@ def compile_request(request: dict) -> dict:
     return report
 
 
+# Concrete ML model classes (as FHEModelDev saves them) -> (task, post-processing after dequantisation)
+COMPILED = {
+    **{name: (task, activation) for name, task, activation in (*TREES.values(), *LINEAR.values())},
+    "NeuralNetClassifier": ("classifier", "logistic"),
+    "NeuralNetRegressor": ("regressor", "none"),
+}
+ENSEMBLES = {"RandomForestClassifier", "RandomForestRegressor", "XGBClassifier", "XGBRegressor"}
+FHE_CHECKED_ROWS = 3  # a compiled model comes without its circuit's simulation: these rows run for real
+
+
+def inspect_compiled(request: dict) -> dict:
+    """A model the user compiled and saved with FHEModelDev: its readout checked on a few calibration
+    rows run for real (there is no original model to measure agreement against)."""
+    import shutil
+
+    from concrete.ml.deployment import FHEModelClient
+
+    folder, out = Path(request["model"]), Path(request["out"])
+    if not (folder / "client.zip").is_file() or not (folder / "server.zip").is_file():
+        raise Refused(f"{folder.name} is not a folder FHEModelDev saved (it needs client.zip and server.zip)")
+    model = FHEModelClient(str(folder)).model
+    name = type(model).__name__
+    if name not in COMPILED:
+        raise Refused(f"a compiled {name} is not a model this adapter serves (it takes {', '.join(sorted(COMPILED))})")
+    if name in ENSEMBLES and not getattr(model, "_fhe_ensembling", False):
+        raise Refused(
+            f"this {name} sums its trees in the clear, so each client would decrypt every tree's output; "
+            "give SEI the scikit-learn or XGBoost model file instead, which it compiles with the sum under encryption"
+        )
+    task, activation = COMPILED[name]
+    X = load_rows(Path(request["calibration"]))
+    inputs, outputs = model.input_quantizers, model.output_quantizers
+    n_features = X.shape[1]
+    if len(inputs) not in (1, n_features) or len(outputs) != 1:
+        raise Refused(f"the calibration data has {n_features} columns; the compiled model has {len(inputs)} inputs")
+    for archive in ("client.zip", "server.zip"):
+        shutil.copy(folder / archive, out / archive)
+    q_inputs = np.asarray(model.quantize_input(X.astype(np.float32) if name.startswith("NeuralNet") else X), dtype=np.int64)
+    serving, run = measure_serving(out, q_inputs[:1])
+    q_outputs = np.concatenate([run(q_inputs[i : i + 1]) for i in range(min(FHE_CHECKED_ROWS, len(X)))])
+    values = model.post_processing(model.dequantize_output(q_outputs))
+    classes = getattr(model, "classes_", None)
+    if task == "classifier":
+        if classes is None:
+            classes = np.arange(values.shape[1] if values.ndim == 2 and values.shape[1] > 1 else 2)
+        predicted = np.asarray(classes)[np.argmax(values if values.ndim == 2 and values.shape[1] > 1 else np.stack([1 - values.ravel(), values.ravel()], axis=1), axis=1)]
+    else:
+        predicted = values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
+    report = {
+        "family": name,
+        "concrete_class": name,
+        "task": task,
+        "classes": as_json_list(classes) if task == "classifier" else None,
+        "n_features": int(n_features),
+        "n_outputs": int(q_outputs.shape[1]),
+        "input_quantizers": [quantizer(q) for q in inputs],
+        "output_quantizer": quantizer(outputs[0]),
+        "activation": activation,
+        "offset": XGB_REGRESSOR_OFFSET if name == "XGBRegressor" else 0.0,
+        "has_probabilities": task == "classifier",
+        "trees_summed_under_encryption": name in ENSEMBLES or name.startswith("DecisionTree"),
+        "n_bits": None,
+        "rounding_bits": None,
+        **serving,
+        "compile_seconds": None,
+        "precompiled": True,
+        "versions": {name: metadata.version(name) for name in ("concrete-ml", "concrete-python", "scikit-learn")},
+        "calibration": {
+            "rows": int(len(q_outputs)),
+            "checked_inputs": X[: len(q_outputs)].tolist(),
+            "checked_q_inputs": q_inputs[: len(q_outputs)].tolist(),
+            "q_outputs": q_outputs.tolist(),
+            "original_predictions": None,
+            "concrete_predictions": as_json_list(predicted),
+            "concrete_probabilities": None,
+        },
+    }
+    (out / "report.json").write_text(json.dumps(report))
+    return report
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[1]).read_text())
     try:
-        compile_request(request)
+        inspect_compiled(request) if request.get("precompiled") else compile_request(request)
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 3

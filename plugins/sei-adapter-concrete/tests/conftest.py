@@ -46,7 +46,9 @@ class Trained:
         self.expected = json.loads((folder / "expected.json").read_text())
 
     def path(self, name: str) -> Path:
-        return self.folder / f"{name}.joblib"
+        """A model file, or the folder of a model compiled with FHEModelDev."""
+        folder = self.folder / name
+        return folder if folder.is_dir() else self.folder / f"{name}.joblib"
 
 
 @pytest.fixture(scope="session")

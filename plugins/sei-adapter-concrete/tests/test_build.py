@@ -41,10 +41,18 @@ def test_keys_larger_than_the_service_accepts_are_refused_naming_the_limit(train
         build(tmp_path, [concrete_model(trained, "tree")], limits={"max_request_mb": 160, "max_public_key_mb": 128})
 
 
-def test_a_folder_is_refused_with_what_to_give_instead(trained, tmp_path):
+def test_a_folder_fhemodeldev_did_not_save_is_refused(trained, tmp_path):
     folder = tmp_path / "some-folder"
     folder.mkdir()
     model = concrete_model(trained, "tree")
     model["path"] = str(folder)
-    with pytest.raises(SeiError, match="is a folder; concrete-ml takes a trained model file"):
+    with pytest.raises(SeiError, match="some-folder is not a folder FHEModelDev saved"):
+        build(tmp_path, [model])
+
+
+def test_a_compiled_forest_that_sums_its_trees_in_the_clear_is_refused(trained, tmp_path):
+    """Each client would decrypt every tree's output: far more of the model than one prediction."""
+    model = concrete_model(trained, "tree")
+    model["path"] = str(trained.folder / "compiled_forest")
+    with pytest.raises(SeiError, match="sums its trees in the clear, so each client would decrypt every tree's output"):
         build(tmp_path, [model])

@@ -80,7 +80,27 @@ def main(out: Path) -> None:
             "simulated": simulated.tolist(),
             "options": OPTIONS.get(name, {}),
         }
+    expected.update(save_compiled(out, X[train], y[train], X[test]))
     (out / "expected.json").write_text(json.dumps(expected))
+
+
+def save_compiled(out: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> dict:
+    """Models trained and compiled with Concrete ML itself, saved with FHEModelDev: a small neural
+    network (served), and a forest that sums its trees in the clear (refused)."""
+    from concrete.ml.deployment import FHEModelDev
+    from concrete.ml.sklearn import NeuralNetClassifier
+    from concrete.ml.sklearn import RandomForestClassifier as ConcreteForest
+
+    network = NeuralNetClassifier(module__n_layers=2, module__n_w_bits=3, module__n_a_bits=3, module__n_accum_bits=8,
+                                  max_epochs=5, verbose=0)  # fmt: skip
+    network.fit(X.astype(np.float32), y)
+    network.compile(X.astype(np.float32))
+    FHEModelDev(str(out / "compiled_network"), network).save(via_mlir=True)
+    forest = ConcreteForest(n_estimators=3, max_depth=3).fit(X, y)
+    forest.compile(X)
+    FHEModelDev(str(out / "compiled_forest"), forest).save(via_mlir=True)
+    simulated = network.predict(X_test.astype(np.float32), fhe="simulate")
+    return {"compiled_network": {"original": None, "simulated": simulated.tolist(), "options": {}}}
 
 
 if __name__ == "__main__":
