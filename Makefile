@@ -58,7 +58,7 @@ $(CONCRETE_VENV)/.installed: $(DEPS) $(CONCRETE_DIST)/pyproject.toml
 	$(PYTHON) -m venv $(CONCRETE_VENV)
 	$(CONCRETE_PY) -m pip install --quiet --upgrade pip
 	$(CONCRETE_PY) -m pip install --quiet torch==2.13.0
-	$(CONCRETE_PY) -m pip install --quiet -e '.[serve,test]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
+	$(CONCRETE_PY) -m pip install --quiet -e '.[serve,test,azure]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
 	$(CONCRETE_PY) -m pip check
 	touch $@
 

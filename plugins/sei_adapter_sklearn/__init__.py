@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from sei_framework import hookimpl
+from sei_framework import PluginError, hookimpl
 
 __all__ = ["sei_register_model_adapters"]
 
 
 @hookimpl
 def sei_register_model_adapters(registry):
-    from .eiserver import EIServerAdapter
-    from .packed import PackedAdapter
+    try:
+        from .eiserver import EIServerAdapter
+        from .packed import PackedAdapter
+    except ModuleNotFoundError as exc:  # sei-framework installed without its sklearn extra
+        raise PluginError(
+            f"the scikit-learn adapters need `pip install 'sei-framework[sklearn]'` (missing: {exc.name})"
+        ) from None
 
     registry.register(EIServerAdapter)
     registry.register(PackedAdapter)

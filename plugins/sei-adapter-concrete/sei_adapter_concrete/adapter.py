@@ -93,11 +93,12 @@ def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any
         except OSError as exc:
             raise PluginError(f"the Concrete ML compiler {options.compiler or ''} cannot be run: {exc}") from None
     said = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
-    if done.returncode == 3 and said and said[-1].startswith("refused: "):
-        raise PluginError(f"concrete-ml cannot serve {source.name}: {said[-1][len('refused: '):]}")
-    if done.returncode != 0:
+    report = json.loads((out / REPORT).read_text()) if (out / REPORT).is_file() else None
+    if report is not None and "refused" in report:
+        raise PluginError(f"concrete-ml cannot serve {source.name}: {report['refused']}")
+    if done.returncode != 0 or report is None:
         raise PluginError(f"Concrete ML failed to compile {source.name}: {said[-1] if said else f'exit {done.returncode}'}")
-    return json.loads((out / REPORT).read_text())
+    return report
 
 
 def _agreement(report: dict[str, Any], predicted: np.ndarray, tolerance: float) -> float:

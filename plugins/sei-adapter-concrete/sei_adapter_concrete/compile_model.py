@@ -9,8 +9,8 @@ model's family, its quantizers and post-processing, the evaluation keys' size, a
 calibration rows (quantized inputs, simulated quantized outputs, Concrete ML's own simulated
 predictions, the original model's predictions). The adapter checks those facts; it decides.
 
-A refusal (a family it cannot serve, features that do not match) is exit status 3 with the
-reason as the last line of stderr.
+A refusal (a family it cannot serve, features that do not match) is written as report.json
+{"refused": REASON}; an error is a traceback on stderr and no report.
 """
 
 from __future__ import annotations
@@ -77,11 +77,12 @@ def load_rows(path: Path) -> np.ndarray:
 
 
 def quantizer(q) -> dict:
-    """A Concrete ML UniformQuantizer's parameters, as plain JSON (what quant/dequant use)."""
-    scale = np.asarray(q.scale, dtype=np.float64)
-    zero_point = np.asarray(q.zero_point, dtype=np.float64)
-    if scale.size != 1 or zero_point.size != 1:
-        raise Refused("the model uses per-channel quantizers, which this adapter does not serve")
+    """A Concrete ML UniformQuantizer's parameters, as plain JSON (what quant/dequant use): scale and
+    zero point are numbers, or lists with one per channel (the last axis)."""
+
+    def plain(values) -> float | list[float]:
+        flat = np.asarray(values, dtype=np.float64).ravel()
+        return float(flat[0]) if flat.size == 1 else flat.tolist()
     no_clipping = bool(getattr(q, "no_clipping", False))
     if not no_clipping and getattr(q, "n_bits", None) is None:
         raise Refused("the model has a clipping quantizer without a bit width")
@@ -90,8 +91,8 @@ def quantizer(q) -> dict:
         "offset": int(q.offset),
         "is_narrow": bool(getattr(q, "is_narrow", False)),
         "no_clipping": no_clipping,
-        "scale": float(scale.reshape(())),
-        "zero_point": float(zero_point.reshape(())),
+        "scale": plain(q.scale),
+        "zero_point": plain(q.zero_point),
     }
 
 
@@ -377,9 +378,8 @@ def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[1]).read_text())
     try:
         inspect_compiled(request) if request.get("precompiled") else compile_request(request)
-    except Refused as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 3
+    except Refused as exc:  # a file, not an exit status: a library's exit handler may change that
+        (Path(request["out"]) / "report.json").write_text(json.dumps({"refused": str(exc)}))
     return 0
 
 

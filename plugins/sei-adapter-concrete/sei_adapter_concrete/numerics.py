@@ -17,7 +17,7 @@ __all__ = ["quantize", "dequantize", "probabilities", "predictions"]
 
 def _quantize_column(values: np.ndarray, q: dict[str, Any]) -> np.ndarray:
     """Concrete ML's UniformQuantizer.quant (round half to even, then clip unless told not to)."""
-    qvalues = np.rint(values / q["scale"] + q["zero_point"])
+    qvalues = np.rint(values / np.asarray(q["scale"]) + np.asarray(q["zero_point"]))
     if not q["no_clipping"]:
         low = -q["offset"] + (1 if q["is_narrow"] else 0)
         qvalues = qvalues.clip(low, 2 ** q["n_bits"] - 1 - q["offset"])
@@ -32,8 +32,10 @@ def quantize(rows: np.ndarray, quantizers: Sequence[dict[str, Any]]) -> np.ndarr
 
 
 def dequantize(q_outputs: np.ndarray, quantizer: dict[str, Any], offset: float = 0.0) -> np.ndarray:
-    """Concrete ML's UniformQuantizer.dequant, plus the constant some graphs add in the clear."""
-    return quantizer["scale"] * (q_outputs - np.float64(quantizer["zero_point"])) + offset
+    """Concrete ML's UniformQuantizer.dequant (a scale and zero point each, or one per output), plus the
+    constant some graphs add in the clear."""
+    scale, zero_point = np.asarray(quantizer["scale"]), np.asarray(quantizer["zero_point"], dtype=np.float64)
+    return scale * (q_outputs - zero_point) + offset
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -104,6 +104,12 @@ class EngineProcess:
         if generation == self.generation:
             self._forgotten.append(token)
 
+    def drop(self, handle: KeyHandle, timeout: float) -> None:
+        """Free the handle's keys in this engine now (a proven key set leaving probation)."""
+        with self._lock:
+            if handle.loaded.pop(self.role, None) == self.generation and self._alive():
+                self._exchange(("forget", [handle.token]), timeout)
+
     def _call(self, timeout: float) -> None:
         """Under the lock: a live engine, told of forgotten keys."""
         if not self._alive():
@@ -199,7 +205,6 @@ def run(handle: KeyHandle, server: str, ciphertexts: list[bytes], timeout: float
             ) from None
         raise InvalidRequest(f"the circuit runtime failed on this request ({exc})", code="rejected_input") from None
     if not handle.proven:
-        handle.proven = True  # from now on in the trusted engine; the probation copy leaves with the next call
-        engine.forget(handle.token, handle.loaded.get(engine.role, -1))
-        handle.loaded.pop(engine.role, None)
+        handle.proven = True  # from now on in the trusted engine
+        engine.drop(handle, timeout)
     return results

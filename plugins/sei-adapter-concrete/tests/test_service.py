@@ -32,7 +32,7 @@ class KeyedClient:
         self.client = service.adapters[name].client(service.describe()["models"][name])
         secret, self.public = self.client.generate_keys()
         self.client.use_keys(secret, self.public)
-        self.key_id, self.sent = key_id_for(self.public), False
+        self.key_id, self.sent, self.republished = key_id_for(self.public), False, 0
 
     def ask(self, data, public=None):
         body = {"model": self.name, "key_id": self.key_id, "data": data}
@@ -40,7 +40,7 @@ class KeyedClient:
             body["public_keys"] = base64.b64encode(public or self.public).decode("ascii")
         answer, status = self.service.handle(json.dumps(body))
         if status == 404 and "public_keys" not in body:  # evicted from the key cache: publish again, as Client does
-            self.sent = False
+            self.sent, self.republished = False, self.republished + 1
             return self.ask(data)
         self.sent = self.sent or status == 200
         return answer, status
@@ -67,6 +67,7 @@ def test_encrypted_predictions_are_concrete_mls_simulated_ones(service, trained,
         assert first.predictions.tolist() == np.argmax(first.probabilities, axis=1).tolist()
     again = keyed.predict(trained.X[ROWS : ROWS + 1])  # the keys stay with the service: this request has none
     assert again.predictions.tolist() == np.asarray(trained.expected[name]["simulated"][ROWS : ROWS + 1]).tolist()
+    assert keyed.republished == 0
 
 
 def test_a_forest_answers_one_sum_never_one_output_per_tree(service, trained):
@@ -99,7 +100,7 @@ def test_hostile_keys_and_ciphertexts_get_errors_and_honest_clients_keep_their_a
 
     garbage = np.random.default_rng(0).bytes(len(honest.public))  # the right size, random bytes
     attacker = KeyedClient.__new__(KeyedClient)
-    attacker.service, attacker.name, attacker.client, attacker.sent = service, "tree", honest.client, False
+    attacker.service, attacker.name, attacker.client, attacker.sent, attacker.republished = service, "tree", honest.client, False, 0
     attacker.key_id, attacker.public = key_id_for(garbage), garbage
     answer, status = attacker.ask(honest.client.encrypt(trained.X[:1]))
     assert status == 400 and answer["error"]["code"] == "invalid_keys", answer

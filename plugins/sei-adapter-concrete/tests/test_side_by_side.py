@@ -75,7 +75,8 @@ def test_the_online_endpoints_environment_for_that_build_installs_and_resolves(m
     config["deploy"] = {"target": "azureml-online", "options": {
         "subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "sei-rg",
         "workspace_name": "sei-ws", "instance_type": "Standard_E4s_v3"}}  # fmt: skip
-    config["key_transport"] = {"name": "inline"}
+    config["key_transport"] = {"name": "inline"}  # keys of 60 MB in the first request: room for them
+    config["limits"] = {**LIMITS, "max_request_mb": 128}
     online = tmp_path / "online.yaml"
     online.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(cli, ["deploy", str(online), "--dry-run", str(tmp_path / "dry")])
