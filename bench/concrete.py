@@ -149,7 +149,31 @@ def main() -> None:
         }
         print(name, json.dumps(results[name]), flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    chart(results, args.out / "bench.png")
     print(table(results))
+
+
+def chart(results: dict, path: Path) -> None:
+    """Server seconds per row, each model, the three ways side by side (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name, r in results.items() if "concrete_predict_execute_s" in r]
+    series = [("Concrete ML predict(fhe=execute)", "concrete_predict_execute_s"),
+              ("FHEModelServer.run, serialized keys", "concrete_server_run_serialized_keys_s"),
+              ("SEI concrete-ml, keys kept", "sei_server_s_per_row")]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(series)
+    for i, (label, key) in enumerate(series):
+        ax.bar([x + i * width for x in range(len(names))], [results[n][key] for n in names], width, label=label)
+    ax.set_xticks([x + width for x in range(len(names))], names)
+    ax.set_yscale("log")
+    ax.set_ylabel("server seconds per row")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def table(results: dict) -> str:

@@ -35,6 +35,10 @@ START_TIMEOUT_S = 120.0
 class EngineCrashed(Exception):
     """The engine died, hung or broke the protocol; it is gone and will be restarted."""
 
+    def __init__(self, why: str, *, timed_out: bool = False) -> None:
+        super().__init__(why)
+        self.timed_out = timed_out
+
 
 class EngineProcess:
     """One engine: a fresh interpreter running engine.py, owned by the process that started it."""
@@ -74,7 +78,7 @@ class EngineProcess:
             while remaining:
                 left = deadline - time.monotonic()
                 if left <= 0 or not selector.select(left):
-                    raise EngineCrashed("no answer in time")
+                    raise EngineCrashed("no answer in time", timed_out=True)
                 chunk = os.read(fd, min(remaining, 1 << 20))
                 if not chunk:
                     raise EngineCrashed("it ended")
@@ -94,7 +98,7 @@ class EngineProcess:
             status, value = pickle.loads(self._read_exactly(fd, size, deadline))
         except (BrokenPipeError, OSError, EngineCrashed) as exc:
             self._stop(str(exc) or type(exc).__name__)
-            raise EngineCrashed(str(exc) or type(exc).__name__) from None
+            raise EngineCrashed(str(exc) or type(exc).__name__, timed_out=getattr(exc, "timed_out", False)) from None
         if status == "error":
             raise InvalidRequest(value, code="rejected_input")
         return value
@@ -197,6 +201,8 @@ def run(handle: KeyHandle, server: str, ciphertexts: list[bytes], timeout: float
     try:
         results = engine.run(handle, server, ciphertexts, timeout)
     except EngineCrashed as exc:
+        if exc.timed_out:  # a busy machine or a long request, not a verdict on the keys
+            raise InvalidRequest(f"the circuit did not finish within {timeout:g} s", code="timeout") from None
         if not handle.proven:
             handle.crashed = True
             raise InvalidRequest(
