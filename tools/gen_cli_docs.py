@@ -18,8 +18,8 @@ HEADER = """# `sei` command reference
 
 Generated from the click commands by `python tools/gen_cli_docs.py`; do not edit by hand
 (`tests/test_docs_cli.py` fails when this page and the commands differ).
-Every command prints errors as one line on stderr; the exit code is 2 for a config error, 3 for a
-refused request and 1 for any other error ([troubleshooting.md](troubleshooting.md)).
+Every command prints an error as one line on stderr; the exit code is 2 for `invalid_config`, 3 for a
+request the client refuses as invalid and 1 for any other error ([troubleshooting.md](troubleshooting.md)).
 """
 
 
