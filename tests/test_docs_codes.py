@@ -82,9 +82,7 @@ def test_every_code_in_the_protocol_exists():
 def test_client_score_and_bound_checks_belong_to_both_scikit_learn_adapters():
     """protocol.md says both adapters' clients raise score_out_of_range and input_out_of_bounds; both
     clients use the checks that raise them (tests/test_docs.py sees input_out_of_bounds raised by each)."""
-    import sei_adapter_sklearn.bounds as bounds
-    import sei_adapter_sklearn.eiserver as eiserver
-    import sei_adapter_sklearn.packed as packed
+    from sei_adapter_sklearn import bounds, eiserver, packed
 
     for module in (eiserver, packed):
         assert module.check_scores is bounds.check_scores and module.check_described_rows is bounds.check_described_rows

@@ -61,7 +61,7 @@ def resolve(args: list[str]) -> tuple[list[str], click.Command, list[str]]:
 def placeholders(args: list[str], folder: Path) -> None:
     """Files and folders the command names, made in `folder` (they are the reader's, not the repo's)."""
     for arg in args:
-        if arg.startswith("-") or "://" in arg or arg.startswith("$"):
+        if arg.startswith(("-", "$")) or "://" in arg:
             continue
         target = folder / arg
         if arg.endswith("/") or not Path(arg).suffix:
@@ -101,7 +101,9 @@ def test_every_command_in_the_prose_names_real_flags(page, line):
         return  # the prose names the command alone
     for arg in args:
         if arg.startswith("configs/"):
-            assert (ROOT / arg).is_file() or written_on(page, arg), f"{page}: {arg} is neither in the repository nor shown"
+            assert (ROOT / arg).is_file() or written_on(page, arg), (
+                f"{page}: {arg} is neither in the repository nor shown"
+            )
 
 
 def written_on(page: str, config: str) -> bool:

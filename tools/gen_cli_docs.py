@@ -1,7 +1,7 @@
 """Write docs/cli.md from the `sei` click commands themselves, so the reference cannot drift.
 
-    python tools/gen_cli_docs.py           # rewrite docs/cli.md
-    python tools/gen_cli_docs.py --check   # exit 1 if docs/cli.md is not what the commands say
+python tools/gen_cli_docs.py           # rewrite docs/cli.md
+python tools/gen_cli_docs.py --check   # exit 1 if docs/cli.md is not what the commands say
 """
 
 from __future__ import annotations
