@@ -284,3 +284,21 @@ def test_protocol_names_only_built_in_key_transports():
     bullet = text.split("- Key transport fields:")[1].split("\n\n")[0]
     named = {n for n in re.findall(r"`([a-z-]+)`", bullet)} - {"public_keys", "key_sas_url"}
     assert named and named <= built_in, f"protocol.md names transports that are not built in: {named - built_in}"
+
+
+def test_the_readme_config_reference_is_valid_and_shows_the_defaults(tmp_path):
+    """The README's annotated config validates (both phases), and its limits, state and local options
+    are the defaults it says they are."""
+    import yaml
+
+    from sei_deploy_local.target import LocalTarget
+    from sei_framework.config import parse_config, resolve_config
+
+    block = next(b for b in blocks(ROOT / "README.md") if b.lang == "yaml" and "limits:" in b.text)
+    assert "(defaults shown)" in block.text
+    data = yaml.safe_load(block.text)
+    resolve_config(parse_config(data, base_dir=tmp_path), get_plugin_manager(), check_files=False)
+    assert data["limits"] == LimitsConfig().model_dump()
+    assert data["state"] == StateConfig().model_dump()
+    shown = data["deploy"]["options"]
+    assert shown == {k: v for k, v in LocalTarget.Options().model_dump().items() if k in shown}
