@@ -83,7 +83,9 @@ def test_every_shown_command_parses(where, line, block, tmp_path, monkeypatch):
     path, command, args = resolve(words(line))
     for arg in args:
         if arg.startswith("configs/"):
-            assert (ROOT / arg).is_file(), f"{where}: {arg} is not in the repository"
+            assert config_shown(where.split(":")[0], arg) is not None, (
+                f"{where}: {arg} is neither in the repository nor shown"
+            )
     monkeypatch.chdir(tmp_path)
     placeholders(args, tmp_path)
     with command.make_context(path[-1], list(args)) as ctx:  # raises on an unknown flag or a missing value
@@ -101,19 +103,21 @@ def test_every_command_in_the_prose_names_real_flags(page, line):
         return  # the prose names the command alone
     for arg in args:
         if arg.startswith("configs/"):
-            assert (ROOT / arg).is_file() or written_on(page, arg), (
-                f"{page}: {arg} is neither in the repository nor shown"
-            )
+            assert config_shown(page, arg) is not None, f"{page}: {arg} is neither in the repository nor shown"
 
 
-def written_on(page: str, config: str) -> bool:
-    """Whether `page` shows the config the reader writes as `config` (a YAML block with its name)."""
+def config_shown(page: str, config: str) -> dict | None:
+    """The config a command names: the repository's file, or the YAML block of `page` whose `name` is
+    the file's stem (a config the reader writes as the page shows it)."""
+    if (ROOT / config).is_file():
+        return yaml.safe_load((ROOT / config).read_text())
     shown = [yaml.safe_load(b.text) for b in blocks(ROOT / page) if b.lang == "yaml"]
-    return any(isinstance(d, dict) and d.get("name") == Path(config).stem for d in shown)
+    return next((d for d in shown if isinstance(d, dict) and d.get("name") == Path(config).stem), None)
 
 
-def transport_of(config: str) -> str:
-    data = yaml.safe_load((ROOT / config).read_text())
+def transport_of(page: str, config: str) -> str:
+    data = config_shown(page, config)
+    assert data is not None, f"{page}: {config} is neither in the repository nor shown"
     return (data.get("key_transport") or {}).get("name", "inline")
 
 
@@ -125,14 +129,14 @@ BENCHES = [c for c in COMMANDS if c[1].startswith("sei bench")]
 def test_predict_commands_configure_a_key_transport_the_client_accepts(where, line, block):
     """A service whose transport uses the client's files or credentials is refused
     (untrusted_key_transport) unless --config names the user's own; `inline` needs nothing."""
-    args = words(line)
+    args, page = words(line), where.split(":")[0]
     if "--config" in args or "--trust-service-transport" in args:
         config = args[args.index("--config") + 1] if "--config" in args else None
-        assert config is None or (ROOT / config).is_file()
+        assert config is None or config_shown(page, config) is not None
         return
-    deployed = re.findall(r"sei deploy (configs/\S+\.yaml)", block)
+    deployed = re.findall(r"sei deploy (\S+\.ya?ml)", block)
     assert deployed, f"{where}: `{line}` names no --config and its block deploys no config"
-    assert all(transport_of(c) == "inline" for c in deployed), (
+    assert all(transport_of(page, c) == "inline" for c in deployed), (
         f"{where}: `{line}` needs --config: the service's key transport is not inline"
     )
 
@@ -141,5 +145,7 @@ def test_predict_commands_configure_a_key_transport_the_client_accepts(where, li
 def test_bench_commands_name_configs_whose_models_take_the_same_rows(where, line, block):
     """`sei bench CONFIG --input ROWS` sends the same rows to every model of CONFIG."""
     config = words(line)[1]
-    models = yaml.safe_load((ROOT / config).read_text())["models"]
+    shown = config_shown(where.split(":")[0], config)
+    assert shown is not None, f"{where}: {config} is neither in the repository nor shown"
+    models = shown["models"]
     assert len({m["path"] for m in models}) == 1, f"{where}: the models of {config} read different model files"
