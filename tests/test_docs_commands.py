@@ -149,3 +149,18 @@ def test_bench_commands_name_configs_whose_models_take_the_same_rows(where, line
     assert shown is not None, f"{where}: {config} is neither in the repository nor shown"
     models = shown["models"]
     assert len({m["path"] for m in models}) == 1, f"{where}: the models of {config} read different model files"
+
+
+def test_every_make_target_and_bench_module_named_exists():
+    """`make TARGET` and `python -m bench.NAME` in the docs name what the Makefile and bench/ hold."""
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", makefile, re.MULTILINE))
+    named_targets, named_modules = set(), set()
+    for page in pages():
+        text = page.read_text()
+        named_targets |= set(re.findall(r"(?:`|^\s*)make ([a-z][a-z0-9-]*)\b", text, re.MULTILINE))
+        named_modules |= set(re.findall(r"-m (bench\.[a-z_]+)", text))
+    assert {"demo", "test", "bench"} <= named_targets
+    assert named_targets <= targets, f"no such make targets: {sorted(named_targets - targets)}"
+    for module in named_modules:
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
