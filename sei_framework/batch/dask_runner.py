@@ -9,15 +9,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import dask
 from distributed import Client as DaskClient
-from distributed import LocalCluster, as_completed
+from distributed import as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
+from distributed.security import Security
 
 from ..errors import BatchError, SeiError
+from .cluster import check_scheduler, local_cluster
 from .manifest import JobManifest
 from .scoring import ShardOutcome, ShardScorer, pack_build, score_shard, scorer_for
-from .storage import JobStore
+from .storage import JobStore, remember_storage_options
 
 __all__ = ["ScoreReport", "score_job"]
 
@@ -55,6 +56,21 @@ class BuildLoader(WorkerPlugin):
         scorer_for(self.build)
 
 
+class StorageOptions(WorkerPlugin):
+    """A Dask worker plugin: the job folders' storage options (credentials, often), handed to every worker
+    once when it starts, so that the tasks, which carry only a reference to them, never carry them."""
+
+    def __init__(self, options: dict[str, dict[str, Any]]) -> None:
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"StorageOptions({len(self.options)} job folders)"
+
+    def setup(self, worker) -> None:
+        for ref, options in self.options.items():
+            remember_storage_options(options, ref)
+
+
 def _score_task(build: bytes, store: JobStore, shard_id: str, results: JobStore | None) -> ShardOutcome:
     """Runs on a worker; errors travel back as BatchError text (picklable, no native objects)."""
     try:
@@ -73,6 +89,8 @@ def score_job(
     threads_per_worker: int = 1,
     storage_options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    security: Security | None = None,
+    allow_insecure_scheduler: bool = False,
 ) -> ScoreReport:
     """Score every shard of the job folder `job` with the model of `build_dir`, on Dask.
 
@@ -82,26 +100,31 @@ def score_job(
     a shard whose result for exactly its bytes exists is skipped, so a run stopped midway is started
     again with the same call. A worker that dies mid-run has its shards rescheduled by Dask. Shards that
     fail (damaged, refused) are named in a BatchError after every other shard is scored.
+
+    `security`: the cluster's TLS (`distributed.security.Security`, e.g. `cluster.tls_security(...)`); a
+    plain-TCP `scheduler` off loopback is refused unless `allow_insecure_scheduler`. The LocalCluster
+    speaks TLS with `security`, else with a throwaway certificate. `storage_options` reach each worker
+    once, through a worker plugin; the tasks carry none of them.
     """
     started = time.perf_counter()
+    if scheduler is not None:
+        check_scheduler(scheduler, security, allow_insecure_scheduler)
     store = JobStore(job, storage_options)
     result_store = JobStore(results, storage_options) if results is not None else None
     manifest = JobManifest.load(store)
     ShardScorer(build_dir).adapter_for(manifest)  # a job for another model is refused before any cluster starts
     build = pack_build(build_dir)
-    cluster = None
-    if scheduler is None:
-        # Shards are independent and alike: no scheduler-side queue, so a worker never idles waiting for its next one.
-        with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
-            )
+    options = {s.options_ref: s.storage_options for s in (store, result_store) if s is not None and s.options_ref}
+    cluster = local_cluster(workers, threads_per_worker, security) if scheduler is None else None
     counts = {"scored": 0, "skipped": 0, "bytes_in": 0, "bytes_out": 0}
     shard_seconds = 0.0
     failed: dict[str, str] = {}
     try:
-        with DaskClient(cluster if cluster is not None else scheduler, set_as_default=False) as client:
+        target = cluster if cluster is not None else scheduler
+        with DaskClient(target, set_as_default=False, security=None if cluster is not None else security) as client:
             n_workers = len(client.scheduler_info()["workers"])
+            if options:
+                client.register_plugin(StorageOptions(options), name=f"sei-storage-{'-'.join(sorted(options))[:64]}")
             client.register_plugin(BuildLoader(build), name=f"sei-build-{hashlib.sha256(build).hexdigest()[:16]}")
             packed = client.scatter(build, broadcast=True)
             submitted = time.perf_counter()  # every worker has loaded the build
