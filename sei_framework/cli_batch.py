@@ -129,6 +129,10 @@ def score(
         from .batch.cluster import tls_security
 
         security = tls_security(tls_ca_file, tls_cert, tls_key, every_role=scheduler is None)
+    if scheduler is not None:
+        from .batch.cluster import check_scheduler
+
+        check_scheduler(scheduler, security, allow_insecure_scheduler)  # before any progress bar
     total = JobManifest.load(JobStore(job)).n_rows
     with _bar(total, "score") as bar:
         done = score_job(

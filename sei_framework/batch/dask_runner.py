@@ -40,6 +40,8 @@ class ScoreReport:
     """From the first shard submitted to the last one done: the run without starting the cluster and
     loading the build on its workers."""
     failed: dict[str, str] = field(default_factory=dict)
+    scheduler: str = ""
+    """The scheduler's address (tls:// unless a plain one on loopback, or one allowed explicitly)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "rows_per_s": self.rows / self.scoring_seconds if self.scoring_seconds else None}
@@ -122,7 +124,8 @@ def score_job(
     try:
         target = cluster if cluster is not None else scheduler
         with DaskClient(target, set_as_default=False, security=None if cluster is not None else security) as client:
-            n_workers = len(client.scheduler_info()["workers"])
+            info = client.scheduler_info()
+            n_workers, address = len(info["workers"]), str(info.get("address", ""))
             if options:
                 client.register_plugin(StorageOptions(options), name=f"sei-storage-{'-'.join(sorted(options))[:64]}")
             client.register_plugin(BuildLoader(build), name=f"sei-build-{hashlib.sha256(build).hexdigest()[:16]}")
@@ -154,7 +157,7 @@ def score_job(
     report = ScoreReport(
         manifest.job, len(manifest.shards), counts["scored"], counts["skipped"], manifest.n_rows,
         time.perf_counter() - started, n_workers, counts["bytes_in"], counts["bytes_out"], shard_seconds,
-        scoring_seconds, failed,
+        scoring_seconds, failed, address,
     )
     if failed:
         listed = "; ".join(f"{shard}: {message}" for shard, message in sorted(failed.items())[:5])

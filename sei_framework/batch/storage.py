@@ -48,7 +48,7 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLL
 
 def _not_regular(path: str, exc: OSError) -> BatchError | None:
     if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a symlink (EMLINK on FreeBSD)
-        return BatchError(f"{path} is not a regular file (a symbolic link)")
+        return BatchError(f"{path} is not a regular file: it, or a folder on its way, is a symbolic link")
     if exc.errno == errno.ENXIO:  # a socket
         return BatchError(f"{path} is not a regular file (a socket)")
     if exc.errno == errno.ENOTDIR:
@@ -264,7 +264,6 @@ class JobStore:
                     pass
                 os.close(parent)
         except OSError as exc:
-            refused = _not_regular(path, exc)
-            if refused is not None:
+            if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR):
                 raise BatchError(f"cannot write {path}: a folder on its way is a symbolic link or not a folder") from None
             raise BatchError(f"cannot write {self.url}/{name}: {exc.strerror or exc}") from None
