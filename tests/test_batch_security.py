@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import pickle
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from distributed import LocalCluster
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from azurite import ACCOUNT_KEY, azurite_fixture  # noqa: F401  (the azurite fixture)
-from test_batch import cancer, offline, read_predictions  # noqa: F401  (fixtures)
+from batch_fixtures import cancer_fixture, offline_fixture, read_predictions  # noqa: F401  (fixtures)
 
 from sei_framework import BatchError
 from sei_framework.batch import JobManifest, JobStore, decrypt_job, encrypt_dataset, score_job
@@ -48,7 +47,7 @@ def _name(common: str) -> x509.Name:
 
 def make_tls(folder: Path, tag: str) -> tuple[Path, Path, Path]:
     """A throwaway CA and one certificate it signs (for every role of a test cluster): ca, cert, key files."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder().subject_name(_name(f"{tag} CA")).issuer_name(_name(f"{tag} CA"))

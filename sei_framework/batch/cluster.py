@@ -52,13 +52,13 @@ def check_scheduler(address: str, security: Security | None, allow_insecure: boo
     if scheme == "inproc":
         return
     if scheme in ENCRYPTED_SCHEMES:
-        if security is None or not security.tls_ca_file:
+        if security is None or not getattr(security, "tls_ca_file", None):
             raise BatchError(
                 f"the scheduler {address} speaks TLS: give the cluster's CA and a client certificate "
                 "(--tls-ca-file, --tls-cert and --tls-key; `security=` from Python)"
             )
         return
-    if security is not None and security.require_encryption:
+    if security is not None and getattr(security, "require_encryption", False):
         raise BatchError(f"TLS certificates were given but the scheduler address {address} is plain {scheme}://: use tls://")
     try:
         host = parse_host_port(location)[0]

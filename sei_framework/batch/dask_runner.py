@@ -68,7 +68,7 @@ class StorageOptions(WorkerPlugin):
     def __repr__(self) -> str:
         return f"StorageOptions({len(self.options)} job folders)"
 
-    def setup(self, worker) -> None:
+    def setup(self, worker: Any) -> None:
         for ref, options in self.options.items():
             remember_storage_options(options, ref)
 
