@@ -24,10 +24,11 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from azurite import ACCOUNT_KEY, azurite_fixture  # noqa: F401  (the azurite fixture)
 from batch_fixtures import cancer_fixture, offline_fixture, read_predictions  # noqa: F401  (fixtures)
 
-from sei_framework import BatchError
-from sei_framework.batch import JobManifest, JobStore, decrypt_job, encrypt_dataset, score_job
+from sei_framework import BatchError, Client
+from sei_framework.batch import JobManifest, JobStore, decrypt_job, describe_build, encrypt_dataset, score_job
 from sei_framework.batch.cluster import check_scheduler, tls_security
 from sei_framework.batch.scoring import MAX_RESULT_HEADER_BYTES, result_header
+from sei_framework.keys import Keyring
 
 SEI = str(Path(sys.executable).parent / "sei")
 
@@ -206,6 +207,22 @@ def test_a_shard_over_the_builds_request_limit_is_refused_unread(cancer, offline
                                          r"at once \(limits.max_request_mb"):  # fmt: skip
         score_job(build, job, workers=1)
     assert sorted(p.name for p in (job / "results").iterdir()) == ["00000.json"]
+
+
+def test_encrypt_fits_shards_under_the_services_request_limit(cancer, tmp_path):
+    """The data owner's side of the same bound: default shards fit the describe answer's max_request_bytes,
+    and a shard over it is refused at encryption, naming the limit."""
+    build, model, rows = cancer
+    description = describe_build(build)
+    assert description["limits"]["max_request_bytes"] == 64 * 2**20  # the build's limits.max_request_mb
+    description["limits"]["max_request_bytes"] = 3 * 2**20
+    client = Client.offline(description, keyring=Keyring(tmp_path / "keys"))
+    np.save(tmp_path / "rows.npy", rows)
+    encrypt_dataset(client, "bulk", tmp_path / "rows.npy", tmp_path / "job")
+    shards = JobManifest.load(JobStore(tmp_path / "job")).shards
+    assert len(shards) > 1 and all(shard.bytes <= 3 * 2**20 for shard in shards), [s.bytes for s in shards]
+    with pytest.raises(BatchError, match=r"shard 00000 is \d+ bytes; the service scores shards of at most 3145728 bytes"):
+        encrypt_dataset(client, "bulk", tmp_path / "rows.npy", tmp_path / "big", rows_per_shard=9000)
 
 
 def test_a_resumed_run_decides_from_the_result_header_alone(cancer, offline, tmp_path):
