@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from distributed import Client as DaskClient
 from distributed import LocalCluster
 from distributed.diagnostics.plugin import SchedulerPlugin
 
@@ -181,6 +182,10 @@ def test_storage_credentials_never_travel_in_a_task(cancer, offline, azurite, mo
     try:
         cluster.scheduler.add_plugin(recorder, name="task-recorder")
         report = score_job(build, "az://secure/job", scheduler=cluster.scheduler_address, storage_options=options)
+        with DaskClient(cluster, set_as_default=False) as dask_client:  # the run over, no worker keeps them
+            kept = dask_client.run(lambda: len(__import__("sei_framework.batch.storage").batch.storage._OPTIONS))
+        assert set(kept.values()) == {0} and len(kept) == 2, kept
+        assert not [name for name in cluster.scheduler.worker_plugins if name.startswith("sei-storage-")]
     finally:
         cluster.close()
     assert report.scored == 3 and not report.failed

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from ..errors import BatchError, SeiError
 from .cluster import check_scheduler, local_cluster
 from .manifest import JobManifest
 from .scoring import ShardOutcome, ShardScorer, pack_build, score_shard, scorer_for
-from .storage import JobStore, remember_storage_options
+from .storage import JobStore, forget_storage_options, remember_storage_options
 
 __all__ = ["ScoreReport", "score_job"]
 
@@ -72,6 +73,25 @@ class StorageOptions(WorkerPlugin):
         for ref, options in self.options.items():
             remember_storage_options(options, ref)
 
+    def teardown(self, worker: Any) -> None:
+        for ref in self.options:
+            forget_storage_options(ref)
+
+
+@contextmanager
+def _storage_options_on_workers(client: DaskClient, options: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """The job folders' storage options on every worker while the run lasts, and on none after it (a shared
+    cluster keeps no credentials of a finished job)."""
+    if not options:
+        yield
+        return
+    name = f"sei-storage-{'-'.join(sorted(options))[:64]}"
+    client.register_plugin(StorageOptions(options), name=name)
+    try:
+        yield
+    finally:
+        client.unregister_worker_plugin(name)
+
 
 def _score_task(build: bytes, store: JobStore, shard_id: str, results: JobStore | None) -> ShardOutcome:
     """Runs on a worker; errors travel back as BatchError text (picklable, no native objects)."""
@@ -123,11 +143,12 @@ def score_job(
     failed: dict[str, str] = {}
     try:
         target = cluster if cluster is not None else scheduler
-        with DaskClient(target, set_as_default=False, security=None if cluster is not None else security) as client:
+        with (
+            DaskClient(target, set_as_default=False, security=None if cluster is not None else security) as client,
+            _storage_options_on_workers(client, options),
+        ):
             info = client.scheduler_info()
             n_workers, address = len(info["workers"]), str(info.get("address", ""))
-            if options:
-                client.register_plugin(StorageOptions(options), name=f"sei-storage-{'-'.join(sorted(options))[:64]}")
             client.register_plugin(BuildLoader(build), name=f"sei-build-{hashlib.sha256(build).hexdigest()[:16]}")
             packed = client.scatter(build, broadcast=True)
             submitted = time.perf_counter()  # every worker has loaded the build

@@ -15,7 +15,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import BatchError
 
-__all__ = ["BatchError", "JobStore", "remember_storage_options", "sha256_hex"]
+__all__ = ["BatchError", "JobStore", "forget_storage_options", "remember_storage_options", "sha256_hex"]
 
 MB = 1024 * 1024
 # A local job file is opened without following a link at its name (no check-then-open race), without
@@ -54,6 +54,12 @@ def _not_regular(path: str, exc: OSError) -> BatchError | None:
     if exc.errno == errno.ENOTDIR:
         return BatchError(f"{path}: a folder on its way is a symbolic link or not a folder")
     return None
+
+
+def forget_storage_options(ref: str) -> None:
+    """Drop the options kept under `ref` (a worker plugin's teardown, when the run that needed them ends)."""
+    with _OPTIONS_LOCK:
+        _OPTIONS.pop(ref, None)
 
 
 def _open_parent(root: str, name: str, *, create: bool = False) -> tuple[int, str]:
