@@ -55,7 +55,7 @@ class BuildLoader(WorkerPlugin):
     def __init__(self, build: bytes) -> None:
         self.build = build
 
-    def setup(self, worker) -> None:
+    def setup(self, worker: Any) -> None:
         scorer_for(self.build)
 
 
