@@ -43,6 +43,15 @@ def remember_storage_options(options: dict[str, Any], ref: str | None = None) ->
     return ref
 
 
+def forget_storage_options(ref: str) -> None:
+    """Drop the options kept under `ref` (a worker plugin's teardown, when the run that needed them ends)."""
+    with _OPTIONS_LOCK:
+        _OPTIONS.pop(ref, None)
+
+
+_AT_CALLS = {os.open, os.mkdir, os.rename, os.unlink} <= os.supports_dir_fd
+"""POSIX: files are opened relative to their folder's descriptor. Windows has no such calls (nor O_NOFOLLOW):
+there a path is opened as it is."""
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -56,18 +65,15 @@ def _not_regular(path: str, exc: OSError) -> BatchError | None:
     return None
 
 
-def forget_storage_options(ref: str) -> None:
-    """Drop the options kept under `ref` (a worker plugin's teardown, when the run that needed them ends)."""
-    with _OPTIONS_LOCK:
-        _OPTIONS.pop(ref, None)
-
-
-def _open_parent(root: str, name: str, *, create: bool = False) -> tuple[int, str]:
+def _open_parent(root: str, name: str, *, create: bool = False) -> tuple[int | None, str]:
     """A descriptor of the folder holding `name` (a path relative to the job folder `root`) and the file's
     own name, every folder on the way opened without following a symbolic link (none is reached through
-    one that is swapped in between a check and the open); `create`: missing folders are made."""
+    one that is swapped in between a check and the open); `create`: missing folders are made. Without
+    the *at() calls: None and the file's path."""
     if create:
-        os.makedirs(root, exist_ok=True)
+        os.makedirs(root if _AT_CALLS else os.path.dirname(f"{root}/{name}"), exist_ok=True)
+    if not _AT_CALLS:
+        return None, f"{root}/{name}"
     fd = os.open(root, _DIR_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))  # the job folder itself is the user's choice
     *folders, leaf = name.split("/")
     try:
@@ -93,7 +99,8 @@ def _open_local(root: str, name: str) -> int:
         try:
             fd = os.open(leaf, _READ_FLAGS, dir_fd=parent)
         finally:
-            os.close(parent)
+            if parent is not None:
+                os.close(parent)
     except OSError as exc:
         refused = _not_regular(path, exc)
         if refused is not None:
@@ -254,7 +261,8 @@ class JobStore:
                 self.fs.pipe_file(path, data)
                 return
             parent, leaf = _open_parent(self.root, name, create=True)
-            temp = f".{leaf}.{uuid.uuid4().hex[:12]}.tmp"
+            head, tail = os.path.split(leaf)
+            temp = os.path.join(head, f".{tail}.{uuid.uuid4().hex[:12]}.tmp")
             try:
                 # O_EXCL: never through a link or a file planted at the temporary name
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -268,7 +276,8 @@ class JobStore:
                     os.unlink(temp, dir_fd=parent)
                 except FileNotFoundError:
                     pass
-                os.close(parent)
+                if parent is not None:
+                    os.close(parent)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR):
                 raise BatchError(f"cannot write {path}: a folder on its way is a symbolic link or not a folder") from None
