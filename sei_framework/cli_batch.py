@@ -109,18 +109,35 @@ def encrypt(
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="LocalCluster worker processes.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per LocalCluster worker.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Also write the run's figures here as JSON.")
+@click.option("--tls-ca-file", type=click.Path(exists=True, dir_okay=False), help="CA certificate of the Dask cluster's TLS.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="This client's TLS certificate (PEM; may hold the key).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="This client's TLS private key (PEM).")
+@click.option("--allow-insecure-scheduler", is_flag=True,
+              help="Accept a plain tcp:// --scheduler off loopback: whoever reaches it runs code on the workers.")  # fmt: skip
 @handle_errors
 def score(
-    build_dir: str, job: str, results: str | None, scheduler: str | None, workers: int, threads: int, report: str | None
-) -> None:
+    build_dir: str, job: str, results: str | None, scheduler: str | None, workers: int, threads: int, report: str | None,
+    tls_ca_file: str | None, tls_cert: str | None, tls_key: str | None, allow_insecure_scheduler: bool,
+) -> None:  # fmt: skip
     """Model owner: score every shard of JOB with BUILD_DIR's model on Dask; shards already scored are skipped."""
     from .batch import JobManifest, JobStore, score_job
 
+    security = None
+    if tls_ca_file or tls_cert or tls_key:
+        if not (tls_ca_file and tls_cert):
+            raise click.UsageError("TLS needs --tls-ca-file and --tls-cert (and --tls-key unless the cert file holds it)")
+        from .batch.cluster import tls_security
+
+        security = tls_security(tls_ca_file, tls_cert, tls_key, every_role=scheduler is None)
+    if scheduler is not None:
+        from .batch.cluster import check_scheduler
+
+        check_scheduler(scheduler, security, allow_insecure_scheduler)  # before any progress bar
     total = JobManifest.load(JobStore(job)).n_rows
     with _bar(total, "score") as bar:
         done = score_job(
             build_dir, job, results=results, scheduler=scheduler, workers=workers, threads_per_worker=threads,
-            progress=bar.update,
+            progress=bar.update, security=security, allow_insecure_scheduler=allow_insecure_scheduler,
         )  # fmt: skip
     if report:
         Path(report).write_text(json.dumps(done.to_json(), indent=1) + "\n")

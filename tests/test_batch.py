@@ -14,7 +14,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -24,6 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from azurite import azurite_fixture  # noqa: F401  (the azurite fixture)
+from batch_fixtures import cancer_fixture, offline_fixture, read_predictions, write_csv  # noqa: F401  (fixtures)
 
 from sei_framework import BatchError, Client, Deployment
 from sei_framework.batch import JobManifest, JobStore, decrypt_job, describe_build, encrypt_dataset, score_job
@@ -31,44 +31,6 @@ from sei_framework.keys import Keyring
 
 ROOT = Path(__file__).resolve().parent.parent
 SEI = str(Path(sys.executable).parent / "sei")
-
-
-@pytest.fixture(scope="module")
-def cancer(tmp_path_factory):
-    """A 30-feature breast-cancer pipeline built for sklearn-packed (bulk) and sklearn-eiserver, and rows."""
-    folder = tmp_path_factory.mktemp("batch-build")
-    X, y = load_breast_cancer(return_X_y=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
-    joblib.dump(model, folder / "cancer.joblib")
-    np.save(folder / "calibration.npy", X)
-    config = {
-        "name": "cancer",
-        "models": [
-            {"name": "bulk", "adapter": "sklearn-packed", "path": "cancer.joblib",
-             "options": {"mode": "bulk", "calibration_data": "calibration.npy"}},
-            {"name": "rows", "adapter": "sklearn-eiserver", "path": "cancer.joblib",
-             "options": {"calibration_data": "calibration.npy"}},
-        ],
-    }  # fmt: skip
-    (folder / "cancer.yaml").write_text(yaml.safe_dump(config))
-    build = Deployment.from_file(folder / "cancer.yaml").build(folder / "build")
-    rng = np.random.default_rng(7)
-    rows = X[rng.integers(0, len(X), 9000)] * rng.uniform(0.97, 1.03, (9000, X.shape[1]))
-    return build.path, model, rows
-
-
-@pytest.fixture
-def offline(cancer, tmp_path):
-    return Client.offline(describe_build(cancer[0]), keyring=Keyring(tmp_path / "keys"))
-
-
-def write_csv(path: Path, rows: np.ndarray) -> None:
-    pacsv.write_csv(pa.table({f"f{i}": rows[:, i] for i in range(rows.shape[1])}), path)
-
-
-def read_predictions(path: Path):
-    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
-    return table.to_pandas()
 
 
 def test_csv_to_parquet_on_two_workers_in_row_order_and_rerun_skips(cancer, offline, tmp_path):

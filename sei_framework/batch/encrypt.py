@@ -43,8 +43,10 @@ def check_width(rows, expected: int | None, model: str, source) -> None:
         raise BatchError(f"model {model!r} takes {expected} features; {os.fspath(source)} has {rows.shape[1]} columns")
 
 
-def fitted_rows_per_shard(adapter, model: str, source, request_rows: int, columns, storage_options) -> int:
-    """Whole requests' worth of rows (bulk batches stay whole) making shards of about SHARD_BYTES: one
+def fitted_rows_per_shard(
+    adapter, model: str, source, request_rows: int, columns, storage_options, target: int = SHARD_BYTES
+) -> int:
+    """Whole requests' worth of rows (bulk batches stay whole) making shards of about `target` bytes: one
     request of the data's first rows is encrypted to measure it. Fewer, larger shards cost less per row to
     schedule; smaller ones lose less work when a worker dies."""
     first = next(open_rows(source, request_rows, columns, storage_options).chunks, None)
@@ -52,7 +54,7 @@ def fitted_rows_per_shard(adapter, model: str, source, request_rows: int, column
         return request_rows
     check_width(first, adapter.description.get("n_features"), model, source)
     size = len(json.dumps(adapter.encrypt(first), separators=(",", ":"))) * request_rows / len(first)
-    return request_rows * max(1, int(SHARD_BYTES // max(size, 1)))
+    return request_rows * max(1, int(target // max(size, 1)))
 
 
 def shard_body(manifest_fields: dict[str, Any], shard_id: str, start: int, stop: int, data: Any) -> bytes:
@@ -90,9 +92,12 @@ def encrypt_dataset(
     store = JobStore(out, storage_options)
     if store.exists(MANIFEST) and not overwrite:
         raise BatchError(f"{store.url} already holds a batch job; write to an empty folder (or pass overwrite)")
+    # The scorer reads and scores a shard whole, as one request: the service's request limit bounds it.
+    max_shard_bytes = (client.describe().get("limits") or {}).get("max_request_bytes")
     if rows_per_shard is None:
         request_rows = int((description.get("limits") or {}).get("max_rows_per_request", session.adapter.max_rows_per_request))
-        rows_per_shard = fitted_rows_per_shard(session.adapter, model, source, request_rows, columns, storage_options)
+        target = min(SHARD_BYTES, int(max_shard_bytes * 0.9)) if max_shard_bytes else SHARD_BYTES
+        rows_per_shard = fitted_rows_per_shard(session.adapter, model, source, request_rows, columns, storage_options, target)
     if rows_per_shard < 1:
         raise BatchError(f"rows_per_shard must be at least 1, not {rows_per_shard}")
     expected = description.get("n_features")
@@ -107,6 +112,11 @@ def encrypt_dataset(
         width = rows.shape[1]
         shard_id = f"{index:05d}"
         body = shard_body(fields, shard_id, start, start + len(rows), session.adapter.encrypt(rows))
+        if max_shard_bytes and len(body) > max_shard_bytes:
+            raise BatchError(
+                f"shard {shard_id} is {len(body)} bytes; the service scores shards of at most {max_shard_bytes} bytes "
+                f"(its limits.max_request_mb): use fewer rows per shard than {rows_per_shard}"
+            )
         store.write(shard_file(shard_id), body)
         shards.append(Shard(id=shard_id, start=start, stop=start + len(rows), sha256=sha256_hex(body), bytes=len(body)))
         start += len(rows)

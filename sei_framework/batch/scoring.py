@@ -26,10 +26,17 @@ from .manifest import (
 )
 from .storage import JobStore, sha256_hex
 
-__all__ = ["ShardOutcome", "ShardScorer", "describe_build", "pack_build", "score_shard", "scorer_for", "unpack_build"]
+__all__ = [
+    "ShardOutcome", "ShardScorer", "describe_build", "pack_build", "read_result", "result_header", "result_payload",
+    "score_shard", "scorer_for", "unpack_build",
+]  # fmt: skip
 
 MB = 1024 * 1024
-MAX_RESULT_BYTES = 4096 * MB
+RESULT_FORMAT = "sei-batch-result/2"
+MAX_RESULT_HEADER_BYTES = 4096
+"""A result file starts with one JSON line this long at most: enough to decide a skip without the result."""
+MAX_RESULT_BYTES = 1024 * MB
+"""The largest result of one shard that is written or read (decrypt reads no more than its header declares)."""
 CACHED_KEYS = 8
 """Converted public keys a worker keeps (one per job's key id; a job has one)."""
 
@@ -45,20 +52,60 @@ class ShardOutcome:
     seconds: float
 
 
-def read_result(store: JobStore, manifest: JobManifest, shard: Shard) -> dict[str, Any] | None:
-    """The result of `shard` if one is there for exactly its bytes (its hash), else None."""
-    if not store.exists(result_file(shard.id)):
+def result_payload(manifest: JobManifest, shard: Shard, result: Any) -> bytes:
+    """results/ID.json: a header line (what was scored, and the size and hash of the result), then the result."""
+    body = json.dumps(result, separators=(",", ":")).encode()
+    if len(body) > MAX_RESULT_BYTES:
+        raise BatchError(f"the result of shard {shard.id} is {len(body)} bytes, over the {MAX_RESULT_BYTES} a result may be")
+    header = {"format": RESULT_FORMAT, "job": manifest.job, "shard": shard.id, "start": shard.start, "stop": shard.stop,
+              "model": manifest.model, "input_sha256": shard.sha256, "result_bytes": len(body),
+              "result_sha256": sha256_hex(body)}  # fmt: skip
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+
+
+def result_header(store: JobStore, manifest: JobManifest, shard: Shard) -> dict[str, Any] | None:
+    """The header of `shard`'s result if one is there for exactly its bytes (its hash) and the file has the
+    size the header declares, else None. Reads the header only, never the result."""
+    name = result_file(shard.id)
+    if not store.exists(name):
         return None
     try:
-        result = json.loads(store.read(result_file(shard.id), MAX_RESULT_BYTES))
-    except (ValueError, BatchError):
+        head, size = store.read_head(name, MAX_RESULT_HEADER_BYTES)
+    except BatchError:
         return None
-    if not isinstance(result, dict):
+    end = head.find(b"\n")
+    try:
+        header = json.loads(head[:end]) if end > 0 else None
+    except ValueError:
         return None
-    matches = {"format": FORMAT, "job": manifest.job, "shard": shard.id, "input_sha256": shard.sha256}
-    if any(result.get(key) != value for key, value in matches.items()) or "result" not in result:
+    if not isinstance(header, dict):
         return None
-    return result
+    matches = {"format": RESULT_FORMAT, "job": manifest.job, "shard": shard.id, "input_sha256": shard.sha256}
+    if any(header.get(key) != value for key, value in matches.items()):
+        return None
+    declared = header.get("result_bytes")
+    if type(declared) is not int or not 0 < declared <= MAX_RESULT_BYTES or size != end + 1 + declared:
+        return None
+    return {**header, "offset": end + 1}
+
+
+def read_result(store: JobStore, manifest: JobManifest, shard: Shard) -> dict[str, Any] | None:
+    """The result of `shard` (its header's fields and "result") if one is there for exactly its bytes,
+    else None; the read takes no more than the size its header declares (at most MAX_RESULT_BYTES)."""
+    header = result_header(store, manifest, shard)
+    if header is None:
+        return None
+    name = result_file(shard.id)
+    body = store.read(name, header["result_bytes"], offset=header["offset"], exact=True)
+    if sha256_hex(body) != header.get("result_sha256"):
+        raise BatchError(
+            f"{store.url}/{name} is damaged (its result does not match the hash in its header): delete it and "
+            "run `sei batch score` again"
+        )
+    try:
+        return {**header, "result": json.loads(body)}
+    except ValueError:
+        raise BatchError(f"{store.url}/{name} is damaged (its result is not JSON): delete it and run `sei batch score` again") from None
 
 
 class ShardScorer:
@@ -67,7 +114,10 @@ class ShardScorer:
     def __init__(self, build_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str] | None = None) -> None:
         self.build = Build.open(build_dir)
         self.adapters = load_models(self.build, model_dir)
-        self.max_key_bytes = int(self.build.manifest["limits"]["max_public_key_mb"] * MB)
+        limits = self.build.manifest["limits"]
+        self.max_key_bytes = int(limits["max_public_key_mb"] * MB)
+        self.max_shard_bytes = int(limits["max_request_mb"] * MB)
+        """A shard is read and scored whole, as one request is: the service's limit on a request's bytes applies."""
         self._keys: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._manifests: dict[str, tuple[str, JobManifest]] = {}
         self._lock = threading.Lock()
@@ -127,10 +177,15 @@ class ShardScorer:
         results = results or store
         manifest = self.manifest(store)
         shard = manifest.shard(shard_id)
-        if read_result(results, manifest, shard) is not None:
+        if result_header(results, manifest, shard) is not None:
             return ShardOutcome(shard.id, "skipped", shard.rows, 0, 0, time.perf_counter() - started)
         adapter = self.adapter_for(manifest)
-        raw = store.read(shard_file(shard.id), shard.bytes)
+        if shard.bytes > self.max_shard_bytes:
+            raise BatchError(
+                f"shard {shard.id} of job {manifest.job} is {shard.bytes} bytes, over the {self.max_shard_bytes} this "
+                f"build scores at once (limits.max_request_mb of {self.build.name}): encrypt with fewer rows per shard"
+            )
+        raw = store.read(shard_file(shard.id), shard.bytes, exact=True)
         if sha256_hex(raw) != shard.sha256:
             raise BatchError(f"shard {shard.id} of job {manifest.job} does not match its hash in the manifest")
         try:
@@ -151,11 +206,7 @@ class ShardScorer:
             raise
         except SeiError as exc:
             raise BatchError(f"shard {shard.id} of job {manifest.job} was refused: {exc.message}") from None
-        payload = json.dumps(
-            {**{k: header[k] for k in ("format", "job", "shard", "start", "stop", "model")},
-             "input_sha256": shard.sha256, "result": result},
-            separators=(",", ":"),
-        ).encode()
+        payload = result_payload(manifest, shard, result)
         results.write(result_file(shard.id), payload)
         return ShardOutcome(shard.id, "scored", shard.rows, len(raw), len(payload), time.perf_counter() - started)
 
@@ -227,6 +278,7 @@ def describe_build(build_dir: str | os.PathLike[str]) -> dict[str, Any]:
             name: {**model_description(adapter), "limits": {"max_rows_per_request": rows[name]}}
             for name, adapter in adapters.items()
         },
+        "limits": {"max_request_bytes": int(build.manifest["limits"]["max_request_mb"] * MB)},
     }
 
 
