@@ -10,10 +10,13 @@ classes it serves) joined with `DATA_TYPES`, the numpy and builtin types that ho
 from __future__ import annotations
 
 import _compat_pickle
+import inspect
 import io
-from collections.abc import Collection
+import pickle
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zipfile import BadZipFile, ZipFile
 
 from .errors import SeiError
@@ -47,7 +50,7 @@ DATA_TYPES: frozenset[str] = frozenset(
         # joblib's placeholder for an array stored beside the pickle stream
         "joblib.numpy_pickle.NumpyArrayWrapper",
         # a random state kept by a fitted estimator (random_state=RandomState(...), an MLP's optimiser)
-        *(f"numpy.random._pickle.{name}" for name in ("__randomstate_ctor", "__bit_generator_ctor", "__generator_ctor")),
+        *(f"numpy.random._pickle.__{name}_ctor" for name in ("randomstate", "bit_generator", "generator")),
         "numpy.random.mtrand.RandomState",
         "numpy.random._generator.Generator",
         *(f"numpy.random._{name.lower()}.{name}" for name in ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")),
@@ -77,11 +80,11 @@ def _refusal(path: Path, names: Collection[str]) -> ModelFileError:
 
 def load_pickle(path: Path | str, allowed: Collection[str]) -> Any:
     """Unpickle a pickle or joblib dump at `path`, resolving only the exact `module.name`s in `allowed`."""
-    path = Path(path)
+    file = Path(path)
     try:
-        from joblib.numpy_pickle import NumpyUnpickler, _validate_fileobject_and_memmap
+        from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
     except ImportError as exc:
-        raise ModelFileError(f"model file {path} needs joblib to be read: pip install joblib ({exc})") from None
+        raise ModelFileError(f"model file {file} needs joblib to be read: pip install joblib ({exc})") from None
     allowed = frozenset(allowed)
 
     class Restricted(NumpyUnpickler):  # type: ignore[misc]
@@ -93,18 +96,53 @@ def load_pickle(path: Path | str, allowed: Collection[str]) -> Any:
                     module = _compat_pickle.IMPORT_MAPPING[module]
             qualified = f"{module}.{name}"
             if "." in name or qualified not in allowed:  # a dotted name would reach attributes of an allowed one
-                raise _refusal(path, [qualified])
+                raise _refusal(file, [qualified])
             return super().find_class(module, name)
 
+        def load_build(self) -> None:
+            """joblib's BUILD, except that an array of objects (a nested pickle stream, which joblib < 1.6
+            reads with an unrestricted pickle.load) is read by an unpickler with this `find_class`."""
+            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+            wrapper = self.stack[-1]
+            if not isinstance(wrapper, NumpyArrayWrapper):
+                return
+            self.stack.pop()
+            if wrapper.dtype.hasobject:
+                inner = pickle._Unpickler(self.file_handle)
+                inner.find_class = self.find_class  # type: ignore[method-assign]
+                self.stack.append(inner.load())
+            elif hasattr(self, "ensure_native_byte_order"):  # joblib >= 1.5
+                self.stack.append(wrapper.read(self, self.ensure_native_byte_order))
+            else:
+                self.stack.append(wrapper.read(self))
+
+        dispatch = {**NumpyUnpickler.dispatch, pickle.BUILD[0]: load_build}
+
+    native = "ensure_native_byte_order" in inspect.signature(NumpyUnpickler.__init__).parameters
+
     try:
-        with open(path, "rb") as raw, _validate_fileobject_and_memmap(raw, str(path), None) as (stream, _):
+        with open(file, "rb") as raw, _joblib_stream(raw, str(file)) as stream:
             if isinstance(stream, str):  # joblib < 0.10 kept arrays in side files, loaded with np.load
-                raise ModelFileError(f"model file {path} was written by joblib < 0.10, which SEI does not read")
-            return Restricted(str(path), stream, True).load()
+                raise ModelFileError(f"model file {file} was written by joblib < 0.10, which SEI does not read")
+            return (Restricted(str(file), stream, True) if native else Restricted(str(file), stream)).load()
     except ModelFileError:
         raise
     except Exception as exc:  # unpickling can raise nearly anything on a bad file
-        raise ModelFileError(f"model file {path} could not be unpickled: {type(exc).__name__}: {exc}") from None
+        raise ModelFileError(f"model file {file} could not be unpickled: {type(exc).__name__}: {exc}") from None
+
+
+@contextmanager
+def _joblib_stream(raw: IO[bytes], name: str) -> Iterator[Any]:
+    """The file's pickle stream, decompressed as joblib does (its helper changed name in joblib 1.5)."""
+    from joblib import numpy_pickle
+
+    validate = getattr(numpy_pickle, "_validate_fileobject_and_memmap", None)
+    if validate is not None:
+        with validate(raw, name, None) as (stream, _):
+            yield stream
+    else:
+        with numpy_pickle._read_fileobject(raw, name, None) as stream:
+            yield stream
 
 
 def skops_types(path: Path | str) -> set[str]:

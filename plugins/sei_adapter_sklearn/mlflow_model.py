@@ -59,7 +59,9 @@ def _format(path: Path, flavor: dict[str, Any]) -> str:
     scikit-learn models (anything it pickled by value names cloudpickle's functions, which are refused)."""
     chosen = flavor.get("serialization_format", "pickle")
     if chosen not in ("pickle", "cloudpickle", "skops"):
-        raise ModelFileError(f"MLflow model {path} has serialization format {chosen!r}; SEI reads pickle, cloudpickle, skops")
+        raise ModelFileError(
+            f"MLflow model {path} has serialization format {chosen!r}; SEI reads pickle, cloudpickle, skops"
+        )
     return "skops" if chosen == "skops" else "pickle"
 
 
@@ -68,7 +70,9 @@ def _model_file(path: Path, flavor: dict[str, Any]) -> Path:
     name = flavor.get("pickled_model")
     file = (path / str(name)).resolve() if isinstance(name, str) and name else None
     if file is None or not file.is_relative_to(path.resolve()) or not file.is_file():
-        raise ModelFileError(f"MLflow model {path}: its {FLAVOR} flavour names no model file inside the folder ({name!r})")
+        raise ModelFileError(
+            f"MLflow model {path}: its {FLAVOR} flavour names no model file inside the folder ({name!r})"
+        )
     return file
 
 

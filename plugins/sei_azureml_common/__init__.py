@@ -127,9 +127,9 @@ def service_environment(build: Build, *, dry_run: bool, secret_reference: str | 
         raise DeployError(f"the Redis URL in {name} is not a URL") from None
     if credentials:
         raise DeployError(
-            f"the Redis URL in {name} carries credentials ({', '.join(credentials)}), and {target} would store it in the deployment's "
-            "environment variables, which the workspace keeps in clear. Keep the URL in Azure Key Vault and "
-            "name it with the azureml-online option redis_url_secret: '${{keyvault:https://VAULT.vault.azure.net/"
-            "secrets/NAME}}' (secret injection), or use a Redis URL without a password (docs/azure.md)"
+            f"the Redis URL in {name} carries credentials ({', '.join(credentials)}), and {target} would store "
+            "it in the deployment's environment variables, which the workspace keeps in clear. Keep the URL in "
+            "Azure Key Vault and name it with the azureml-online option redis_url_secret: "
+            "'${{keyvault:https://VAULT.vault.azure.net/secrets/NAME}}' (secret injection), or use a Redis URL without a password (docs/azure.md)"
         )
     return {name: value}

@@ -105,7 +105,8 @@ class LocalTarget(DeployTarget):
                 command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         started = identity(process.pid)  # the process group we may signal later is this process's only
-        state = {"pid": process.pid, "started": started, "port": port, "build": str(build.path.resolve()), "log": str(log_path)}
+        state = {"pid": process.pid, "started": started, "port": port, "build": str(build.path.resolve()),
+                 "log": str(log_path)}  # fmt: skip
         state_file = run_dir / "state.json"
         state_file.write_text(json.dumps(state))
         state_file.chmod(0o600)
