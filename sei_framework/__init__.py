@@ -38,11 +38,16 @@ from .hookspecs import hookimpl
 from .isolation import call_isolated, run_script_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .logs import log_to_stderr
+from .model_files import DATA_TYPES, ModelFileError, load_pickle, load_skops
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
 
 __all__ = [
+    "DATA_TYPES",
+    "ModelFileError",
+    "load_pickle",
+    "load_skops",
     "AdapterClient",
     "BatchError",
     "Build",

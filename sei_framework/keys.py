@@ -47,6 +47,8 @@ def sei_home() -> Path:
 PAIR_FILE = "keypair"
 """A scheme folder's key pair: one file, replaced atomically (earlier versions wrote two)."""
 LOCK_FILE = ".lock"
+_PLAIN_SCHEME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
+"""A scheme used as its folder's name: no leading dot (so never `.` or `..`), no separator."""
 _MAGIC = b"SEI key pair 1\n"
 
 
@@ -63,8 +65,16 @@ class Keyring:
         self.folder = Path(folder) if folder is not None else sei_home() / "keys"
 
     def folder_for(self, scheme: str) -> Path:
-        """The folder that holds `scheme`'s key pair (moving it away makes new keys on next use)."""
-        return self.folder / re.sub(r"[^A-Za-z0-9_.-]", "_", scheme)
+        """The folder that holds `scheme`'s key pair (moving it away makes new keys on next use): a
+        plain name as it is; any other (`..`, a slash, a leading dot, other characters) made safe and
+        suffixed with its hash after a `~`, which no plain name has, so two schemes never share a
+        folder and none lies outside the keyring."""
+        if not isinstance(scheme, str) or not scheme:
+            raise KeyringError(f"a key scheme must be a non-empty string, not {scheme!r}")
+        if _PLAIN_SCHEME.fullmatch(scheme):
+            return self.folder / scheme
+        digest = hashlib.sha256(scheme.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self.folder / f"{re.sub(r'[^A-Za-z0-9_-]', '_', scheme)[:64]}~{digest}"
 
     def load(self, scheme: str) -> tuple[bytes, bytes] | None:
         """The stored (secret, public) pair for `scheme`, or None; KeyringError if it is damaged."""

@@ -171,8 +171,6 @@ def test_skops_types_are_trusted_by_sei_not_by_the_mlmodel_file(models, tmp_path
     """MLflow reads the skops allow-list from the model's own MLmodel; SEI applies its own rules."""
     import skops.io as sio
 
-    from sei_adapter_sklearn.mlflow_model import _check_skops_types
-
     folder = tmp_path / "iris"
     save(models.iris, folder)
     mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
@@ -183,8 +181,21 @@ def test_skops_types_are_trusted_by_sei_not_by_the_mlmodel_file(models, tmp_path
     config = write_config(tmp_path, [{"name": "m", "adapter": "sklearn-packed", "path": str(folder)}])
     with pytest.raises(SeiError, match=r"contains untrusted types: .*numpy.*load"):
         Deployment.from_file(config).build(tmp_path / "build")
-    with pytest.raises(Exception, match="untrusted types"):
-        _check_skops_types(folder, flavor, [])
+
+
+def test_a_pickled_mlflow_model_loads_through_the_allow_list(models, tmp_path):
+    """A pickle-format MLflow model is read by SEI's restricted unpickler, not mlflow.sklearn.load_model."""
+    folder = tmp_path / "iris"
+    save(models.iris, folder, serialization_format="pickle")
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    planted = tmp_path / "planted"
+    (folder / mlmodel["flavors"]["sklearn"]["pickled_model"]).write_bytes(
+        b"cos\nsystem\n(S'touch " + str(planted).encode() + b"'\ntR."
+    )
+    config = write_config(tmp_path, [{"name": "m", "adapter": "sklearn-packed", "path": str(folder)}])
+    with pytest.raises(SeiError, match=r"contains untrusted types: os\.system"):
+        Deployment.from_file(config).build(tmp_path / "build")
+    assert not planted.exists()
 
 
 # -- azureml:NAME:VERSION ---------------------------------------------------------------------------

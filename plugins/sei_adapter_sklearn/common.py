@@ -26,7 +26,7 @@ MAX_DESCRIBED_SIZE = 1 << 20
 
 class SklearnOptions(PluginOptions):
     trusted_types: list[str] = []
-    """Extra types to trust when loading a .skops file (or an MLflow model saved as skops)."""
+    """Exact `module.name`s to load beyond the allow-list (model_files.allowed_types), in any model file."""
 
 
 def readout(model: LinearModel) -> dict[str, Any]:

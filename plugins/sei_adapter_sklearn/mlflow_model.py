@@ -2,9 +2,10 @@
 
 MLflow is needed at build time only (`pip install 'sei-framework[mlflow]'`: mlflow-skinny and
 pandas): the build folds the model into linear.json like any other model file. The folder's model
-is a pickle (`pickle`/`cloudpickle`: it runs code when loaded, so only load folders from people you
-trust) or a skops file, which SEI checks with the same trust rules as a `.skops` file, not with
-the `skops_trusted_types` the folder's own MLmodel lists.
+is a pickle (`pickle`/`cloudpickle`) or a skops file; SEI reads it itself, through the same allow-list
+as a model file (model_files.allowed_types plus the adapter's trusted_types), never through the
+`skops_trusted_types` the folder's own MLmodel lists, and never adds the folder's code paths to
+sys.path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .model_files import ModelFileError, _load_logging_versions, refused_types
+from .model_files import ModelFileError, load_model_file
 
 __all__ = ["MLMODEL", "load_mlflow_model", "signature_columns", "signature_names", "check_columns"]
 
@@ -32,7 +33,6 @@ def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> 
             "file (.joblib, .pkl, .pickle, .skops) or a folder written by mlflow.sklearn.save_model"
         )
     try:
-        import mlflow.sklearn
         from mlflow.models import Model
     except ImportError as exc:
         raise ModelFileError(f"MLflow model {path} needs MLflow to be read: {INSTALL_HINT} ({exc})") from None
@@ -46,34 +46,34 @@ def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> 
             f"MLflow model {path} has no {FLAVOR!r} flavour (its flavours: {flavors}); SEI serves scikit-learn "
             "models saved with mlflow.sklearn.save_model or log_model"
         )
-    _check_skops_types(path, meta.flavors[FLAVOR], trusted_types or [])
-    try:
-        model = _load_logging_versions(path, lambda: mlflow.sklearn.load_model(str(path)))
-    except Exception as exc:
-        raise ModelFileError(f"MLflow model {path} could not be loaded: {type(exc).__name__}: {exc}") from None
+    flavor = meta.flavors[FLAVOR]
+    model = load_model_file(_model_file(path, flavor), _format(path, flavor), trusted_types or [])
     signature = None
     if meta.signature is not None and meta.signature.inputs is not None:
         signature = {"inputs": meta.signature.inputs.to_dict()}
     return model, signature
 
 
-def _check_skops_types(path: Path, flavor: dict[str, Any], trusted_types: list[str]) -> None:
-    """A skops-format model: refuse types that neither SEI nor the config trusts (whatever MLmodel says)."""
-    if flavor.get("serialization_format") != "skops":
-        return
-    import skops.io as sio
-
-    file = path / str(flavor.get("pickled_model", "model.skops"))
-    try:
-        untrusted = sio.get_untrusted_types(file=file)
-    except Exception as exc:
-        raise ModelFileError(f"MLflow model {path}: {file.name} is not a valid skops file: {type(exc).__name__}: {exc}")
-    refused = refused_types(untrusted, trusted_types)
-    if refused:
+def _format(path: Path, flavor: dict[str, Any]) -> str:
+    """The loader for the flavour's serialization format: cloudpickle writes plain pickles for
+    scikit-learn models (anything it pickled by value names cloudpickle's functions, which are refused)."""
+    chosen = flavor.get("serialization_format", "pickle")
+    if chosen not in ("pickle", "cloudpickle", "skops"):
         raise ModelFileError(
-            f"MLflow model {path} contains untrusted types: {', '.join(refused)}; list them in the adapter's "
-            "trusted_types only if you trust whoever made the model"
+            f"MLflow model {path} has serialization format {chosen!r}; SEI reads pickle, cloudpickle, skops"
         )
+    return "skops" if chosen == "skops" else "pickle"
+
+
+def _model_file(path: Path, flavor: dict[str, Any]) -> Path:
+    """The flavour's model file, which must be a file inside the folder."""
+    name = flavor.get("pickled_model")
+    file = (path / str(name)).resolve() if isinstance(name, str) and name else None
+    if file is None or not file.is_relative_to(path.resolve()) or not file.is_file():
+        raise ModelFileError(
+            f"MLflow model {path}: its {FLAVOR} flavour names no model file inside the folder ({name!r})"
+        )
+    return file
 
 
 def _inputs(signature: Any) -> list[dict[str, Any]] | None:

@@ -1,4 +1,5 @@
-"""Load scikit-learn model files (joblib, pickle, skops) with clear errors and version warnings."""
+"""Load scikit-learn model files (joblib, pickle, skops) through one allow-list, with clear errors and
+version warnings."""
 
 from __future__ import annotations
 
@@ -6,35 +7,82 @@ import importlib
 import logging
 import warnings
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import joblib
 from sklearn.exceptions import InconsistentVersionWarning
 
-__all__ = ["MODEL_SUFFIXES", "ModelFileError", "load_model", "refused_types"]
+from sei_framework import DATA_TYPES, ModelFileError, load_pickle, load_skops
+
+__all__ = ["MODEL_SUFFIXES", "ModelFileError", "allowed_types", "load_model", "load_model_file"]
 
 logger = logging.getLogger("sei_adapter_sklearn")
 
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
 MODEL_SUFFIXES = (*PICKLE_SUFFIXES, SKOPS_SUFFIX)
-# Untrusted types from these libraries are accepted by default in .skops files.
-_LIBRARY_PREFIXES = ("sklearn.", "numpy.")
+
+# The exact classes the linear fold serves and what they hold once fitted: {module: names}. A name
+# missing from the installed scikit-learn is skipped (classes come and go between releases).
+SERVED_CLASSES: dict[str, tuple[str, ...]] = {
+    "sklearn.linear_model": (
+        "LogisticRegression", "LogisticRegressionCV", "RidgeClassifier", "RidgeClassifierCV", "SGDClassifier",
+        "Perceptron", "PassiveAggressiveClassifier", "LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV",
+        "ElasticNet", "ElasticNetCV", "MultiTaskLasso", "MultiTaskLassoCV", "MultiTaskElasticNet",
+        "MultiTaskElasticNetCV", "Lars", "LarsCV", "LassoLars", "LassoLarsCV", "LassoLarsIC",
+        "OrthogonalMatchingPursuit", "OrthogonalMatchingPursuitCV", "BayesianRidge", "ARDRegression",
+        "HuberRegressor", "SGDRegressor", "PassiveAggressiveRegressor", "TheilSenRegressor", "QuantileRegressor",
+    ),
+    "sklearn.svm": ("LinearSVC", "LinearSVR", "SVC"),
+    "sklearn.discriminant_analysis": ("LinearDiscriminantAnalysis",),
+    "sklearn.multiclass": ("OneVsRestClassifier",),
+    "sklearn.pipeline": ("Pipeline",),
+    "sklearn.model_selection": (
+        "GridSearchCV", "RandomizedSearchCV", "KFold", "StratifiedKFold", "GroupKFold", "ShuffleSplit",
+        "StratifiedShuffleSplit", "RepeatedKFold", "RepeatedStratifiedKFold", "TimeSeriesSplit", "PredefinedSplit",
+        "LeaveOneOut",
+    ),
+    "sklearn.preprocessing": ("StandardScaler", "RobustScaler", "MinMaxScaler", "MaxAbsScaler", "LabelBinarizer"),
+    "sklearn.decomposition": ("PCA", "IncrementalPCA", "TruncatedSVD"),
+    # held by fitted estimators: losses (SGD, logistic regression) and a search's scorer
+    "sklearn._loss._loss": ("CyHalfBinomialLoss", "CyHalfMultinomialLoss", "CyHalfSquaredError"),
+    "sklearn.linear_model._sgd_fast": (
+        "Hinge", "SquaredHinge", "ModifiedHuber", "Log", "SquaredLoss", "Huber", "EpsilonInsensitive",
+        "SquaredEpsilonInsensitive",
+    ),
+    "sklearn.metrics._scorer": ("_PassthroughScorer", "_Scorer", "_MultimetricScorer"),
+}  # fmt: skip
+
 _reported: set[tuple[str, str]] = set()  # (file, version) mismatches already logged by this process
 
 
-class ModelFileError(ValueError):
-    """A model file that is missing, of an unknown kind, corrupt, or holds untrusted types."""
+@cache
+def allowed_types() -> frozenset[str]:
+    """Every `module.name` a model file may hold: the served classes where the installed scikit-learn
+    defines them, the metric functions of its named scorers (a search's `scorer_`), and `DATA_TYPES`."""
+    names = set(DATA_TYPES)
+    for module_name, attributes in SERVED_CLASSES.items():
+        module = importlib.import_module(module_name)
+        for attribute in attributes:
+            found = getattr(module, attribute, None)
+            if isinstance(found, type):
+                names.add(f"{found.__module__}.{found.__qualname__}")
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    for scoring in get_scorer_names():
+        function = getattr(get_scorer(scoring), "_score_func", None)
+        if function is not None:
+            names.add(f"{function.__module__}.{function.__qualname__}")
+    return frozenset(names)
 
 
 def load_model(path: Path | str, *, trusted_types: list[str] | None = None) -> object:
     """Load the model stored at `path`, choosing the loader from the file extension.
 
-    .joblib/.pkl/.pickle files are pickles: a pickle runs code when it is loaded, so only
-    load files from people you trust. .skops files are loaded without running code; classes of
-    scikit-learn and numpy are trusted, anything else (functions included) must be listed in
-    `trusted_types` to be loaded.
+    Pickles (.joblib/.pkl/.pickle) and .skops files alike load only the exact classes in
+    `allowed_types()` plus `trusted_types`: a file naming anything else is refused, naming it, before
+    that name is imported.
     """
     path = Path(path)
     if not path.exists():
@@ -42,60 +90,28 @@ def load_model(path: Path | str, *, trusted_types: list[str] | None = None) -> o
     if not path.is_file():
         raise ModelFileError(f"model file {path} is not a regular file")
     suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        return _load_logging_versions(path, lambda: _load_pickle(path))
-    if suffix == SKOPS_SUFFIX:
-        return _load_logging_versions(path, lambda: _load_skops(path, trusted_types or []))
-    raise ModelFileError(
-        f"model file {path} has unknown extension {suffix or '(none)'!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
-    )
-
-
-def _load_pickle(path: Path) -> object:
-    """joblib.load reads joblib dumps and plain pickles alike."""
-    try:
-        return joblib.load(path)
-    except Exception as exc:  # unpickling can raise nearly anything on a bad file
-        raise ModelFileError(f"model file {path} could not be unpickled: {type(exc).__name__}: {exc}") from exc
-
-
-def _load_skops(path: Path, trusted_types: Iterable[str]) -> object:
-    """Load a skops file, trusting reported scikit-learn/numpy types and `trusted_types` only."""
-    try:
-        import skops.io as sio
-    except ImportError:
-        raise ModelFileError(f"model file {path} needs the 'skops' package: pip install skops") from None
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # a bad zip or schema surfaces as many exception types
-        raise ModelFileError(f"model file {path} is not a valid skops file: {type(exc).__name__}: {exc}") from exc
-    refused = refused_types(untrusted, trusted_types)
-    if refused:
+    if suffix not in MODEL_SUFFIXES:
         raise ModelFileError(
-            f"model file {path} contains untrusted types: {', '.join(refused)}; "
-            "pass them in trusted_types only if you trust whoever made the file"
+            f"model file {path} has unknown extension {suffix or '(none)'!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
         )
+    return load_model_file(path, "skops" if suffix == SKOPS_SUFFIX else "pickle", trusted_types or [])
+
+
+def load_model_file(path: Path, kind: str, trusted_types: Iterable[str]) -> object:
+    """Load a pickle/joblib (`kind` "pickle") or skops file through the allow-list; refusals name the
+    types and how to trust one."""
+    allowed = allowed_types() | set(trusted_types)
     try:
-        return sio.load(path, trusted=untrusted)
-    except Exception as exc:
-        raise ModelFileError(f"model file {path} could not be loaded: {type(exc).__name__}: {exc}") from exc
-
-
-def refused_types(untrusted: Iterable[str], trusted_types: Iterable[str]) -> list[str]:
-    """The types skops reports as untrusted that are neither scikit-learn/numpy classes nor in `trusted_types`."""
-    allowed = set(trusted_types)
-    return sorted(t for t in untrusted if t not in allowed and not _is_library_class(t))
-
-
-def _is_library_class(name: str) -> bool:
-    """A class (not a function such as numpy.load) defined in scikit-learn or numpy."""
-    if not name.startswith(_LIBRARY_PREFIXES):
-        return False
-    module, _, attribute = name.rpartition(".")
-    try:
-        return isinstance(getattr(importlib.import_module(module), attribute), type)
-    except (ImportError, AttributeError, ValueError):
-        return False
+        if kind == "skops":
+            return _load_logging_versions(path, lambda: load_skops(path, allowed))
+        return _load_logging_versions(path, lambda: load_pickle(path, allowed))
+    except ModelFileError as exc:
+        if not exc.refused:
+            raise
+        raise ModelFileError(
+            f"{exc}; list a type in the adapter's trusted_types only if you trust whoever made the file",
+            refused=exc.refused,
+        ) from None
 
 
 def _load_logging_versions(path: Path, load: Callable[[], Any]) -> Any:

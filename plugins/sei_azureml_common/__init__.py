@@ -7,7 +7,8 @@ A helper package, not a plugin: it registers nothing, and both `sei_deploy_aci` 
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
+import re
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, model_validator
 
@@ -21,6 +22,7 @@ __all__ = [
     "service_description",
     "service_environment",
     "SECRET_REFERENCE_PATTERN",
+    "url_credentials",
 ]
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
@@ -80,6 +82,23 @@ SECRET_REFERENCE_PATTERN = (
 """An Azure ML secret-injection reference (Key Vault secret or workspace connection); never a secret itself."""
 
 
+_CREDENTIAL_QUERY = re.compile(r"user|pass|pwd|secret|token|credential|auth|^sig$|^key$|access_?key|account_?key", re.I)
+"""Query parameters that carry credentials: redis-py reads `password` and `username` from the query
+string as it reads them from the user-info part; the rest are the usual names for secrets."""
+
+
+def url_credentials(url: str) -> list[str]:
+    """The parts of `url` that carry credentials (named, never their values): its user name and password,
+    and each credential-bearing query parameter, decoded as redis-py decodes them. Raises ValueError
+    for a URL that cannot be parsed."""
+    parts = urlsplit(url)
+    found = [name for name, value in (("user name", parts.username), ("password", parts.password)) if value is not None]
+    for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _CREDENTIAL_QUERY.search(key):
+            found.append(f"query parameter {key!r}")
+    return found
+
+
 def service_environment(build: Build, *, dry_run: bool, secret_reference: str | None = None,
                         target: str = "this target") -> dict[str, str]:  # fmt: skip
     """Environment variables the service needs from the deploying machine: with `state: redis`, the Redis URL.
@@ -103,15 +122,14 @@ def service_environment(build: Build, *, dry_run: bool, secret_reference: str | 
             "the service receives it as an environment variable of its deployment"
         )
     try:
-        parts = urlsplit(value)
-        credentials = parts.password is not None or parts.username is not None
+        credentials = url_credentials(value)
     except ValueError:
         raise DeployError(f"the Redis URL in {name} is not a URL") from None
     if credentials:
         raise DeployError(
-            f"the Redis URL in {name} carries credentials, and {target} would store it in the deployment's "
-            "environment variables, which the workspace keeps in clear. Keep the URL in Azure Key Vault and "
-            "name it with the azureml-online option redis_url_secret: '${{keyvault:https://VAULT.vault.azure.net/"
-            "secrets/NAME}}' (secret injection), or use a Redis URL without a password (docs/azure.md)"
+            f"the Redis URL in {name} carries credentials ({', '.join(credentials)}), and {target} would store "
+            "it in the deployment's environment variables, which the workspace keeps in clear. Keep the URL in "
+            "Azure Key Vault and name it with the azureml-online option redis_url_secret: "
+            "'${{keyvault:https://VAULT.vault.azure.net/secrets/NAME}}' (secret injection), or use a Redis URL without a password (docs/azure.md)"
         )
     return {name: value}

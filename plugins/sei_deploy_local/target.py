@@ -19,6 +19,7 @@ from sei_framework import Build, ConfigPath, DeployError, DeployTarget, Endpoint
 
 from .gunicorn_conf import render
 from .logs import open_log, private_dir, rotate
+from .process import command_line, identity
 
 __all__ = ["HOST", "LocalOptions", "LocalTarget", "free_port"]
 
@@ -103,14 +104,16 @@ class LocalTarget(DeployTarget):
             process = subprocess.Popen(
                 command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        state = {"pid": process.pid, "port": port, "build": str(build.path.resolve()), "log": str(log_path)}
+        started = identity(process.pid)  # the process group we may signal later is this process's only
+        state = {"pid": process.pid, "started": started, "port": port, "build": str(build.path.resolve()),
+                 "log": str(log_path)}  # fmt: skip
         state_file = run_dir / "state.json"
         state_file.write_text(json.dumps(state))
         state_file.chmod(0o600)
-        self._wait_healthy(process, port, log_path)
+        self._wait_healthy(process, port, log_path, started)
         return Endpoint(f"http://{HOST}:{port}/score", headers=self._headers())
 
-    def _wait_healthy(self, process: subprocess.Popen, port: int, log_path: Path) -> None:
+    def _wait_healthy(self, process: subprocess.Popen, port: int, log_path: Path, started: str | None) -> None:
         deadline = time.monotonic() + self.options.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -119,13 +122,13 @@ class LocalTarget(DeployTarget):
             try:
                 if requests.get(f"http://{HOST}:{port}/", timeout=2).status_code == 200:
                     if self._init_failed(log_path):
-                        self._stop(process.pid)
+                        self._stop(process.pid, started)
                         raise DeployError(f"score.py init() failed; see {log_path}")
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.3)
-        self._stop(process.pid)
+        self._stop(process.pid, started)
         raise DeployError(f"azmlinfsrv did not become healthy within {self.options.startup_timeout:g} s; see {log_path}")
 
     @staticmethod
@@ -138,23 +141,33 @@ class LocalTarget(DeployTarget):
         return Endpoint(f"http://{HOST}:{state['port']}/score", headers=self._headers()) if state else None
 
     def _state(self, name: str) -> dict | None:
+        """The recorded state of `name` if the process it names is still the one deploy started."""
         try:
             state = json.loads((self._run_dir(name) / "state.json").read_text())
-            os.kill(state["pid"], 0)
-        except (OSError, ValueError, KeyError):
+            pid = state["pid"]
+            if type(pid) is not int or pid <= 1:
+                return None
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        return state
+        return state if _is_ours(state) else None
 
     def delete(self, name: str) -> bool:
         state = self._state(name)
         (self._run_dir(name) / "state.json").unlink(missing_ok=True)
         if state is None:
             return False
-        self._stop(state["pid"])
+        # a state file of an earlier version has no start time: _state checked its command line just now
+        self._stop(state["pid"], state.get("started") or identity(state["pid"]))
         return True
 
     @staticmethod
-    def _stop(pid: int) -> None:
+    def _stop(pid: int, started: str | None) -> None:
+        """SIGTERM, then SIGKILL after 15 s, to the process group of `pid`, each sent only while the
+        group is still ours: its leader is the process started at `started`, or the leader is gone
+        and members remain (a PID is not reused while it names a live process group)."""
+        if not _group_is_ours(pid, started):
+            return
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -170,7 +183,8 @@ class LocalTarget(DeployTarget):
             except ChildProcessError:
                 pass
             time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
+        if _group_is_ours(pid, started):
+            os.killpg(pid, signal.SIGKILL)
 
     def serve(self, build: Build) -> None:
         command, run_dir, env, port = self._prepare(build)
@@ -179,3 +193,25 @@ class LocalTarget(DeployTarget):
             subprocess.run(command, cwd=run_dir, env=env, check=False)
         except KeyboardInterrupt:
             pass
+
+
+def _is_ours(state: dict) -> bool:
+    """Whether the PID in `state` still names the server deploy started: the same start time, or, for a
+    state file written before start times were recorded, a command line serving the state's build."""
+    pid = state["pid"]
+    if state.get("started") is not None:
+        return identity(pid) == state["started"]
+    command = command_line(pid) or ""
+    return "azureml_inference_server_http" in command and str(state.get("build")) in command
+
+
+def _group_is_ours(pid: int, started: str | None) -> bool:
+    """The leader is the process started at `started`, or it is gone and its group lives on."""
+    current = identity(pid)
+    if current is None:
+        try:
+            os.killpg(pid, 0)
+        except OSError:
+            return False
+        return True
+    return started is not None and current == started

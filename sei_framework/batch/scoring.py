@@ -24,6 +24,7 @@ from ..serving import load_models, model_description
 from .manifest import (
     FORMAT, MANIFEST, MAX_MANIFEST_BYTES, JobManifest, Shard, description_fingerprint, key_file, result_file, shard_file,
 )
+from .private_dir import private_dir
 from .storage import JobStore, sha256_hex
 
 __all__ = [
@@ -223,12 +224,12 @@ def pack_build(build_dir: str | os.PathLike[str]) -> bytes:
 
 
 def unpack_build(blob: bytes) -> Path:
-    """Extract packed build bytes once per machine (a folder named by their hash); return the folder."""
+    """Extract packed build bytes once per machine and user (a folder named by their hash, in this
+    user's checked 0700 folder); return the folder."""
     digest = hashlib.sha256(blob).hexdigest()[:32]
-    target = Path(tempfile.gettempdir()) / "sei-builds" / digest
-    if (target / "sei_build.json").is_file():
+    target = private_dir("sei-builds") / digest
+    if (target / "sei_build.json").is_file() and not target.is_symlink():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:

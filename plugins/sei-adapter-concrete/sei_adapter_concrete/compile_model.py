@@ -3,7 +3,9 @@
     python -P compile_model.py REQUEST.json
 
 Concrete ML pins its whole stack (numpy, scikit-learn, torch, xgboost), so SEI's build runs this
-script in the environment that has it, and it imports nothing of SEI. It writes, into the
+script in the environment that has it (where `sei-adapter-concrete[compile]` installs SEI too); of
+SEI it imports only the public model-file loader, which unpickles the model through ALLOWED_TYPES
+(the families below and what they hold), so a model file runs no code. It writes, into the
 request's `out` folder, what `FHEModelDev` saves (server.zip, client.zip) and `report.json`: the
 model's family, its quantizers and post-processing, the evaluation keys' size, and facts on the
 calibration rows (quantized inputs, simulated quantized outputs, Concrete ML's own simulated
@@ -46,6 +48,14 @@ NETWORKS = {
     "sklearn.neural_network._multilayer_perceptron.MLPClassifier": ("MLPClassifier", "classifier", "logistic"),
     "sklearn.neural_network._multilayer_perceptron.MLPRegressor": ("MLPRegressor", "regressor", "none"),
 }
+# What fitted models of those families hold, beside numpy data (sei_framework.DATA_TYPES)
+HELD = (
+    "sklearn.tree._tree.Tree",  # a decision tree's nodes
+    "xgboost.core.Booster",  # XGBoost's trees, restored from its own binary format
+    "sklearn.preprocessing._label.LabelBinarizer",  # an MLP classifier's labels
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+)
 DEFAULT_BITS = {"trees": 6, "linear": 8, "network": 6}  # n_bits when the request gives none
 XGB_REGRESSOR_OFFSET = 0.5  # Concrete ML cuts XGBoost's graph before its final "+ 0.5" and adds it back in the clear
 CHECKED_ROWS = 64  # calibration rows whose quantized inputs the adapter compares with its own
@@ -228,13 +238,28 @@ def as_json_list(values: np.ndarray) -> list:
     return [v.item() if hasattr(v, "item") else v for v in np.asarray(values).ravel()]
 
 
+def load_model(path: Path) -> object:
+    """The model file, unpickled through the allow-list; a file naming another type is refused by name."""
+    from sei_framework import DATA_TYPES, ModelFileError, load_pickle
+
+    try:
+        return load_pickle(path, DATA_TYPES | {*TREES, *LINEAR, *NETWORKS, *HELD})
+    except ModelFileError as exc:
+        if not exc.refused:
+            raise
+        families = sorted(name.rsplit(".", 1)[1] for name in (*TREES, *LINEAR, *NETWORKS))
+        shown = ", ".join(name.rsplit(".", 1)[1] for name in exc.refused)
+        raise Refused(
+            f"{shown} is not a family this adapter compiles (it takes {', '.join(families)}): {exc}"
+        ) from None
+
+
 def compile_request(request: dict) -> dict:
-    import joblib
     from concrete.ml.deployment import FHEModelDev
 
     out = Path(request["out"])
     X = load_rows(Path(request["calibration"]))
-    model = joblib.load(request["model"])
+    model = load_model(Path(request["model"]))
     family = f"{type(model).__module__}.{type(model).__name__}"
     if family not in TREES and family not in LINEAR and family not in NETWORKS:
         known = sorted(name.rsplit(".", 1)[1] for name in (*TREES, *LINEAR, *NETWORKS))

@@ -19,6 +19,22 @@ def test_a_family_concrete_ml_does_not_serve_is_refused_by_name(trained, tmp_pat
     assert not (tmp_path / "build").exists()
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b"cos\nsystem\n(Vtouch {marker}\ntR.", b"cbuiltins\nexec\n(Vopen('{marker}', 'w')\ntR."],
+    ids=["os.system", "builtins.exec"],
+)
+def test_a_model_file_that_runs_code_is_refused_before_it_runs(trained, tmp_path, payload):
+    """compile_model.py unpickles through the allow-list: a REDUCE of os.system never runs."""
+    marker = tmp_path / "ran"
+    model = concrete_model(trained, "tree")
+    model["path"] = str(tmp_path / "gadget.joblib")
+    (tmp_path / "gadget.joblib").write_bytes(payload.replace(b"{marker}", str(marker).encode()))
+    with pytest.raises(SeiError, match=r"untrusted types: (os\.system|builtins\.exec)"):
+        build(tmp_path, [model])
+    assert not marker.exists()
+
+
 def test_calibration_data_of_another_shape_is_refused(trained, tmp_path):
     rows = tmp_path / "nine.npy"
     np.save(rows, np.load(trained.calibration)[:, :9])
