@@ -18,7 +18,7 @@ PATTERNS = (
 # Raised on the machine that runs `sei`/the build, never answered by a service.
 LOCAL_ONLY = {
     "sei_error", "invalid_config", "plugin_load_error", "plugin_error", "unknown_plugin", "duplicate_plugin",
-    "build_error", "deploy_error", "batch_error", "missing_dependency", "unusable_keys",
+    "build_error", "deploy_error", "batch_error", "missing_dependency", "unusable_keys", "model_file_error",
 }  # fmt: skip
 
 
