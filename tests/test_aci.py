@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import zipfile
 import types
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +19,7 @@ import pytest
 import yaml
 from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
+from conftest import with_bounds
 from fresh_env import fresh_venv, pip_install, served_by
 
 from sei_framework import DeployError, Deployment
@@ -46,7 +47,7 @@ BLOB_REQUIREMENTS = ["azure-storage-blob>=12.19", "azure-identity>=1.15"]
 def aci_config(tmp_path, model_files, azurite):
     data = {
         "name": "sei-digits",
-        "models": [{"name": "digits", "adapter": "sklearn-eiserver", "path": str(model_files["digits"][0])}],
+        "models": [with_bounds({"name": "digits", "adapter": "sklearn-eiserver", "path": str(model_files["digits"][0])})],
         "key_transport": {
             "name": "azure-blob",
             "options": {

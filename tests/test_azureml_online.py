@@ -18,6 +18,7 @@ import pytest
 import yaml
 from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
+from conftest import with_bounds
 from fresh_env import fresh_venv, pip_install, served_by
 
 from sei_framework import ConfigError, DeployError, Deployment, get_plugin_manager
@@ -26,7 +27,6 @@ from sei_framework.config import load_config, resolve_config
 from sei_framework.keys import Keyring
 
 pytest.importorskip("azure.ai.ml", reason="needs the [azureml-online] extra (make test installs it)")
-from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
 from azure.ai.ml import load_online_deployment, load_online_endpoint  # noqa: E402
 from azure.ai.ml.entities import (  # noqa: E402
     DefaultScaleSettings,
@@ -36,6 +36,7 @@ from azure.ai.ml.entities import (  # noqa: E402
 )
 from azure.ai.ml.operations import OnlineDeploymentOperations, OnlineEndpointOperations  # noqa: E402
 from azure.core.exceptions import ResourceNotFoundError  # noqa: E402
+from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000bb"
 PRIMARY_KEY = "online-primary-key-value"
@@ -49,7 +50,7 @@ READINESS = {"initial_delay": 5, "period": 5, "timeout": 3, "success_threshold":
 def online_config(tmp_path, model_files):
     data = {
         "name": "sei-diabetes",
-        "models": [{"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])})],
         "key_transport": {
             "name": "azure-blob",
             "options": {"container": "sei-keys", "account_url": "https://seikeys.blob.core.windows.net"},
