@@ -186,6 +186,36 @@ def test_deploy_creates_endpoint_deployment_and_traffic(online_config, azure, ca
     assert azure.calls[-2:] == ["online_endpoints.begin_delete sei-diabetes"] * 2
 
 
+def test_status_shows_what_azure_holds_never_the_keys(online_config, azure, monkeypatch, capsys, caplog):
+    deployment = Deployment.from_file(online_config)
+    deployment.deploy()
+    real_get = OnlineEndpointOperations.get
+
+    def provisioned(self, name, *, local=False):
+        endpoint = real_get(self, name, local=local)
+        endpoint._provisioning_state, endpoint.traffic = "Succeeded", {"sei": 100}  # as Azure answers
+        return endpoint
+
+    monkeypatch.setattr(OnlineEndpointOperations, "get", provisioned)
+    result = CliRunner().invoke(cli, ["status", str(online_config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "name": "sei-diabetes", "target": "azureml-online", "state": "running",
+        "scoring_uri": "https://sei-diabetes.westeurope.inference.ml.azure.com/score",
+        "endpoint": "sei-diabetes", "provisioning_state": "Succeeded", "traffic": "sei 100%",
+        "logs": "az ml online-deployment get-logs --endpoint-name sei-diabetes --name sei",
+    }  # fmt: skip
+    assert "online_endpoints.get_keys" not in azure.calls[5:]  # status never asks for the keys
+    out = capsys.readouterr()
+    assert PRIMARY_KEY not in result.output + out.out + out.err + caplog.text
+
+    def missing(self, name, *, local=False):
+        raise ResourceNotFoundError(f"endpoint {name} not found")
+
+    monkeypatch.setattr(OnlineEndpointOperations, "get", missing)
+    assert deployment.status().state == "not deployed"
+
+
 def test_failures_and_bad_names_are_deploy_errors(online_config, azure, monkeypatch):
     def failing(self, deployment, **kwargs):
         raise RuntimeError("quota exceeded for Standard_DS3_v2")

@@ -78,6 +78,7 @@ class LocalTarget(DeployTarget):
 
     name: ClassVar[str] = "local"
     Options = LocalOptions
+    options: LocalOptions
 
     def _run_dir(self, name: str) -> Path:
         return (self.options.state_dir or sei_home() / "local") / name
@@ -255,6 +256,13 @@ class LocalTarget(DeployTarget):
                 pass
             time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)
+
+    def exec_foreground(self, build: Build) -> None:
+        """Become the server of `build` (os.execve): for a container's command, where signals must reach it."""
+        command, run_dir, env, port = self._prepare(build)
+        print(f"serving {build.name} at {self._base_url(port)}/score", flush=True)
+        os.chdir(run_dir)
+        os.execve(command[0], command, env)
 
     def serve(self, build: Build) -> None:
         command, run_dir, env, port = self._prepare(build)
