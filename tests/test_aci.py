@@ -250,6 +250,33 @@ def test_delete_removes_the_web_service(aci_config, azure, monkeypatch):
     assert other.delete() is False and deleted == ["sei-digits"]
 
 
+def test_status_shows_the_service_state_and_uri_never_the_key(aci_config, azure, monkeypatch, capsys, caplog):
+    import azureml.core.webservice as webservice
+
+    def lookup(workspace, name):  # Webservice(ws, name): a GET in azureml-core
+        assert workspace is azure.workspace
+        if name != "sei-digits":
+            raise WebserviceException(f"WebserviceNotFound: Webservice with name {name} not found in provided workspace")
+        return azure.service
+
+    monkeypatch.setattr(webservice, "Webservice", lookup)
+    result = CliRunner().invoke(cli, ["status", str(aci_config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "name": "sei-digits", "target": "aci", "state": "running",
+        "scoring_uri": "http://sei-digits.westeurope.azurecontainer.io/score", "service": "sei-digits",
+        "aci_state": "Healthy", "logs": "Webservice(workspace, 'sei-digits').get_logs() (azureml-core)",
+    }  # fmt: skip
+    azure.service.state = "Unhealthy"
+    assert Deployment.from_file(aci_config).status().state == "unhealthy"
+    out = capsys.readouterr()
+    for secret in (SP_SECRET, PRIMARY_KEY):
+        assert secret not in result.output + out.out + out.err + caplog.text
+    deployment = Deployment.from_file(aci_config)
+    other = deployment.with_target("aci", **deployment.config.deploy.options, service_name="sei-other")
+    assert other.status().state == "not deployed"
+
+
 def test_names_aci_refuses_are_reported():
     from sei_deploy_aci import AciOptions, AciTarget
 
