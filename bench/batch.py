@@ -193,7 +193,7 @@ def mnist_batch_vs_online(folder: Path, env: dict, count: int) -> dict:
     with gzip.open(shared / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
         images = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 784)[:count] / 255.0
     config = {"name": "mnist-batch", "models": [{"name": "mnist", "adapter": "sklearn-packed", "path": str(model_path),
-              "options": {"mode": "bulk"}}], "deploy": {"target": "local", "options": {"state_dir": str(folder / "state")}}}  # fmt: skip
+              "options": {"mode": "bulk", "feature_bounds": [0, 1]}}], "deploy": {"target": "local", "options": {"state_dir": str(folder / "state")}}}  # fmt: skip
     (folder / "mnist.yaml").write_text(yaml.safe_dump(config))
     np.save(folder / "mnist.npy", images)
     deployment = Deployment.from_file(folder / "mnist.yaml")

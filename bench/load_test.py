@@ -63,7 +63,8 @@ def _deployment(folder: Path, model_path: Path, settings: dict[str, Any]):
         transport_spec["options"] = {"path": str(folder / "shared-keys")}
     config = {
         "name": "load-test",
-        "models": [{"name": MODEL, "adapter": settings["adapter"], "path": str(model_path)}],
+        "models": [{"name": MODEL, "adapter": settings["adapter"], "path": str(model_path),
+                    "options": {"feature_bounds": [-1, 1]}}],  # scikit-learn's diabetes rows are scaled
         "key_transport": transport_spec,
         "deploy": {"target": "local", "options": {"state_dir": str(folder / "state"), "workers": settings["workers"]}},
         "limits": {"max_rows_per_request": max(settings["rows"], 1), "key_cache_mb": settings["key_cache_mb"]},

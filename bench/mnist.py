@@ -38,13 +38,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mnist")
     args = parser.parse_args()
     model = str(SHARED / "seed-model" / "sklearn_mnist_model.pkl")
+    pixels = {"feature_bounds": [0, 1]}  # pixels / 255
     config = {
         "name": "mnist-bench",
         "models": [
-            {"name": "tutorial", "adapter": "sklearn-eiserver", "path": model, "options": {"convert_keys_once": False}},
-            {"name": "eiserver", "adapter": "sklearn-eiserver", "path": model},
-            {"name": "packed", "adapter": "sklearn-packed", "path": model},
-            {"name": "packed-bulk", "adapter": "sklearn-packed", "path": model, "options": {"mode": "bulk"}},
+            {"name": "tutorial", "adapter": "sklearn-eiserver", "path": model, "options": {"convert_keys_once": False, **pixels}},
+            {"name": "eiserver", "adapter": "sklearn-eiserver", "path": model, "options": pixels},
+            {"name": "packed", "adapter": "sklearn-packed", "path": model, "options": pixels},
+            {"name": "packed-bulk", "adapter": "sklearn-packed", "path": model, "options": {"mode": "bulk", **pixels}},
         ],
         "key_transport": {"name": "inline"},
         "limits": {"max_rows_per_request": 4096, "max_request_mb": 64},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import (
     AdapterClient,
     DeployTarget,
+    DeploymentStatus,
     Endpoint,
     KeyTransport,
     ModelAdapter,
@@ -58,6 +59,7 @@ __all__ = [
     "DeployError",
     "DeployTarget",
     "Deployment",
+    "DeploymentStatus",
     "DuplicatePluginError",
     "Endpoint",
     "InvalidRequest",

@@ -25,6 +25,7 @@ __all__ = [
     "DeployTarget",
     "ModelSource",
     "Endpoint",
+    "DeploymentStatus",
     "Prediction",
     "RequestSize",
 ]
@@ -69,6 +70,17 @@ class Endpoint:
 
     scoring_uri: str
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """What a deploy target knows of a deployment, as `sei status` shows it; never a secret."""
+
+    state: str
+    """e.g. `running`, `stopped`, `not deployed`, `unknown`."""
+    scoring_uri: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    """Further facts in display order (a pid, a port, a log file, a provisioning state)."""
 
 
 class AdapterClient(ABC):
@@ -231,6 +243,11 @@ class DeployTarget(ABC):
     @abstractmethod
     def delete(self, name: str) -> bool:
         """Stop and remove the deployment called `name`; False when there was none."""
+
+    def status(self, name: str) -> DeploymentStatus:
+        """What this target knows of the deployment called `name` (URI, state, where its log is).
+        The default knows nothing; a target that keeps state overrides it."""
+        return DeploymentStatus("unknown", details={"note": f"deploy target {self.name!r} reports no status"})
 
     def serve(self, build: Build) -> None:
         """Serve `build` in the foreground until interrupted."""

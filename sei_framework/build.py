@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ResolvedConfig, ResolvedModel
+from .container import write_container_files
 from .errors import BuildError, SeiError
 from .limits import check_key_limits, model_max_rows
 from .plugins import SeiPlugins
@@ -35,7 +36,8 @@ def framework_version() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Build:
-    """A build folder: score.py and batch_score.py, the resolved config (manifest), model files, requirements."""
+    """A build folder: score.py and batch_score.py, the resolved config (manifest), model files, requirements,
+    and a container image's Dockerfile and Kubernetes manifest (`container`)."""
 
     path: Path
     manifest: dict[str, Any]
@@ -141,7 +143,7 @@ def _fetch(model: ResolvedModel, folder: Path) -> Path:
 
 
 def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[str, Any]:
-    """Write score.py, the model files, the manifest and requirements.txt into the empty folder `out`."""
+    """Write score.py, the model files, the manifest, requirements.txt and the container files into `out`."""
     models_dir = out / "models"
     models_dir.mkdir()
     for script in ENTRY_SCRIPTS:  # online (azmlinfsrv) and batch (Azure ML batch endpoints)
@@ -176,6 +178,7 @@ def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[st
                 "limits": {"max_rows_per_request": rows},
             }
         )
+    requirements = _requirements(resolved, plugins)
     manifest = {
         "name": config.name,
         "sei_version": framework_version(),
@@ -185,8 +188,9 @@ def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[st
         "deploy": {"target": resolved.target.name, "options": resolved.target_options.model_dump(mode="json")},
         "limits": config.limits.model_dump(mode="json"),
         "state": config.state.model_dump(mode="json"),
-        "requirements": _requirements(resolved, plugins),
+        "requirements": requirements,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    (out / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
+    (out / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    write_container_files(out, config.name, framework_version(), requirements)
     return manifest

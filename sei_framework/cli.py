@@ -103,6 +103,24 @@ def delete(config: str) -> None:
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@handle_errors
+def status(config: str, as_json: bool) -> None:
+    """Show what CONFIG's deploy target knows of its deployment: state, scoring URI, log (no secrets)."""
+    deployment = _deployment(config)
+    found = deployment.status()
+    facts = {"name": deployment.name, "target": deployment.config.deploy.target, "state": found.state}
+    facts |= {"scoring_uri": found.scoring_uri} if found.scoring_uri else {}
+    facts |= found.details
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    for key, value in facts.items():
+        click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Build folder (default $SEI_HOME/builds/NAME).")
 @handle_errors
 def serve(config: str, out: str | None) -> None:

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .base import Endpoint, KeyTransport
+from .base import DeploymentStatus, Endpoint, KeyTransport
 from .build import Build, build
 from .client import Client
 from .config import DeployConfig, ResolvedConfig, SeiConfig, load_config, resolve_config
@@ -68,6 +68,10 @@ class Deployment:
     def delete(self) -> bool:
         """Stop and remove the deployment; False when there was none."""
         return self.resolved.target_instance().delete(self.name)
+
+    def status(self) -> DeploymentStatus:
+        """What the target knows of this deployment: URI, state, log (the model files need not be here)."""
+        return resolve_config(self.config, self.plugins, check_files=False).target_instance().status(self.name)
 
     def key_transport(self) -> KeyTransport:
         """This config's key transport, as its clients use it (the model files need not be here)."""

@@ -28,6 +28,19 @@ MNIST_IMAGES = SHARED / "mnist" / "t10k-images-idx3-ubyte.gz"
 MNIST_LABELS = SHARED / "mnist" / "t10k-labels-idx1-ubyte.gz"
 
 
+SCALED = {"feature_bounds": [-1.0, 1.0]}
+"""The bounds of the test models' inputs (digits / 16, scikit-learn's scaled diabetes rows): the scikit-learn
+adapters refuse a build that states neither feature_bounds nor calibration_data."""
+
+
+def with_bounds(model: dict) -> dict:
+    """A config's model entry with SCALED bounds among its options, unless it states bounds of its own."""
+    options = dict(model.get("options") or {})
+    if "feature_bounds" not in options and "calibration_data" not in options:
+        options |= SCALED
+    return {**model, "options": options}
+
+
 @pytest.fixture(autouse=True)
 def sei_home(tmp_path_factory, monkeypatch) -> Path:
     """Keys and local deployment state of each test stay in its own folder."""
@@ -57,8 +70,9 @@ def model_files(tmp_path_factory) -> dict[str, tuple[Path, object, np.ndarray]]:
 def keyed_request(service, model: str, rows: np.ndarray) -> tuple[object, dict, dict, bytes]:
     """For `model` of an in-process ScoringService: an adapter client with fresh keys, a predict body
     for `rows`, the inline-transport fields that publish its keys, and the public key bytes."""
-    from sei_framework import key_id_for
     from sei_transport_inline import InlineTransport
+
+    from sei_framework import key_id_for
 
     client = service.adapters[model].client(service.describe()["models"][model])
     secret, public = client.generate_keys()
@@ -94,7 +108,7 @@ def make_deployment(tmp_path, model_files):
     ):  # fmt: skip
         data = {
             "name": name,
-            "models": [{"name": m, "adapter": adapter, "path": str(model_files[m][0])} for m in models],
+            "models": [with_bounds({"name": m, "adapter": adapter, "path": str(model_files[m][0])}) for m in models],
             "key_transport": transport or {"name": "inline"},
             "deploy": target or {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
         }

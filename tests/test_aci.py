@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import zipfile
 import types
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +19,7 @@ import pytest
 import yaml
 from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
+from conftest import with_bounds
 from fresh_env import fresh_venv, pip_install, served_by
 
 from sei_framework import DeployError, Deployment
@@ -46,7 +47,7 @@ BLOB_REQUIREMENTS = ["azure-storage-blob>=12.19", "azure-identity>=1.15"]
 def aci_config(tmp_path, model_files, azurite):
     data = {
         "name": "sei-digits",
-        "models": [{"name": "digits", "adapter": "sklearn-eiserver", "path": str(model_files["digits"][0])}],
+        "models": [with_bounds({"name": "digits", "adapter": "sklearn-eiserver", "path": str(model_files["digits"][0])})],
         "key_transport": {
             "name": "azure-blob",
             "options": {
@@ -247,6 +248,33 @@ def test_delete_removes_the_web_service(aci_config, azure, monkeypatch):
     assert deployment.delete() is True and deleted == ["sei-digits"]
     other = deployment.with_target("aci", **deployment.config.deploy.options, service_name="sei-other")
     assert other.delete() is False and deleted == ["sei-digits"]
+
+
+def test_status_shows_the_service_state_and_uri_never_the_key(aci_config, azure, monkeypatch, capsys, caplog):
+    import azureml.core.webservice as webservice
+
+    def lookup(workspace, name):  # Webservice(ws, name): a GET in azureml-core
+        assert workspace is azure.workspace
+        if name != "sei-digits":
+            raise WebserviceException(f"WebserviceNotFound: Webservice with name {name} not found in provided workspace")
+        return azure.service
+
+    monkeypatch.setattr(webservice, "Webservice", lookup)
+    result = CliRunner().invoke(cli, ["status", str(aci_config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "name": "sei-digits", "target": "aci", "state": "running",
+        "scoring_uri": "http://sei-digits.westeurope.azurecontainer.io/score", "service": "sei-digits",
+        "aci_state": "Healthy", "logs": "Webservice(workspace, 'sei-digits').get_logs() (azureml-core)",
+    }  # fmt: skip
+    azure.service.state = "Unhealthy"
+    assert Deployment.from_file(aci_config).status().state == "unhealthy"
+    out = capsys.readouterr()
+    for secret in (SP_SECRET, PRIMARY_KEY):
+        assert secret not in result.output + out.out + out.err + caplog.text
+    deployment = Deployment.from_file(aci_config)
+    other = deployment.with_target("aci", **deployment.config.deploy.options, service_name="sei-other")
+    assert other.status().state == "not deployed"
 
 
 def test_names_aci_refuses_are_reported():

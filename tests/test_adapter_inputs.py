@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from conftest import keyed_request
+from conftest import keyed_request, with_bounds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,9 +44,9 @@ def service(tmp_path_factory, model_files):
     config = {
         "name": "inputs",
         "models": [
-            {"name": "eiserver", "adapter": "sklearn-eiserver", "path": path},
-            {"name": "single", "adapter": "sklearn-packed", "path": path},
-            {"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}},
+            with_bounds({"name": "eiserver", "adapter": "sklearn-eiserver", "path": path}),
+            with_bounds({"name": "single", "adapter": "sklearn-packed", "path": path}),
+            with_bounds({"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}}),
         ],
     }
     (folder / "inputs.yaml").write_text(yaml.safe_dump(config))

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from azurite import loopback_only_fixture  # noqa: F401  (fixture loopback_only)
 from click.testing import CliRunner
+from conftest import with_bounds
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -33,12 +34,12 @@ from sei_framework.batch import decrypt_job, describe_build, encrypt_dataset
 from sei_framework.cli import cli
 
 pytest.importorskip("azure.ai.ml", reason="needs the [azureml-online] extra (make test installs it)")
-from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
 from azure.ai.ml import load_batch_deployment, load_batch_endpoint  # noqa: E402
 from azure.ai.ml._utils._endpoint_utils import validate_scoring_script  # noqa: E402  (the SDK's own pre-upload check)
 from azure.ai.ml.entities import BatchEndpoint, ModelBatchDeployment  # noqa: E402
 from azure.ai.ml.operations import BatchDeploymentOperations, BatchEndpointOperations  # noqa: E402
 from azure.core.exceptions import ResourceNotFoundError  # noqa: E402
+from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000cc"
 BASE_IMAGE = "mcr.microsoft.com/azureml/minimal-py311-inference:latest"
@@ -64,7 +65,7 @@ OPTIONS = {
 def batch_config(tmp_path, model_files):
     data = {
         "name": "sei-diabetes",
-        "models": [{"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])})],
         "deploy": {"target": "azureml-batch", "options": OPTIONS},
     }
     path = tmp_path / "sei-diabetes.yaml"

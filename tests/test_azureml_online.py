@@ -18,6 +18,7 @@ import pytest
 import yaml
 from azurite import azurite_fixture, loopback_only_fixture  # noqa: F401  (fixtures azurite, loopback_only)
 from click.testing import CliRunner
+from conftest import with_bounds
 from fresh_env import fresh_venv, pip_install, served_by
 
 from sei_framework import ConfigError, DeployError, Deployment, get_plugin_manager
@@ -26,7 +27,6 @@ from sei_framework.config import load_config, resolve_config
 from sei_framework.keys import Keyring
 
 pytest.importorskip("azure.ai.ml", reason="needs the [azureml-online] extra (make test installs it)")
-from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
 from azure.ai.ml import load_online_deployment, load_online_endpoint  # noqa: E402
 from azure.ai.ml.entities import (  # noqa: E402
     DefaultScaleSettings,
@@ -36,6 +36,7 @@ from azure.ai.ml.entities import (  # noqa: E402
 )
 from azure.ai.ml.operations import OnlineDeploymentOperations, OnlineEndpointOperations  # noqa: E402
 from azure.core.exceptions import ResourceNotFoundError  # noqa: E402
+from azureml_fakes import Poller, check_ml_client  # noqa: E402  (after the SDK check)
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000bb"
 PRIMARY_KEY = "online-primary-key-value"
@@ -49,7 +50,7 @@ READINESS = {"initial_delay": 5, "period": 5, "timeout": 3, "success_threshold":
 def online_config(tmp_path, model_files):
     data = {
         "name": "sei-diabetes",
-        "models": [{"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])})],
         "key_transport": {
             "name": "azure-blob",
             "options": {"container": "sei-keys", "account_url": "https://seikeys.blob.core.windows.net"},
@@ -183,6 +184,36 @@ def test_deploy_creates_endpoint_deployment_and_traffic(online_config, azure, ca
     assert PRIMARY_KEY not in out.out + out.err + caplog.text
     assert deployment.delete() is True and deployment.delete() is False
     assert azure.calls[-2:] == ["online_endpoints.begin_delete sei-diabetes"] * 2
+
+
+def test_status_shows_what_azure_holds_never_the_keys(online_config, azure, monkeypatch, capsys, caplog):
+    deployment = Deployment.from_file(online_config)
+    deployment.deploy()
+    real_get = OnlineEndpointOperations.get
+
+    def provisioned(self, name, *, local=False):
+        endpoint = real_get(self, name, local=local)
+        endpoint._provisioning_state, endpoint.traffic = "Succeeded", {"sei": 100}  # as Azure answers
+        return endpoint
+
+    monkeypatch.setattr(OnlineEndpointOperations, "get", provisioned)
+    result = CliRunner().invoke(cli, ["status", str(online_config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "name": "sei-diabetes", "target": "azureml-online", "state": "running",
+        "scoring_uri": "https://sei-diabetes.westeurope.inference.ml.azure.com/score",
+        "endpoint": "sei-diabetes", "provisioning_state": "Succeeded", "traffic": "sei 100%",
+        "logs": "az ml online-deployment get-logs --endpoint-name sei-diabetes --name sei",
+    }  # fmt: skip
+    assert "online_endpoints.get_keys" not in azure.calls[5:]  # status never asks for the keys
+    out = capsys.readouterr()
+    assert PRIMARY_KEY not in result.output + out.out + out.err + caplog.text
+
+    def missing(self, name, *, local=False):
+        raise ResourceNotFoundError(f"endpoint {name} not found")
+
+    monkeypatch.setattr(OnlineEndpointOperations, "get", missing)
+    assert deployment.status().state == "not deployed"
 
 
 def test_failures_and_bad_names_are_deploy_errors(online_config, azure, monkeypatch):

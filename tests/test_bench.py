@@ -7,6 +7,7 @@ import json
 import numpy as np
 import yaml
 from click.testing import CliRunner
+from conftest import with_bounds
 
 from sei_framework.cli import cli
 
@@ -16,10 +17,10 @@ def test_bench_compares_both_adapters_on_the_same_model(model_files, tmp_path):
     config = {
         "name": "bench",
         "models": [
-            {"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(path), "options": {"convert_keys_once": False}},
-            {"name": "eiserver", "adapter": "sklearn-eiserver", "path": str(path)},
-            {"name": "packed", "adapter": "sklearn-packed", "path": str(path)},
-            {"name": "packed-bulk", "adapter": "sklearn-packed", "path": str(path), "options": {"mode": "bulk"}},
+            with_bounds({"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(path), "options": {"convert_keys_once": False}}),
+            with_bounds({"name": "eiserver", "adapter": "sklearn-eiserver", "path": str(path)}),
+            with_bounds({"name": "packed", "adapter": "sklearn-packed", "path": str(path)}),
+            with_bounds({"name": "packed-bulk", "adapter": "sklearn-packed", "path": str(path), "options": {"mode": "bulk"}}),
         ],
         "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
     }
@@ -54,7 +55,7 @@ def test_bench_measures_end_to_end_with_the_configs_own_target_and_options(model
     state = tmp_path / "my-state"
     config = {
         "name": "bench-own-target",
-        "models": [{"name": "packed", "adapter": "sklearn-packed", "path": str(path)}],
+        "models": [with_bounds({"name": "packed", "adapter": "sklearn-packed", "path": str(path)})],
         "deploy": {"target": "local", "options": {"state_dir": str(state)}},
     }
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(config))

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import yaml
+from conftest import with_bounds
 
 from sei_framework import Client, Deployment, Endpoint, ServiceError
 from sei_framework.keys import Keyring
@@ -153,7 +154,7 @@ def test_keys_replaced_in_the_transport_are_published_again(model_files, tmp_pat
     shared = tmp_path / "published"
     config = {
         "name": "retry",
-        "models": [{"name": "m", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "m", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])})],
         "key_transport": {"name": "local-dir", "options": {"path": str(shared)}},
     }
     (tmp_path / "retry.yaml").write_text(yaml.safe_dump(config))

@@ -15,6 +15,7 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
+from conftest import with_bounds
 
 from sei_framework import Client, Deployment, Endpoint, KeyTransportError, SeiError, ServiceError
 from sei_framework.cli import cli
@@ -106,7 +107,7 @@ def local_dir_service(tmp_path_factory, model_files):
     tmp = tmp_path_factory.mktemp("trust")
     config = {
         "name": "trust",
-        "models": [{"name": "m", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "m", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])})],
         "key_transport": {"name": "local-dir", "options": {"path": str(tmp / "shared")}},
     }
     (tmp / "trust.yaml").write_text(yaml.safe_dump(config))

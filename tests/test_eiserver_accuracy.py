@@ -18,16 +18,17 @@ import joblib
 import numpy as np
 import pytest
 import yaml
+from conftest import with_bounds
 from encrypted.inference.eiclient import EILinearRegressionClient
 from pydantic import ValidationError
-from sklearn.linear_model import LinearRegression
-
 from sei_adapter_sklearn.eiserver import EIServerOptions
 from sei_adapter_sklearn.eiserver_accuracy import analyse, prove
 from sei_adapter_sklearn.eiserver_native import EIServerKernel, decode_ciphertexts
+from sei_transport_inline import InlineTransport
+from sklearn.linear_model import LinearRegression
+
 from sei_framework import Deployment, InvalidRequest, PluginError, key_id_for
 from sei_framework.serving import ScoringService
-from sei_transport_inline import InlineTransport
 
 TOL = 1e-3
 BASE_W, BASE_B = np.array([[1.0, -2.0, 3.0, 0.5]]), np.array([0.3])  # the measurement's model, times s
@@ -49,7 +50,7 @@ def linear_file(path: Path, W: np.ndarray, b: np.ndarray) -> Path:
 
 
 def serve(folder: Path, models: list[dict]) -> ScoringService:
-    config = {"name": "accuracy", "models": [{"adapter": "sklearn-eiserver", **m} for m in models]}
+    config = {"name": "accuracy", "models": [with_bounds({"adapter": "sklearn-eiserver", **m}) for m in models]}
     (folder / "svc.yaml").write_text(yaml.safe_dump(config))
     out = Path(tempfile.mkdtemp(prefix="build-", dir=folder)) / "build"
     return ScoringService.from_build(Deployment.from_file(folder / "svc.yaml").build(out).path)
@@ -148,7 +149,7 @@ def test_edge_served_within_tolerance_and_refused_one_past(served, key_pair, tmp
     folder, service, s, past = served
     accuracy = service.describe()["models"]["edge"]["accuracy"]
     assert accuracy["tolerance"] == TOL and accuracy["error_bound"] <= TOL
-    assert accuracy["feature_bounds"] == [-1.0, 1.0] and accuracy["bounds_from"] == "default"
+    assert accuracy["feature_bounds"] == [-1.0, 1.0] and accuracy["bounds_from"] == "feature_bounds"
     W, b = BASE_W * s, BASE_B * s
     X = corners(W)
     assert accuracy["max_abs_score"] == pytest.approx(np.abs(X @ W.T + b).max())
@@ -159,8 +160,8 @@ def test_edge_served_within_tolerance_and_refused_one_past(served, key_pair, tmp
     with pytest.raises(PluginError) as caught:
         serve(tmp_path, [{"name": "past", "path": str(path)}])
     message = str(caught.value)
-    assert "sklearn-eiserver within tolerance 0.001 for features in [-1.0, 1.0] (default)" in message
-    assert "the error bound is 0.001" in message and "feature_bounds or calibration_data" in message
+    assert "sklearn-eiserver within tolerance 0.001 for features in [-1.0, 1.0] (feature_bounds)" in message
+    assert "the error bound is 0.001" in message and "narrow the bounds" in message
     assert "raise tolerance" in message
 
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from conftest import with_bounds
 
 from sei_framework import Deployment, KeyringError
 from sei_framework.keys import Keyring
@@ -23,9 +24,9 @@ def descriptions(tmp_path_factory, model_files):
     config = {
         "name": "pairs",
         "models": [
-            {"name": "eiserver", "adapter": "sklearn-eiserver", "path": path},
-            {"name": "single", "adapter": "sklearn-packed", "path": path},
-            {"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}},
+            with_bounds({"name": "eiserver", "adapter": "sklearn-eiserver", "path": path}),
+            with_bounds({"name": "single", "adapter": "sklearn-packed", "path": path}),
+            with_bounds({"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}}),
         ],
     }
     (folder / "pairs.yaml").write_text(yaml.safe_dump(config))
@@ -125,8 +126,9 @@ def test_eiserver_a_generated_pair_is_accepted_and_works(descriptions, eiserver_
     keyring.save(client.key_scheme, secret, public)
     client.use_keys(*keyring.load(client.key_scheme))
     service, _ = descriptions
-    from sei_framework import key_id_for
     from sei_transport_inline import InlineTransport
+
+    from sei_framework import key_id_for
 
     X = model_files["diabetes"][2][:1]
     body = {"model": "eiserver", "key_id": key_id_for(public), "data": client.encrypt(X)}

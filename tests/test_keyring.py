@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import with_bounds
 
 from sei_framework import Client, Deployment, KeyringError, key_id_for
 from sei_framework.keys import PAIR_FILE, Keyring
@@ -29,7 +30,7 @@ NOWHERE = "http://127.0.0.1:9/score"  # never called: the clients get the descri
 def packed(tmp_path_factory, model_files):
     """An in-process sklearn-packed service of the diabetes model, its description and test rows."""
     folder = tmp_path_factory.mktemp("keyring-packed")
-    model = {"name": "m", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])}
+    model = with_bounds({"name": "m", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])})
     config = {"name": "keyring", "models": [model]}
     (folder / "packed.yaml").write_text(yaml.safe_dump(config))
     service = ScoringService.from_build(Deployment.from_file(folder / "packed.yaml").build(folder / "build").path)

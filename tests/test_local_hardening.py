@@ -17,6 +17,7 @@ import psutil
 import pytest
 import requests
 import yaml
+from conftest import with_bounds
 
 from sei_framework import Client, Deployment
 from sei_framework.keys import Keyring
@@ -32,7 +33,7 @@ def service(model_files, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hardening")
     config = {
         "name": "hardened",
-        "models": [{"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])})],
         "key_transport": {"name": "inline"},
         "deploy": {"target": "local", "options": {"state_dir": str(tmp / "state")}},
         "limits": {"max_request_mb": LIMIT_MB},

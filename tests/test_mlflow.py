@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from conftest import keyed_request
+from conftest import keyed_request, with_bounds
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
@@ -88,8 +88,8 @@ def test_mlflow_models_are_served_by_both_linear_adapters(models, tmp_path):
     entries = [
         {"name": "iris-eiserver", "adapter": "sklearn-eiserver", "path": str(models.iris_dir), "options": IRIS_BOUNDS},
         {"name": "iris-packed", "adapter": "sklearn-packed", "path": str(models.iris_dir), "options": IRIS_BOUNDS},
-        {"name": "plain-eiserver", "adapter": "sklearn-eiserver", "path": str(models.plain_dir)},
-        {"name": "tensor-packed", "adapter": "sklearn-packed", "path": str(models.tensor_dir)},
+        with_bounds({"name": "plain-eiserver", "adapter": "sklearn-eiserver", "path": str(models.plain_dir)}),
+        with_bounds({"name": "tensor-packed", "adapter": "sklearn-packed", "path": str(models.tensor_dir)}),
     ]
     service = serve(write_config(tmp_path, entries), tmp_path / "build")
     frame = models.X.iloc[::15]  # 10 rows of every class
@@ -110,7 +110,7 @@ def test_mlflow_models_are_served_by_both_linear_adapters(models, tmp_path):
 
 def test_a_dataframe_is_checked_against_the_signature(models, tmp_path):
     entries = [{"name": "iris", "adapter": "sklearn-packed", "path": str(models.iris_dir), "options": IRIS_BOUNDS},
-               {"name": "tensor", "adapter": "sklearn-packed", "path": str(models.tensor_dir)}]  # fmt: skip
+               with_bounds({"name": "tensor", "adapter": "sklearn-packed", "path": str(models.tensor_dir)})]  # fmt: skip
     service = serve(write_config(tmp_path, entries), tmp_path / "build")
     described = service.describe()["models"]
     client = service.adapters["iris"].client(described["iris"])
@@ -159,7 +159,7 @@ def bad_models(models) -> dict[str, Path]:
     ],
 )
 def test_unusable_mlflow_folders_are_refused_at_build(bad_models, tmp_path, which, message):
-    config = write_config(tmp_path, [{"name": "m", "adapter": "sklearn-eiserver", "path": str(bad_models[which])}])
+    config = write_config(tmp_path, [with_bounds({"name": "m", "adapter": "sklearn-eiserver", "path": str(bad_models[which])})])
     deployment = Deployment.from_file(config)
     deployment.validate()  # a folder is a model path; what is in it is the adapter's to judge, at build
     with pytest.raises(SeiError, match=message):
@@ -178,7 +178,7 @@ def test_skops_types_are_trusted_by_sei_not_by_the_mlmodel_file(models, tmp_path
     sio.dump({"f": np.load}, folder / "model.skops")  # a function, which a skops file must not smuggle in
     flavor = {**mlmodel["flavors"]["sklearn"], "skops_trusted_types": ["numpy.load"]}
     (folder / "MLmodel").write_text(yaml.safe_dump({**mlmodel, "flavors": {**mlmodel["flavors"], "sklearn": flavor}}))
-    config = write_config(tmp_path, [{"name": "m", "adapter": "sklearn-packed", "path": str(folder)}])
+    config = write_config(tmp_path, [with_bounds({"name": "m", "adapter": "sklearn-packed", "path": str(folder)})])
     with pytest.raises(SeiError, match=r"contains untrusted types: .*numpy.*load"):
         Deployment.from_file(config).build(tmp_path / "build")
 
@@ -243,8 +243,8 @@ WORKSPACE = {"subscription_id": SUBSCRIPTION, "resource_group": "sei-rg", "works
 
 
 def test_a_registered_model_is_fetched_and_served(registry, models, tmp_path):
-    entries = [{"name": "eis", "adapter": "sklearn-eiserver", "path": "azureml:diabetes:3"},
-               {"name": "packed", "adapter": "sklearn-packed", "path": "azureml:diabetes:3"}]  # fmt: skip
+    entries = [with_bounds({"name": "eis", "adapter": "sklearn-eiserver", "path": "azureml:diabetes:3"}),
+               with_bounds({"name": "packed", "adapter": "sklearn-packed", "path": "azureml:diabetes:3"})]  # fmt: skip
     config = write_config(tmp_path, entries, model_sources={"azureml": WORKSPACE})
     assert load_config(config).models[0].path == "azureml:diabetes:3"  # a URI, not a path beside the config
     service = serve(config, tmp_path / "build")
@@ -258,7 +258,7 @@ def test_a_registered_model_is_fetched_and_served(registry, models, tmp_path):
 
 
 def test_the_azureml_targets_workspace_is_the_default(registry, tmp_path):
-    entries = [{"name": "m", "adapter": "sklearn-eiserver", "path": "azureml:diabetes:3"}]
+    entries = [with_bounds({"name": "m", "adapter": "sklearn-eiserver", "path": "azureml:diabetes:3"})]
     deploy = {"target": "azureml-online", "options": {**WORKSPACE, "workspace_name": "target-ws"}}
     Deployment.from_file(write_config(tmp_path, entries, deploy=deploy)).build(tmp_path / "build")
     assert registry.workspaces == [(SUBSCRIPTION, "sei-rg", "target-ws")]
@@ -270,7 +270,7 @@ def test_the_azureml_targets_workspace_is_the_default(registry, tmp_path):
 
 def test_registered_model_errors(registry, tmp_path):
     def problems(path, **extra):
-        config = write_config(tmp_path, [{"name": "m", "adapter": "sklearn-eiserver", "path": path}], **extra)
+        config = write_config(tmp_path, [with_bounds({"name": "m", "adapter": "sklearn-eiserver", "path": path})], **extra)
         with pytest.raises(ConfigError) as caught:
             Deployment.from_file(config).validate()
         return caught.value.problems
@@ -281,7 +281,7 @@ def test_registered_model_errors(registry, tmp_path):
     assert any(p.startswith("model_sources.azureml: Value error, give all of subscription_id") for p in bad), bad
     assert any(p.startswith("model_sources.hf: unknown model source 'hf'; available: azureml") for p in bad), bad
     assert registry.calls == []  # validation makes no call
-    config = write_config(tmp_path, [{"name": "m", "adapter": "sklearn-eiserver", "path": "azureml:diabetes:4"}],
+    config = write_config(tmp_path, [with_bounds({"name": "m", "adapter": "sklearn-eiserver", "path": "azureml:diabetes:4"})],
                           model_sources={"azureml": WORKSPACE})  # fmt: skip
     missing = r"azureml:diabetes:4: no model 'diabetes' version 4 is registered in workspace 'sei-ws'"
     with pytest.raises(SeiError, match=missing):

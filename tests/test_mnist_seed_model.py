@@ -8,8 +8,8 @@ import joblib
 import numpy as np
 import pytest
 import yaml
-
 from conftest import MNIST_IMAGES, SEED_MODEL, load_mnist, needs_shared
+
 from sei_framework import Client, Deployment
 from sei_framework.keys import Keyring
 
@@ -20,7 +20,8 @@ IMAGES = 50
 def test_encrypted_scores_match_decision_function_on_50_images(tmp_path):
     config = {
         "name": "mnist",
-        "models": [{"name": "mnist", "adapter": "sklearn-eiserver", "path": str(SEED_MODEL)}],
+        "models": [{"name": "mnist", "adapter": "sklearn-eiserver", "path": str(SEED_MODEL),
+                    "options": {"feature_bounds": [0, 1]}}],
         "key_transport": {"name": "inline"},
         "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},
         "limits": {"max_rows_per_request": 10},

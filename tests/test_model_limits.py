@@ -10,10 +10,10 @@ import joblib
 import numpy as np
 import pytest
 import yaml
-from sklearn.linear_model import LinearRegression
-
 from sei_adapter_sklearn.packed import PackedAdapter
 from sei_adapter_sklearn.packed_kernel import ClientKeys, choose_params, public_key_size, request_size
+from sklearn.linear_model import LinearRegression
+
 from sei_framework import BuildError, Client, Deployment, ServiceError
 from sei_framework.limits import MB, request_bytes
 from sei_framework.serving import ScoringService
@@ -34,6 +34,8 @@ def build(tmp_path: Path, models: list[dict], limits: dict | None = None, name: 
                  "path": str(linear_file(tmp_path / f"{m['name']}.joblib", m["d"]))}  # fmt: skip
         if entry["adapter"] == "sklearn-packed":
             entry["options"] = {"mode": m.get("mode", "single"), "feature_bounds": [0, 1]}
+        else:
+            entry["options"] = {"feature_bounds": [-1, 1]}
         if "limits" in m:
             entry["limits"] = m["limits"]
         entries.append(entry)

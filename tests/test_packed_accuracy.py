@@ -18,14 +18,14 @@ import joblib
 import numpy as np
 import pytest
 import yaml
-from conftest import keyed_request
+from conftest import keyed_request, with_bounds
 from pydantic import ValidationError
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import LinearRegression
-
 from sei_adapter_sklearn import packed_kernel as K
 from sei_adapter_sklearn.packed import PackedOptions
 from sei_adapter_sklearn.packed_kernel.accuracy import exact_limb_bits
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LinearRegression
+
 from sei_framework import Deployment, InvalidRequest, PluginError
 from sei_framework.serving import ScoringService
 
@@ -37,7 +37,7 @@ TOL = 1e-3
 
 def serve(folder, models: list[dict]) -> ScoringService:
     """An in-process service of `models` (config entries without the adapter), built into `folder`."""
-    config = {"name": "accuracy", "models": [{"adapter": "sklearn-packed", **m} for m in models]}
+    config = {"name": "accuracy", "models": [with_bounds({"adapter": "sklearn-packed", **m}) for m in models]}
     (folder / "svc.yaml").write_text(yaml.safe_dump(config))
     out = Path(tempfile.mkdtemp(prefix="build-", dir=folder)) / "build"  # a refused build leaves a folder behind
     return ScoringService.from_build(Deployment.from_file(folder / "svc.yaml").build(out).path)
@@ -117,16 +117,16 @@ def diabetes20(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", ["single", "bulk"])
-def test_raw_units_regression_by_default_is_refused_naming_the_bound(diabetes20, tmp_path, mode):
-    """Features assumed in [-1, 1]: scores could reach ~70,000, where 1e-3 cannot be proven; HEAD
-    served it and answered 1,498.8 as -548.9."""
+def test_raw_units_regression_in_scaled_bounds_is_refused_naming_the_bound(diabetes20, tmp_path, mode):
+    """Features in [-1, 1] (once the default): scores could reach ~70,000, where 1e-3 cannot be proven;
+    an earlier version served it and answered 1,498.8 as -548.9."""
     folder, model, X = diabetes20
     try:
         service = serve(tmp_path, [{"name": "m", "path": str(folder / "model.joblib"), "options": {"mode": mode}}])
     except PluginError as exc:
         message = str(exc)
-        assert "tolerance 0.001" in message and "for features in [-1.0, 1.0] (default)" in message
-        assert "error bound is" in message and "feature_bounds or calibration_data" in message
+        assert "tolerance 0.001" in message and "for features in [-1.0, 1.0] (feature_bounds)" in message
+        assert "error bound is" in message and "narrow the bounds" in message
     else:  # never a wrong number: served means within the tolerance
         np.testing.assert_allclose(scores_of(service, "m", X[:8])[:, 0], model.predict(X[:8]), rtol=0, atol=TOL)
         pytest.fail("expected a refusal: 1e-3 is not provable for features in [-1, 1]")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from conftest import with_bounds
 
 from sei_framework import Client, Deployment
 from sei_framework.keys import Keyring
@@ -19,9 +20,9 @@ def packed_service(model_files, tmp_path):
     config = {
         "name": "packed",
         "models": [
-            {"name": "digits", "adapter": "sklearn-packed", "path": str(model_files["digits"][0])},
-            {"name": "digits-bulk", "adapter": "sklearn-packed", "path": str(model_files["digits"][0]), "options": {"mode": "bulk"}},
-            {"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])},
+            with_bounds({"name": "digits", "adapter": "sklearn-packed", "path": str(model_files["digits"][0])}),
+            with_bounds({"name": "digits-bulk", "adapter": "sklearn-packed", "path": str(model_files["digits"][0]), "options": {"mode": "bulk"}}),
+            with_bounds({"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])}),
         ],
         "key_transport": {"name": "inline"},
         "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state")}},

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
+from conftest import with_bounds
 
 import sei_framework
 from sei_framework import (
@@ -266,7 +267,7 @@ def test_a_model_uri_is_fetched_by_its_source_at_build(model_files, tmp_path):
     module, source = source_plugin(files={"vault:diabetes": model_files["diabetes"][0]})
     plugins = get_plugin_manager()
     plugins.register(module, "vault_plugin")
-    data = {"name": "vault", "models": [{"name": "m", "adapter": "sklearn-eiserver", "path": "vault:diabetes"}]}
+    data = {"name": "vault", "models": [with_bounds({"name": "m", "adapter": "sklearn-eiserver", "path": "vault:diabetes"})]}
     config = SeiConfig.model_validate(data)
     assert config.models[0].path == "vault:diabetes" and isinstance(config.models[0], ModelConfig)
     build = sei_framework.Deployment(config, plugins=plugins).build(tmp_path / "build")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import yaml
+from conftest import keyed_request, with_bounds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import keyed_request
 
 from sei_framework import Deployment, InvalidRequest, key_id_for
 from sei_framework.keys import KEY_ID_PATTERN, check_key_id
@@ -33,7 +33,7 @@ def served(tmp_path_factory, model_files):
     folder = tmp_path_factory.mktemp("fuzz")
     config = {
         "name": "fuzz",
-        "models": [{"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])}],
+        "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-eiserver", "path": str(model_files["diabetes"][0])})],
     }
     (folder / "fuzz.yaml").write_text(yaml.safe_dump(config))
     build = Deployment.from_file(folder / "fuzz.yaml").build(folder / "build")
@@ -208,8 +208,8 @@ def served_packed(tmp_path_factory, model_files):
     config = {
         "name": "fuzz-packed",
         "models": [
-            {"name": "single", "adapter": "sklearn-packed", "path": path},
-            {"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}},
+            with_bounds({"name": "single", "adapter": "sklearn-packed", "path": path}),
+            with_bounds({"name": "bulk", "adapter": "sklearn-packed", "path": path, "options": {"mode": "bulk"}}),
         ],
     }
     (folder / "fuzz.yaml").write_text(yaml.safe_dump(config))

@@ -40,7 +40,10 @@ def score(make_deployment, tmp_path, monkeypatch):
 def test_build_folder_contents(make_deployment, tmp_path):
     build = make_deployment().build(tmp_path / "build")
     names = sorted(p.name for p in build.path.iterdir())
-    assert names == ["batch_score.py", "models", "requirements.txt", "score.py", "sei_build.json"]
+    assert names == [
+        "Dockerfile", "batch_score.py", "image-requirements.txt", "kubernetes.yaml", "models", "requirements.txt",
+        "score.py", "sei_build.json",
+    ]  # fmt: skip
     assert sorted(p.name for p in build.models_dir.iterdir()) == ["diabetes", "digits"]
     requirements = (build.path / "requirements.txt").read_text().split()
     assert requirements[0].startswith("sei-framework==") and "encrypted-inference==0.9" in requirements
@@ -86,9 +89,9 @@ def test_describe(score):
 
 def test_run_scores_encrypted_rows_of_two_models(score, model_files):
     from sei_adapter_sklearn.eiserver import EIServerAdapter
+    from sei_transport_inline import InlineTransport
 
     from sei_framework import key_id_for
-    from sei_transport_inline import InlineTransport
 
     description = score.run(json.dumps({"op": "describe"}))["models"]
     client = EIServerAdapter.client(description["digits"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from conftest import with_bounds
 
 from sei_framework import ConfigError, Deployment, key_id_for
 from sei_framework.state import QuotaExceeded, StateUnavailable, open_state
@@ -181,7 +182,7 @@ def test_in_process_service_finds_keys_another_replica_published(make_deployment
 def _deployment(tmp_path, model_files, name: str) -> Deployment:
     config = {
         "name": name,
-        "models": [{"name": "digits", "adapter": "sklearn-packed", "path": str(model_files["digits"][0])}],
+        "models": [with_bounds({"name": "digits", "adapter": "sklearn-packed", "path": str(model_files["digits"][0])})],
         "deploy": {"target": "local", "options": {"state_dir": str(tmp_path / "state"), "workers": 4}},
         "limits": {"max_requests_per_key": 5, "quota_window_s": 600},
         "state": {"backend": "redis", "url_env": "SEI_REDIS_URL", "namespace": "e2e", "timeout_s": 1},

@@ -1,7 +1,7 @@
 """Input bounds shared by the scikit-learn adapters: the options, the worst-case score, the client's checks.
 
 A build proves its accuracy for inputs inside per-feature bounds (`feature_bounds`, or the range of
-`calibration_data`, else [-1, 1]); the client refuses rows outside them before encrypting, and
+`calibration_data`; a build with neither is refused); the client refuses rows outside them before encrypting, and
 decoded scores outside the proven score bound (plus the tolerance) after decrypting.
 """
 
@@ -19,7 +19,7 @@ from sei_framework import ConfigPath, InvalidRequest, PluginError
 from .common import SklearnOptions
 
 __all__ = [
-    "DEFAULT_FEATURE_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
+    "NO_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
     "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "refusal", "score_limit",
 ]
 
@@ -33,7 +33,7 @@ class BoundsOptions(SklearnOptions):
     """Largest absolute score error the build must prove for in-bound inputs, or refuse the model."""
     feature_bounds: Bound | list[Bound] | None = None
     """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
-    Neither this nor calibration_data: every feature in [-1, 1]."""
+    One of this and calibration_data is required: the build refuses a model with neither."""
     calibration_data: ConfigPath | None = None
     """A .npy or .csv file of representative rows (the training rows), relative to the config file:
     the bounds are their per-feature range widened by calibration_margin of it on each side."""
@@ -50,9 +50,13 @@ class BoundsOptions(SklearnOptions):
         return value
 
 
-DEFAULT_FEATURE_BOUNDS = (-1.0, 1.0)
-"""Assumed when neither feature_bounds nor calibration_data is set: scaled features (pixels / 255,
-x / 16, standardised data, scikit-learn's diabetes rows) fit; raw units need one of the options."""
+NO_BOUNDS = (
+    "neither feature_bounds nor calibration_data is set: the build proves the model's accuracy for inputs within "
+    "known bounds, so give one of them: feature_bounds: [lo, hi] for every feature (e.g. [0, 1] for pixels / 255) "
+    "or one [lo, hi] per feature, or calibration_data: a .npy or .csv file of representative rows (the training "
+    "rows), whose range the bounds are taken from"
+)
+"""The build's refusal when a model states no bounds (no range is assumed: raw units would not fit it)."""
 
 
 def load_calibration(path: Path, n_features: int) -> np.ndarray:
@@ -85,7 +89,7 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
     """Per-feature (lo, hi) the build proves its accuracy for, and where they come from.
 
     `feature_bounds` as given; else the calibration rows' range widened by `calibration_margin` of
-    it on each side (a constant feature by that share of max(|value|, 1)); else the default.
+    it on each side (a constant feature by that share of max(|value|, 1)); with neither, a PluginError.
     `calibration_data` is absolute by now (a `ConfigPath`: relative to the config file). With both
     options, every calibration row must lie within feature_bounds.
     """
@@ -102,8 +106,7 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
         span = hi - lo
         pad = options.calibration_margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
         return lo - pad, hi + pad, "calibration_data"
-    lo, hi = DEFAULT_FEATURE_BOUNDS
-    return np.full(n_features, lo), np.full(n_features, hi), "default"
+    raise PluginError(NO_BOUNDS)
 
 
 def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
@@ -180,10 +183,9 @@ def describe_bounds(lo: np.ndarray, hi: np.ndarray, origin: str) -> str:
 def refusal(estimator: str, adapter: str, tolerance: float, lo: np.ndarray, hi: np.ndarray, origin: str,
             reason: object, weights_hint: str) -> str:
     """Why the build refuses a model it cannot serve within `tolerance`, and what to set instead."""
-    hint = "set feature_bounds or calibration_data to the inputs' real range" if origin == "default" else "narrow the bounds"
     return (
         f"{estimator} cannot be served by {adapter} within tolerance {tolerance:g} for "
-        f"{describe_bounds(lo, hi, origin)}: {reason}; {hint}, raise tolerance, or use {weights_hint}"
+        f"{describe_bounds(lo, hi, origin)}: {reason}; narrow the bounds, raise tolerance, or use {weights_hint}"
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from sei_azureml_common import service_description, service_environment, service_tags
 
-from sei_framework import Build, DeployError, DeployTarget, Endpoint, ship_local_distributions
+from sei_framework import Build, DeployError, DeploymentStatus, DeployTarget, Endpoint, ship_local_distributions
 
 from .options import ACI_NAME_PATTERN, AciOptions
 
@@ -231,19 +231,41 @@ class AciTarget(DeployTarget):
             raise DeployError(f"cannot read ACI service {service_name!r}: {_short(exc)}") from None
         return Endpoint(service.scoring_uri, headers=headers)
 
-    def delete(self, name: str) -> bool:
+    def _service(self, service_name: str) -> Any:
+        """The ACI web service called `service_name` (a GET), or None when there is none."""
         azureml()
         from azureml.core.webservice import Webservice
         from azureml.exceptions import WebserviceException
 
-        service_name = self.service_name(name)
         ws = self.workspace()
         try:
-            service = Webservice(ws, service_name)
+            return Webservice(ws, service_name)
         except WebserviceException as exc:
             if "WebserviceNotFound" in str(exc) or "not found" in str(exc).lower():
-                return False
+                return None
             raise DeployError(f"cannot look up ACI service {service_name!r}: {_short(exc)}") from None
+
+    def status(self, name: str) -> DeploymentStatus:
+        """What Azure holds of the service: its state and scoring URI (never its keys), and where its log is."""
+        service_name = self.service_name(name)
+        service = self._service(service_name)
+        if service is None:
+            return DeploymentStatus("not deployed", details={"service": service_name})
+        state = str(getattr(service, "state", None) or "unknown")
+        details = {
+            "service": service_name, "aci_state": state,
+            "logs": f"Webservice(workspace, {service_name!r}).get_logs() (azureml-core)",
+        }  # fmt: skip
+        return DeploymentStatus(
+            "running" if state == "Healthy" else state.lower(),
+            scoring_uri=getattr(service, "scoring_uri", None) or None, details=details,
+        )  # fmt: skip
+
+    def delete(self, name: str) -> bool:
+        service_name = self.service_name(name)
+        service = self._service(service_name)
+        if service is None:
+            return False
         try:
             service.delete()
         except Exception as exc:

@@ -1,5 +1,5 @@
 """What the two endpoint targets share: names, tags, a deployment's model, code and environment, the
-SDK client, delete, and the dry run's endpoint.yml and deployment.yml."""
+SDK client, delete, status, and the dry run's endpoint.yml and deployment.yml."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 
 from sei_azureml_common import service_description, service_tags
 
-from sei_framework import Build, DeployError, DeployTarget, Endpoint
+from sei_framework import Build, DeployError, DeploymentStatus, DeployTarget, Endpoint
 
 from .image import write_build_context
 from .options import ENDPOINT_NAME_PATTERN
@@ -134,6 +134,32 @@ class EndpointTarget(DeployTarget):
             "environment": Environment(name=f"{self.environment_prefix}{endpoint}", build=BuildContext(path=where(context))),
             "code_configuration": CodeConfiguration(code=where(build.path), scoring_script=self.script),
         }
+
+    def logs_hint(self, endpoint: str) -> str | None:
+        """Where the deployment's logs are read (a command), for `sei status`; None: no one place."""
+        return None
+
+    def status(self, name: str) -> DeploymentStatus:
+        """What Azure holds of the endpoint: provisioning state, scoring URI, traffic (never its keys)."""
+        endpoint = self.endpoint_name(name)
+        client = self.ml_client()
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            live = self.operations(client)[0].get(name=endpoint)
+        except ResourceNotFoundError:
+            return DeploymentStatus("not deployed", details={"endpoint": endpoint})
+        except Exception as exc:
+            raise DeployError(f"cannot read {self.kind} {endpoint!r}: {short(exc)}") from None
+        provisioning = str(getattr(live, "provisioning_state", None) or "unknown")
+        details = {"endpoint": endpoint, "provisioning_state": provisioning}
+        traffic = getattr(live, "traffic", None) or {}
+        if traffic:
+            details["traffic"] = ", ".join(f"{deployment} {share}%" for deployment, share in traffic.items())
+        hint = self.logs_hint(endpoint)
+        details |= {"logs": hint} if hint else {}
+        state = "running" if provisioning.lower() == "succeeded" else provisioning.lower()
+        return DeploymentStatus(state, scoring_uri=getattr(live, "scoring_uri", None) or None, details=details)
 
     def delete(self, name: str) -> bool:
         endpoint = self.endpoint_name(name)

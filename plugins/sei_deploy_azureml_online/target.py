@@ -44,6 +44,9 @@ class AzureMLOnlineTarget(EndpointTarget):
             raise DeployError(f"managed online endpoint {name!r} has no scoring URI or key yet")
         return Endpoint(live.scoring_uri, headers={"Authorization": f"Bearer {keys.primary_key}"})
 
+    def logs_hint(self, endpoint: str) -> str | None:
+        return f"az ml online-deployment get-logs --endpoint-name {endpoint} --name {self.opts.deployment_name}"
+
     # -- entities -----------------------------------------------------------------------------
 
     def endpoint_entity(self, build: Build) -> Any:

@@ -1,6 +1,6 @@
-"""Built-in plugin: deploy target `local`, the build served by azmlinfsrv on 127.0.0.1.
+"""Built-in plugin: deploy target `local`, the build served by azmlinfsrv on this machine.
 
-Modules: `target` (deploy, delete, serve), `gunicorn_conf` (the gunicorn.conf.py written into the
+Modules: `target` (deploy, delete, serve, status), `address` (ports and the bound host), `gunicorn_conf` (the gunicorn.conf.py written into the
 deployment's folder), `worker` (what each gunicorn worker sets up: the WSGI middleware of `guard` and
 `auth` around azmlinfsrv's app, `answers` in SEI's error shape), `logs` (the private, rotated log).
 """

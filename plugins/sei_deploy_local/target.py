@@ -1,11 +1,12 @@
-"""Deploy target `local`: the build served by azmlinfsrv on 127.0.0.1, in a private state folder."""
+"""Deploy target `local`: the build served by azmlinfsrv on this machine (127.0.0.1 unless `host` says
+otherwise, and then only with auth), in a private state folder."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,22 +14,33 @@ from pathlib import Path
 from typing import ClassVar
 
 import requests
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from sei_framework import Build, ConfigPath, DeployError, DeployTarget, Endpoint, PluginOptions, sei_home
+from sei_framework import (
+    Build,
+    ConfigPath,
+    DeployError,
+    DeploymentStatus,
+    DeployTarget,
+    Endpoint,
+    PluginOptions,
+    sei_home,
+)
 
+from .address import HOST, connect_host, free_port, port_is_free, url_host
 from .gunicorn_conf import render
 from .logs import open_log, private_dir, rotate
 from .process import command_line, identity
 
 __all__ = ["HOST", "LocalOptions", "LocalTarget", "free_port"]
 
-HOST = "127.0.0.1"
-
 
 class LocalOptions(PluginOptions):
-    port: int = 0
-    """Port on 127.0.0.1; 0 picks a free one."""
+    host: str = HOST
+    """The IP address the service listens on. Beyond loopback (0.0.0.0, ::, a LAN address) only with
+    `auth: true`: anyone who reaches the port could use the service otherwise."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """Port on `host`; 0 picks a free one on the first deploy and keeps it on redeploys while it is free."""
     workers: int = 1
     startup_timeout: float = 120.0
     state_dir: ConfigPath | None = None
@@ -41,11 +53,25 @@ class LocalOptions(PluginOptions):
     """The interpreter whose azmlinfsrv serves (default: this one), a path relative to the config file;
     e.g. a venv made from a dry run's requirements, to try the environment a cloud target would build."""
 
+    @field_validator("host")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an IP address; give 127.0.0.1 (this machine only), 0.0.0.0 (every interface) "
+                "or one of this machine's addresses"
+            ) from None
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    @model_validator(mode="after")
+    def _auth_beyond_loopback(self) -> LocalOptions:
+        if not ipaddress.ip_address(self.host).is_loopback and not self.auth:
+            raise ValueError(
+                f"host {self.host} is reachable from other machines: set auth: true (clients then send the token "
+                f"in {self.token_env}), or keep host 127.0.0.1"
+            )
+        return self
 
 
 class LocalTarget(DeployTarget):
@@ -53,9 +79,25 @@ class LocalTarget(DeployTarget):
 
     name: ClassVar[str] = "local"
     Options = LocalOptions
+    options: LocalOptions
 
     def _run_dir(self, name: str) -> Path:
         return (self.options.state_dir or sei_home() / "local") / name
+
+    def _base_url(self, port: int) -> str:
+        return f"http://{url_host(connect_host(self.options.host))}:{port}"
+
+    def _port(self, name: str) -> int:
+        """The configured port; for 0, the port of this deployment's last run if it is free, else a free one."""
+        if self.options.port:
+            return self.options.port
+        try:
+            last = int((self._run_dir(name) / "port").read_text())
+        except (OSError, ValueError):
+            last = 0
+        if 0 < last < 65536 and port_is_free(self.options.host, last):
+            return last
+        return free_port(self.options.host)
 
     def command(self, build: Build, port: int) -> list[str]:
         return [
@@ -83,14 +125,16 @@ class LocalTarget(DeployTarget):
     def _prepare(self, build: Build) -> tuple[list[str], Path, dict[str, str], int]:
         """The command, its private working folder holding gunicorn.conf.py, its environment and port."""
         self._headers()  # fail before starting anything
-        port = self.options.port or free_port()
+        port = self._port(build.name)
         root = self.options.state_dir or sei_home() / "local"
         if not root.exists():
             private_dir(root)
         run_dir = private_dir(self._run_dir(build.name))
+        (run_dir / "port").write_text(str(port))  # kept after a delete: the next deploy of `port: 0` reuses it
         token_env = self.options.token_env if self.options.auth else None
         conf = run_dir / "gunicorn.conf.py"
-        conf.write_text(render(build.name, f"{HOST}:{port}", str(build.path.resolve()), token_env))
+        bind = f"{url_host(self.options.host)}:{port}"
+        conf.write_text(render(build.name, bind, str(build.path.resolve()), token_env))
         conf.chmod(0o600)
         env = {**os.environ, "AML_APP_ROOT": str(build.path.resolve())}
         return self.command(build, port), run_dir, env, port
@@ -105,13 +149,15 @@ class LocalTarget(DeployTarget):
                 command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         started = identity(process.pid)  # the process group we may signal later is this process's only
-        state = {"pid": process.pid, "started": started, "port": port, "build": str(build.path.resolve()),
-                 "log": str(log_path)}  # fmt: skip
+        state = {
+            "pid": process.pid, "started": started, "host": self.options.host, "port": port,
+            "build": str(build.path.resolve()), "log": str(log_path),
+        }  # fmt: skip
         state_file = run_dir / "state.json"
         state_file.write_text(json.dumps(state))
         state_file.chmod(0o600)
         self._wait_healthy(process, port, log_path, started)
-        return Endpoint(f"http://{HOST}:{port}/score", headers=self._headers())
+        return Endpoint(f"{self._base_url(port)}/score", headers=self._headers())
 
     def _wait_healthy(self, process: subprocess.Popen, port: int, log_path: Path, started: str | None) -> None:
         deadline = time.monotonic() + self.options.startup_timeout
@@ -120,7 +166,7 @@ class LocalTarget(DeployTarget):
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
                 raise DeployError("azmlinfsrv exited while starting:\n" + "\n".join(tail))
             try:
-                if requests.get(f"http://{HOST}:{port}/", timeout=2).status_code == 200:
+                if requests.get(f"{self._base_url(port)}/", timeout=2).status_code == 200:
                     if self._init_failed(log_path):
                         self._stop(process.pid, started)
                         raise DeployError(f"score.py init() failed; see {log_path}")
@@ -138,12 +184,21 @@ class LocalTarget(DeployTarget):
     def endpoint(self, name: str) -> Endpoint | None:
         """The endpoint of the running deployment `name`, if any."""
         state = self._state(name)
-        return Endpoint(f"http://{HOST}:{state['port']}/score", headers=self._headers()) if state else None
+        return Endpoint(f"{self._base_url(state['port'])}/score", headers=self._headers()) if state else None
 
-    def _state(self, name: str) -> dict | None:
-        """The recorded state of `name` if the process it names is still the one deploy started."""
+    def _saved_state(self, name: str) -> dict | None:
         try:
             state = json.loads((self._run_dir(name) / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) else None
+
+    def _state(self, name: str) -> dict | None:
+        """The saved state of `name` while the process it names is still the one deploy started, else None."""
+        state = self._saved_state(name)
+        if state is None:
+            return None
+        try:
             pid = state["pid"]
             if type(pid) is not int or pid <= 1:
                 return None
@@ -151,6 +206,33 @@ class LocalTarget(DeployTarget):
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return state if _is_ours(state) else None
+
+    def status(self, name: str) -> DeploymentStatus:
+        """running (the pid lives), stopped (it died) or not deployed; the port, log and build folder."""
+        run_dir = self._run_dir(name)
+        saved = self._saved_state(name)
+        log = Path(saved.get("log", run_dir / "server.log")) if saved else run_dir / "server.log"
+        if saved is None:
+            details = {"log": str(log)} if log.exists() else {}
+            port = (run_dir / "port").read_text().strip() if (run_dir / "port").exists() else None
+            details |= {"last_port": port} if port else {}
+            return DeploymentStatus("not deployed", details=details)
+        alive = self._state(name) is not None
+        uri = f"http://{url_host(connect_host(str(saved.get('host', HOST))))}:{saved.get('port')}/score"
+        details = {
+            "pid": f"{saved.get('pid')} ({'alive' if alive else 'not alive'})",
+            "host": str(saved.get("host", HOST)),
+            "port": str(saved.get("port")),
+            "log": str(log),
+            "build": str(saved.get("build")),
+        }
+        if alive:
+            try:
+                answering = requests.get(uri.removesuffix("score"), timeout=2).status_code == 200
+            except requests.RequestException:
+                answering = False
+            details["health"] = "answering" if answering else "not answering"
+        return DeploymentStatus("running" if alive else "stopped", scoring_uri=uri if alive else None, details=details)
 
     def delete(self, name: str) -> bool:
         state = self._state(name)
@@ -186,9 +268,16 @@ class LocalTarget(DeployTarget):
         if _group_is_ours(pid, started):
             os.killpg(pid, signal.SIGKILL)
 
+    def exec_foreground(self, build: Build) -> None:
+        """Become the server of `build` (os.execve): for a container's command, where signals must reach it."""
+        command, run_dir, env, port = self._prepare(build)
+        print(f"serving {build.name} at {self._base_url(port)}/score", flush=True)
+        os.chdir(run_dir)
+        os.execve(command[0], command, env)
+
     def serve(self, build: Build) -> None:
         command, run_dir, env, port = self._prepare(build)
-        print(f"serving {build.name} at http://{HOST}:{port}/score (Ctrl+C stops)", flush=True)
+        print(f"serving {build.name} at {self._base_url(port)}/score (Ctrl+C stops)", flush=True)
         try:
             subprocess.run(command, cwd=run_dir, env=env, check=False)
         except KeyboardInterrupt:

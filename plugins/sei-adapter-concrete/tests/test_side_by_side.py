@@ -22,6 +22,7 @@ from sei_framework import Deployment, Keyring
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from fresh_env import fresh_venv, pip_install  # noqa: E402  (the main suite's helpers)
 
+SCALED = {"feature_bounds": [-1, 1]}  # scikit-learn's diabetes rows are scaled
 LIMITS = {"max_public_key_mb": 128, "max_request_mb": 64, "key_cache_mb": 2048}
 
 
@@ -34,8 +35,8 @@ def mixed_config(trained, tmp_path_factory):
     config = {
         "name": "mixed",
         "models": [
-            {"name": "packed", "adapter": "sklearn-packed", "path": str(folder / "diabetes.joblib")},
-            {"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(folder / "diabetes.joblib")},
+            {"name": "packed", "adapter": "sklearn-packed", "path": str(folder / "diabetes.joblib"), "options": SCALED},
+            {"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(folder / "diabetes.joblib"), "options": SCALED},
             concrete_model(trained, "tree"),
         ],
         "key_transport": {"name": "local-dir", "options": {"path": str(folder / "shared-keys")}},
