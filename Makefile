@@ -80,8 +80,8 @@ floors: $(FLOORS_VENV)/.installed
 demo: install
 	$(PY) examples/demo.py
 
-# SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs,
-# ../shared beside the clone), so any skip fails the run (tests/no_skips.py).
+# SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
+# MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
 test: install-test azurite floors concrete
 	SEI_NO_SKIPS=1 $(PY) -m pytest
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
