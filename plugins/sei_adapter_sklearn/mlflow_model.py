@@ -1,10 +1,11 @@
 """MLflow model folders (the `sklearn` flavour), read with MLflow's own loader, and their input signature.
 
-MLflow is needed at build time only (`pip install 'sei-framework[mlflow]'`: mlflow-skinny and
-pandas): the build folds the model into linear.json like any other model file. The folder's model
-is a pickle (`pickle`/`cloudpickle`: it runs code when loaded, so only load folders from people you
-trust) or a skops file, which SEI checks with the same trust rules as a `.skops` file, not with
-the `skops_trusted_types` the folder's own MLmodel lists.
+MLflow is needed at build time only (the `mlflow` extra: mlflow-skinny and pandas): the build folds
+the model into linear.json like any other model file. The folder's model is a pickle
+(`pickle`/`cloudpickle`: it runs code when loaded, so only load folders from people you trust) or a
+skops file, which SEI checks with the same trust rules as a `.skops` file, not with the
+`skops_trusted_types` the folder's own MLmodel lists. scikit-learn is imported only to load a model,
+so a client reads signatures without it.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .model_files import ModelFileError, _load_logging_versions, refused_types
+from sei_framework import install_hint
 
 __all__ = ["MLMODEL", "load_mlflow_model", "signature_columns", "signature_names", "check_columns"]
 
 MLMODEL = "MLmodel"
 FLAVOR = "sklearn"
-INSTALL_HINT = "pip install 'sei-framework[mlflow]' (mlflow-skinny, pandas)"
+INSTALL_HINT = "MLflow is in the `mlflow` extra of sei-framework: " + install_hint("mlflow")
 
 
 def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> tuple[object, dict[str, Any] | None]:
     """The estimator of the MLflow model folder `path` and its signature (`{"inputs": [...]}`, MLflow's
     own JSON form), or None without one. A folder that is not an MLflow model, or has no sklearn
     flavour, is refused by name."""
+    from .model_files import ModelFileError, _load_logging_versions
+
     path = Path(path)
     if not (path / MLMODEL).is_file():
         raise ModelFileError(
@@ -35,7 +38,7 @@ def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> 
         import mlflow.sklearn
         from mlflow.models import Model
     except ImportError as exc:
-        raise ModelFileError(f"MLflow model {path} needs MLflow to be read: {INSTALL_HINT} ({exc})") from None
+        raise ModelFileError(f"MLflow model {path} needs MLflow to be read ({exc}); {INSTALL_HINT}") from None
     try:
         meta = Model.load(str(path))
     except Exception as exc:  # YAML errors, a bad signature, ...
@@ -59,6 +62,8 @@ def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> 
 
 def _check_skops_types(path: Path, flavor: dict[str, Any], trusted_types: list[str]) -> None:
     """A skops-format model: refuse types that neither SEI nor the config trusts (whatever MLmodel says)."""
+    from .model_files import ModelFileError, refused_types
+
     if flavor.get("serialization_format") != "skops":
         return
     import skops.io as sio
@@ -86,6 +91,8 @@ def _inputs(signature: Any) -> list[dict[str, Any]] | None:
 def signature_columns(signature: Any) -> int | None:
     """Columns the signature's inputs take: its column count, or a 2-D tensor's last dimension. None
     when it does not say (a tensor whose last dimension is -1)."""
+    from .model_files import ModelFileError
+
     inputs = _inputs(signature)
     if not inputs:
         return None
@@ -111,6 +118,8 @@ def signature_names(signature: Any) -> list[str] | None:
 
 def check_columns(signature: Any, n_features: int, path: Path) -> None:
     """Build time: the signature's column count must be the folded model's feature count."""
+    from .model_files import ModelFileError
+
     columns = signature_columns(signature)
     if columns is not None and columns != n_features:
         raise ModelFileError(

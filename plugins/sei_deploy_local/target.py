@@ -15,7 +15,7 @@ from typing import ClassVar
 import requests
 from pydantic import Field
 
-from sei_framework import Build, ConfigPath, DeployError, DeployTarget, Endpoint, PluginOptions, sei_home
+from sei_framework import Build, ConfigPath, DeployError, DeployTarget, Endpoint, PluginOptions, require_extra, sei_home
 
 from .gunicorn_conf import render
 from .logs import open_log, private_dir, rotate
@@ -82,6 +82,7 @@ class LocalTarget(DeployTarget):
     def _prepare(self, build: Build) -> tuple[list[str], Path, dict[str, str], int]:
         """The command, its private working folder holding gunicorn.conf.py, its environment and port."""
         self._headers()  # fail before starting anything
+        require_extra("serve", "the local target (azmlinfsrv)", DeployError, self.options.python)
         port = self.options.port or free_port()
         root = self.options.state_dir or sei_home() / "local"
         if not root.exists():

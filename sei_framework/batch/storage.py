@@ -11,12 +11,16 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import BatchError
+from ..extras import require_extra
 
 __all__ = ["BatchError", "JobStore", "sha256_hex"]
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+AZURE_SCHEMES = ("az", "abfs", "abfss")  # fsspec protocols served by adlfs (the batch-azure extra)
 
 
 class JobStore:
@@ -31,6 +35,8 @@ class JobStore:
     def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         self.url = os.fspath(url)
         self.storage_options = dict(storage_options or {})
+        if "://" in self.url and self.url.split("://", 1)[0] in AZURE_SCHEMES:
+            require_extra("batch-azure", "a job folder in Azure Storage", BatchError)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         except (ImportError, ValueError) as exc:
