@@ -70,6 +70,20 @@ def keyed_request(service, model: str, rows: np.ndarray) -> tuple[object, dict, 
     return client, body, InlineTransport(InlineTransport.Options()).publish(key_id, public), public
 
 
+# Folders that are not the project's own text: VCS, venvs, installed or generated output.
+_SKIPPED_DIRS = {".git", "node_modules", "__pycache__", "build", "dist", "results", "models"}
+_TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".ipynb", ".txt", ".cfg", ".json", ".sh", ""}
+
+
+def project_files() -> list[Path]:
+    """The project's own text files (sources, docs, configs, notebook, Makefile), for tests that grep them."""
+    files = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS and not d.endswith(".egg-info")]
+        files += [Path(folder, name) for name in names if Path(name).suffix in _TEXT_SUFFIXES or name == "Makefile"]
+    return files
+
+
 def load_seed_model() -> Any:
     """The tutorial's model (a pickle), read the way the sklearn adapters read model files."""
     from sei_adapter_sklearn.model_files import load_model

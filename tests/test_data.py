@@ -3,29 +3,17 @@ reads a folder beside the repository."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import DATA, MNIST_IMAGES, MNIST_LABELS, ROOT, SEED_MODEL, load_mnist, load_seed_model
+from conftest import DATA, MNIST_IMAGES, MNIST_LABELS, ROOT, SEED_MODEL, load_mnist, load_seed_model, project_files
 from sei_framework.config import load_config
 
-# Folders that are not the project's own text: VCS, venvs, installed or generated output.
-SKIPPED_DIRS = {".git", "node_modules", "__pycache__", "build", "dist", "results", "models"}
-TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".ipynb", ".txt", ".cfg", ".json", ".sh", ""}
 # The old location of the data, one folder above the clone (spelled in parts so this file does not match).
 OUTSIDE = re.compile("|".join([r"\.\./" + "shared", "shared" + r"/data", r"parent\s*/\s*\"" + "shared" + '"']))
-
-
-def project_files() -> list[Path]:
-    files = []
-    for folder, dirs, names in os.walk(ROOT):
-        dirs[:] = [name for name in dirs if not name.startswith(".") and name not in SKIPPED_DIRS]
-        files += [Path(folder, name) for name in names if Path(name).suffix in TEXT_SUFFIXES or name == "Makefile"]
-    return files
 
 
 def test_nothing_reads_a_folder_beside_the_repository():
