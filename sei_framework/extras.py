@@ -81,10 +81,15 @@ def install_hint(extra: str) -> str:
 
 
 def require_extra(
-    extra: str, what: str, error: type[SeiError] = SeiError, python: str | Path | None = None
+    extra: str,
+    what: str,
+    error: type[SeiError] = SeiError,
+    python: str | Path | None = None,
+    modules: Iterable[str] | None = None,
 ) -> None:
-    """Raise `error` naming `extra` when any of its modules is missing (for `python`, else here)."""
-    missing = missing_modules(EXTRAS[extra].values(), python)
+    """Raise `error` naming `extra` when any of its modules (or of `modules`, the ones `what` cannot
+    do without) is missing, for the interpreter `python` or else here."""
+    missing = missing_modules(EXTRAS[extra].values() if modules is None else modules, python)
     if missing:
         where = f" to {python}" if python is not None else ""
         raise error(

@@ -82,7 +82,8 @@ class LocalTarget(DeployTarget):
     def _prepare(self, build: Build) -> tuple[list[str], Path, dict[str, str], int]:
         """The command, its private working folder holding gunicorn.conf.py, its environment and port."""
         self._headers()  # fail before starting anything
-        require_extra("serve", "the local target (azmlinfsrv)", DeployError, self.options.python)
+        # azmlinfsrv is required; without gevent it serves on sync workers, with a warning in its log
+        require_extra("serve", "the local target", DeployError, self.options.python, ["azureml_inference_server_http"])
         port = self.options.port or free_port()
         root = self.options.state_dir or sei_home() / "local"
         if not root.exists():
