@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete example-concrete clean
+.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete example-concrete dist clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -40,7 +40,12 @@ $(FLOORS_VENV)/.installed: $(DEPS) tests/floors.txt
 # - CONCRETE_BUILD_VENV compiles models: Concrete ML 1.9 with its exact pins (numpy 1.26.4, scikit-learn
 #   1.5.0, torch 2.3.1 with CUDA wheels: about 3.4 GB to download, 6.3 GB installed) beside SEI's core;
 # - CONCRETE_VENV serves and calls them: SEI with every test extra, the sklearn adapters included, and
-#   concrete-python 2.10 (numpy < 2) on the CPU build of torch 2.13.0 that this machine keeps on disk.
+#   concrete-python 2.10 (numpy < 2) on torch 2.13.0 (2.5 GB installed). Which torch build pip takes
+#   depends on the machine: this one has the CPU wheel (torch-2.13.0+cpu, 192 MB) in its pip find-links,
+#   but on a stock machine PyPI's torch 2.13.0 brings CUDA 13 libraries and triton: 2.74 GB to download
+#   (docs/concrete.md), unused, as concrete-python computes on the CPU. TORCH_INDEX=URL takes torch
+#   from that index instead, e.g. `make concrete TORCH_INDEX=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX ?=
 CONCRETE_DIST := plugins/sei-adapter-concrete
 CONCRETE_BUILD_VENV ?= .venv-concrete-build
 CONCRETE_VENV ?= .venv-concrete
@@ -57,7 +62,7 @@ $(CONCRETE_BUILD_VENV)/.installed: pyproject.toml $(CONCRETE_DIST)/pyproject.tom
 $(CONCRETE_VENV)/.installed: $(DEPS) $(CONCRETE_DIST)/pyproject.toml
 	$(PYTHON) -m venv $(CONCRETE_VENV)
 	$(CONCRETE_PY) -m pip install --quiet --upgrade pip
-	$(CONCRETE_PY) -m pip install --quiet torch==2.13.0
+	$(CONCRETE_PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(CONCRETE_PY) -m pip install --quiet -e '.[serve,test,azure]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
 	$(CONCRETE_PY) -m pip check
 	touch $@
@@ -80,8 +85,15 @@ floors: $(FLOORS_VENV)/.installed
 demo: install
 	$(PY) examples/demo.py
 
-# SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs,
-# ../shared beside the clone), so any skip fails the run (tests/no_skips.py).
+# The sdist and the wheel in dist/, checked by twine: `pip install 'dist/sei_framework-0.1.0-py3-none-any.whl[EXTRAS]'`
+# on any machine (docs/install.md). build and twine are pinned in the test extra.
+dist: install-test
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
+# MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
 test: install-test azurite floors concrete
 	SEI_NO_SKIPS=1 $(PY) -m pytest
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
@@ -103,4 +115,4 @@ bench-concrete: concrete
 	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m bench.concrete
 
 clean:
-	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules
+	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules dist

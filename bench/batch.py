@@ -7,7 +7,7 @@ all in memory), then runs the three steps as the two parties would; encrypt also
 the rows, to show its peak memory does not grow with the data. Scores the job on one Dask worker and
 on two, alternating for three rounds (results removed in between; the median round of each is
 reported), and projects 100 M rows on N workers from the one-worker cost per shard. Checks every prediction against plaintext `predict` in
-chunks. With --mnist N (and ../shared present) it also sends the first N MNIST test images through
+chunks. With --mnist N (the MNIST test set in data/) it also sends the first N MNIST test images through
 the batch path and through the online service (azmlinfsrv) and compares the two.
 
 usage: python -m bench.batch [--rows 1000000] [--mnist 10000] [--out bench/results/batch]
@@ -180,18 +180,15 @@ def run(rows: int, out: Path, mnist: int) -> dict:
 
 def mnist_batch_vs_online(folder: Path, env: dict, count: int) -> dict:
     """The first COUNT MNIST test images through the batch path and the online service: same predictions?"""
-    import gzip
-
     import pyarrow.parquet as pq
     import yaml
 
+    from bench.data import SEED_MODEL as model_path
+    from bench.data import mnist_images
     from sei_framework import Deployment
     from sei_framework.keys import Keyring
 
-    shared = ROOT.parent / "shared" / "data"
-    model_path = shared / "seed-model" / "sklearn_mnist_model.pkl"
-    with gzip.open(shared / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
-        images = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 784)[:count] / 255.0
+    images = mnist_images()[:count]
     config = {"name": "mnist-batch", "models": [{"name": "mnist", "adapter": "sklearn-packed", "path": str(model_path),
               "options": {"mode": "bulk", "feature_bounds": [0, 1]}}], "deploy": {"target": "local", "options": {"state_dir": str(folder / "state")}}}  # fmt: skip
     (folder / "mnist.yaml").write_text(yaml.safe_dump(config))

@@ -24,14 +24,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 from sei_adapter_sklearn import packed_kernel as K
 
-DATA = os.environ.get("SEI_SHARED_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
+DATA = os.path.join(HERE, "..", "data")  # shipped in the repository (data/README.md)
 
 
 def load():
-    import joblib
+    from sei_adapter_sklearn.model_files import load_model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = joblib.load(os.path.join(DATA, "seed-model", "sklearn_mnist_model.pkl"))
+        m = load_model(os.path.join(DATA, "seed-model", "sklearn_mnist_model.pkl"))
     with gzip.open(os.path.join(DATA, "mnist", "t10k-images-idx3-ubyte.gz")) as f:
         X = np.frombuffer(f.read()[16:], np.uint8).reshape(-1, 784) / 255.0
     with gzip.open(os.path.join(DATA, "mnist", "t10k-labels-idx1-ubyte.gz")) as f:

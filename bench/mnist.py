@@ -11,22 +11,15 @@ their time budget allows; the packed adapters score all 10,000 test images.
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
-import numpy as np
 import yaml
 
+from bench.data import SEED_MODEL, mnist_images
 from sei_framework import Deployment
 from sei_framework.bench import format_table, run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def mnist_images() -> np.ndarray:
-    with gzip.open(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
-        return np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 784) / 255.0
 
 
 def main() -> None:
@@ -37,7 +30,7 @@ def main() -> None:
     parser.add_argument("--bulk-seconds", type=float, default=90.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mnist")
     args = parser.parse_args()
-    model = str(SHARED / "seed-model" / "sklearn_mnist_model.pkl")
+    model = str(SEED_MODEL)
     pixels = {"feature_bounds": [0, 1]}  # pixels / 255
     config = {
         "name": "mnist-bench",

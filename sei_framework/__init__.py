@@ -35,6 +35,7 @@ from .errors import (
     UnknownKey,
     UnknownPluginError,
 )
+from .extras import install_hint, require_extra
 from .hookspecs import hookimpl
 from .isolation import call_isolated, run_script_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
@@ -86,9 +87,11 @@ __all__ = [
     "run_script_isolated",
     "check_key_id",
     "get_plugin_manager",
+    "install_hint",
     "hookimpl",
     "key_id_for",
     "log_to_stderr",
+    "require_extra",
     "sei_home",
     "ship_local_distributions",
 ]

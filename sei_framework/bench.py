@@ -19,6 +19,7 @@ import numpy as np
 
 from .deployment import Deployment
 from .errors import BuildError
+from .extras import install_hint
 from .keys import Keyring, key_id_for
 from .serving import ScoringService
 
@@ -236,7 +237,9 @@ def write_chart(figures: list[ModelFigures], path: Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise BuildError("the benchmark chart needs matplotlib: pip install 'sei-framework[bench]'") from None
+        raise BuildError(
+            "the benchmark chart needs matplotlib, of the `bench` extra of sei-framework: " + install_hint("bench")
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

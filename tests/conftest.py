@@ -1,4 +1,4 @@
-"""Shared fixtures: a private SEI_HOME per test, trained models, and the shared data when present."""
+"""Shared fixtures: a private SEI_HOME per test, trained models, and the data the repository ships (data/)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -22,10 +24,10 @@ from sklearn.preprocessing import StandardScaler
 pytest_plugins = ["sei_framework.testing", "no_skips"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-SEED_MODEL = SHARED / "seed-model" / "sklearn_mnist_model.pkl"
-MNIST_IMAGES = SHARED / "mnist" / "t10k-images-idx3-ubyte.gz"
-MNIST_LABELS = SHARED / "mnist" / "t10k-labels-idx1-ubyte.gz"
+DATA = ROOT / "data"  # shipped in the repository (data/README.md): always present, never skipped
+SEED_MODEL = DATA / "seed-model" / "sklearn_mnist_model.pkl"
+MNIST_IMAGES = DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
+MNIST_LABELS = DATA / "mnist" / "t10k-labels-idx1-ubyte.gz"
 
 
 SCALED = {"feature_bounds": [-1.0, 1.0]}
@@ -82,8 +84,27 @@ def keyed_request(service, model: str, rows: np.ndarray) -> tuple[object, dict, 
     return client, body, InlineTransport(InlineTransport.Options()).publish(key_id, public), public
 
 
-def needs_shared(path: Path):
-    return pytest.mark.skipif(not path.exists(), reason=f"shared data {path} is absent (../shared not beside the repo)")
+# Folders that are not the project's own text: VCS, venvs, installed or generated output.
+_SKIPPED_DIRS = {".git", "node_modules", "__pycache__", "build", "dist", "results", "models"}
+_TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".ipynb", ".txt", ".cfg", ".json", ".sh", ""}
+
+
+def project_files() -> list[Path]:
+    """The project's own text files (sources, docs, configs, notebook, Makefile), for tests that grep them."""
+    files = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS and not d.endswith(".egg-info")]
+        files += [Path(folder, name) for name in names if Path(name).suffix in _TEXT_SUFFIXES or name == "Makefile"]
+    return files
+
+
+def load_seed_model() -> Any:
+    """The tutorial's model (a pickle), read the way the sklearn adapters read model files."""
+    from sei_adapter_sklearn.model_files import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # saved by scikit-learn 0.22
+        return load_model(SEED_MODEL)
 
 
 def load_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:

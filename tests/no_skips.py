@@ -1,8 +1,8 @@
 """Under `make test` (SEI_NO_SKIPS=1) a skip is a failure: everything the suite needs was installed.
 
-Outside `make test` (a developer's partial environment, no ../shared beside the clone) tests may
-skip, each with its reason; `make test` sets the variable, so a missing Redis, Azurite, Azure SDK
-or shared data set can never turn into a quietly green run.
+Outside `make test` (a developer's partial environment) tests may skip, each with its reason;
+`make test` sets the variable, so a missing Redis, Azurite or Azure SDK can never turn into a
+quietly green run. The data the tests use ships in data/, so it never causes a skip.
 """
 
 from __future__ import annotations

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
-import joblib
 import numpy as np
-import pytest
 import yaml
-from conftest import MNIST_IMAGES, SEED_MODEL, load_mnist, needs_shared
 
+from conftest import SEED_MODEL, load_mnist, load_seed_model
 from sei_framework import Client, Deployment
 from sei_framework.keys import Keyring
 
-pytestmark = [needs_shared(SEED_MODEL), needs_shared(MNIST_IMAGES)]
 IMAGES = 50
 
 
@@ -34,9 +29,7 @@ def test_encrypted_scores_match_decision_function_on_50_images(tmp_path):
         result = Client(endpoint, keyring=Keyring(tmp_path / "keys")).predict("mnist", X, batch_size=10)
     finally:
         deployment.delete()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # saved by scikit-learn 0.22
-        model = joblib.load(SEED_MODEL)
+    model = load_seed_model()
     assert np.abs(result.scores - model.decision_function(X)).max() <= 1e-3
     assert (result.predictions == model.predict(X)).all()
     assert (result.predictions == labels).mean() > 0.85  # the model's own accuracy is 91.93 %

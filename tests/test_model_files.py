@@ -30,13 +30,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.utils import Bunch
 
+from conftest import MNIST_IMAGES, SEED_MODEL
 from sei_adapter_sklearn.linear import fold
 from sei_adapter_sklearn.model_files import ModelFileError, allowed_types, load_model
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SEED_MODEL = SHARED_DATA / "seed-model" / "sklearn_mnist_model.pkl"
-MNIST_IMAGES = SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
 
 
 class CustomScaler(StandardScaler):
@@ -333,7 +330,6 @@ def test_old_pipeline_logs_one_line(tmp_path: Path, caplog: pytest.LogCaptureFix
     ]
 
 
-@needs_shared
 def test_seed_model_logs_once_and_folds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / SEED_MODEL.name  # a path this process has not loaded before
     path.write_bytes(SEED_MODEL.read_bytes())

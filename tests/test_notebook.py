@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import MNIST_IMAGES, MNIST_LABELS, ROOT, SEED_MODEL
+from conftest import ROOT
 from sei_framework import get_plugin_manager
 
 NOTEBOOK = ROOT / "examples" / "tutorial.ipynb"
@@ -57,7 +57,10 @@ def run_notebook(venv_kernel, sei_home: Path, tmp_path: Path, monkeypatch, data:
     """Execute the notebook with SEI_TUTORIAL_DATA=`data`; its printed text and its display outputs."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    monkeypatch.setenv("SEI_TUTORIAL_DATA", data)
+    if data == "mnist":
+        monkeypatch.delenv("SEI_TUTORIAL_DATA", raising=False)  # the notebook's default
+    else:
+        monkeypatch.setenv("SEI_TUTORIAL_DATA", data)
     monkeypatch.setenv("TMPDIR", str(tmp))  # where the notebook makes its working folder, checked below
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
@@ -83,14 +86,13 @@ def run_notebook(venv_kernel, sei_home: Path, tmp_path: Path, monkeypatch, data:
     return text, outputs
 
 
-@pytest.mark.parametrize("data", ["auto", "bundled"])
+@pytest.mark.parametrize("data", ["mnist", "bundled"])
 def test_tutorial_notebook_runs_top_to_bottom(data, venv_kernel, sei_home, tmp_path, monkeypatch):
     text, outputs = run_notebook(venv_kernel, sei_home, tmp_path, monkeypatch, data)
 
     assert f"kernel python: {sys.executable}\n" in text
     assert f"kernel prefix: {sys.prefix}\n" in text
-    shared = data == "auto" and all(path.is_file() for path in (SEED_MODEL, MNIST_IMAGES, MNIST_LABELS))
-    if shared:
+    if data == "mnist":  # the tutorial's model and MNIST from the repository's data/
         assert "loaded the tutorial's model sklearn_mnist_model.pkl" in text
         assert "784 features, 10 classes" in text
     else:

@@ -1,36 +1,24 @@
 """Fast tests for the packed kernel: a few rows and a small bulk batch of two data sets.
 
-`mnist` is the shared seed model and images (skipped, with the reason, when ../shared is absent);
-`synthetic` is a random model of the same shape, run always. Neither stands in for the other silently.
+`mnist` is the tutorial's seed model and the MNIST test images shipped in data/;
+`synthetic` is a random model of the same shape.
 """
 import dataclasses
-import gzip
 import os
-import warnings
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import load_mnist, load_seed_model
 
 from sei_adapter_sklearn import packed_kernel as K
-
-DATA = str(SHARED)
-MODEL = os.path.join(DATA, "seed-model", "sklearn_mnist_model.pkl")
-IMAGES = os.path.join(DATA, "mnist", "t10k-images-idx3-ubyte.gz")
 
 
 @pytest.fixture(scope="module", params=["mnist", "synthetic"])
 def data(request):
-    """(W, b, X, X @ W.T + b) of the shared MNIST seed model, or of a synthetic model of its shape."""
+    """(W, b, X, X @ W.T + b) of the MNIST seed model, or of a synthetic model of its shape."""
     if request.param == "mnist":
-        if not (os.path.exists(MODEL) and os.path.exists(IMAGES)):
-            pytest.skip(f"shared MNIST data absent ({MODEL}, {IMAGES}); the synthetic case still runs")
-        import joblib
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m = joblib.load(MODEL)
-        with gzip.open(IMAGES) as f:
-            X = np.frombuffer(f.read()[16:16 + 784 * 200], np.uint8).reshape(-1, 784) / 255.0
+        m = load_seed_model()
+        X, _ = load_mnist(200)
         W, b = m.coef_.astype(np.float64), m.intercept_.astype(np.float64)
     else:
         rng = np.random.default_rng(0)

@@ -10,20 +10,17 @@ SEI's own client then uses the same service without sending any secret.
 from __future__ import annotations
 
 import json
-import warnings
 
-import joblib
 import numpy as np
 import pytest
 import requests
 from azurite import ACCOUNT_KEY, azurite_fixture  # noqa: F401  (fixture azurite)
-from conftest import MNIST_IMAGES, ROOT, SEED_MODEL, load_mnist, needs_shared
+from conftest import ROOT, load_mnist, load_seed_model
 
 from sei_framework import Deployment
 from sei_framework.config import load_config
 from sei_framework.keys import Keyring
 
-pytestmark = [needs_shared(SEED_MODEL), needs_shared(MNIST_IMAGES)]
 pytest.importorskip("azure.storage.blob", reason="needs the [azure-blob] extra (make test installs it)")
 CONFIG = ROOT / "configs" / "mnist-aci.yaml"
 IMAGES = 3
@@ -31,9 +28,7 @@ IMAGES = 3
 
 @pytest.fixture(scope="module")
 def seed_model():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # saved by scikit-learn 0.22
-        return joblib.load(SEED_MODEL)
+    return load_seed_model()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sei_framework import PluginError, hookimpl
+from sei_framework import PluginError, hookimpl, install_hint
 
 __all__ = ["sei_register_model_adapters"]
 
@@ -14,7 +14,9 @@ def sei_register_model_adapters(registry):
         from .packed import PackedAdapter
     except ModuleNotFoundError as exc:  # sei-framework installed without its sklearn extra
         raise PluginError(
-            f"the scikit-learn adapters need `pip install 'sei-framework[sklearn]'` (missing: {exc.name})"
+            f"the scikit-learn adapters need the `sklearn` extra of sei-framework (`client` on a machine that only "
+            f"calls services; not importable: {exc.name}); add it: {install_hint('sklearn')}",
+            code="missing_extra",
         ) from None
 
     registry.register(EIServerAdapter)

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction
+from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction, require_extra
 
 from .linear import LinearModel, NotLinearError, fold
 from .mlflow_model import check_columns, differences, load_mlflow_model, signature_names
-from .model_files import ModelFileError, load_model
 
 __all__ = ["SERVICE_REQUIREMENTS", "SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
 
@@ -54,6 +53,9 @@ def from_readout(description: dict[str, Any]) -> LinearModel:
 def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
     """Load and fold a model file or MLflow model folder into `dest/linear.json`; a non-linear model is
     refused by name, and an MLflow signature whose column count is not the model's features too."""
+    require_extra("sklearn", "building a model with the scikit-learn adapters", PluginError)
+    from .model_files import ModelFileError, load_model  # scikit-learn and joblib: build time only
+
     signature = None
     try:
         if Path(source).is_dir():

@@ -1,11 +1,11 @@
-"""MLflow model folders (the `sklearn` flavour), read with MLflow's own loader, and their input signature.
+"""MLflow model folders (the `sklearn` flavour): their model, read through the allow-list, and their input signature.
 
-MLflow is needed at build time only (`pip install 'sei-framework[mlflow]'`: mlflow-skinny and
+MLflow is needed at build time only (the `mlflow` extra: mlflow-skinny and
 pandas): the build folds the model into linear.json like any other model file. The folder's model
 is a pickle (`pickle`/`cloudpickle`) or a skops file; SEI reads it itself, through the same allow-list
 as a model file (model_files.allowed_types plus the adapter's trusted_types), never through the
 `skops_trusted_types` the folder's own MLmodel lists, and never adds the folder's code paths to
-sys.path.
+sys.path. scikit-learn is imported only to load a model, so a client reads signatures without it.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .model_files import ModelFileError, load_model_file
+from sei_framework import ModelFileError, install_hint
 
 __all__ = ["MLMODEL", "load_mlflow_model", "signature_columns", "signature_names", "check_columns"]
 
 MLMODEL = "MLmodel"
 FLAVOR = "sklearn"
-INSTALL_HINT = "pip install 'sei-framework[mlflow]' (mlflow-skinny, pandas)"
+INSTALL_HINT = "MLflow is in the `mlflow` extra of sei-framework: " + install_hint("mlflow")
 
 
 def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> tuple[object, dict[str, Any] | None]:
@@ -35,7 +35,7 @@ def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> 
     try:
         from mlflow.models import Model
     except ImportError as exc:
-        raise ModelFileError(f"MLflow model {path} needs MLflow to be read: {INSTALL_HINT} ({exc})") from None
+        raise ModelFileError(f"MLflow model {path} needs MLflow to be read ({exc}); {INSTALL_HINT}") from None
     try:
         meta = Model.load(str(path))
     except Exception as exc:  # YAML errors, a bad signature, ...
@@ -47,6 +47,8 @@ def load_mlflow_model(path: Path, *, trusted_types: list[str] | None = None) -> 
             "models saved with mlflow.sklearn.save_model or log_model"
         )
     flavor = meta.flavors[FLAVOR]
+    from .model_files import load_model_file  # scikit-learn: a build's, never a client's
+
     model = load_model_file(_model_file(path, flavor), _format(path, flavor), trusted_types or [])
     signature = None
     if meta.signature is not None and meta.signature.inputs is not None:

@@ -1,6 +1,6 @@
 """Built-in plugin: deploy target `aci`, Azure Container Instances through an Azure ML workspace.
 
-Needs `pip install 'sei-framework[aci]'` (azureml-core) on the deploying machine; the SDK is
+Needs the `aci` extra (azureml-core; docs/install.md) on the deploying machine; the SDK is
 imported when the target is used, so configs naming it validate without it.
 """
 

@@ -19,7 +19,15 @@ from typing import Any, ClassVar
 
 from sei_azureml_common import service_description, service_environment, service_tags
 
-from sei_framework import Build, DeployError, DeploymentStatus, DeployTarget, Endpoint, ship_local_distributions
+from sei_framework import (
+    Build,
+    DeployError,
+    DeploymentStatus,
+    DeployTarget,
+    Endpoint,
+    require_extra,
+    ship_local_distributions,
+)
 
 from .options import ACI_NAME_PATTERN, AciOptions
 
@@ -27,7 +35,6 @@ __all__ = ["AciTarget", "RUNTIME_REQUIREMENT", "SDK_V1_WARNING"]
 
 log = logging.getLogger("sei_deploy_aci")
 
-INSTALL_HINT = "pip install 'sei-framework[aci]' (azureml-core)"
 RUNTIME_REQUIREMENT = "azureml-defaults>=1.57"
 """What Azure ML v1 needs in an inference environment: the inference server (azmlinfsrv) and friends."""
 SDK_V1_WARNING = (
@@ -39,11 +46,10 @@ last-resort handler when nothing configured logging)."""
 
 
 def azureml() -> ModuleType:
-    """`azureml.core`, or a DeployError saying how to install it."""
-    try:
-        import azureml.core as core
-    except ImportError:
-        raise DeployError(f"the aci deploy target needs the Azure ML SDK v1: {INSTALL_HINT}") from None
+    """`azureml.core`, or a DeployError naming the `aci` extra."""
+    require_extra("aci", "the aci deploy target (Azure ML SDK v1)", DeployError)
+    import azureml.core as core
+
     return core
 
 

@@ -2,7 +2,7 @@
 `azureml-batch`, an Azure ML batch endpoint that scores SEI batch jobs (the build's batch_score.py);
 and model source `azureml` (`path: azureml:NAME:VERSION`, a registered model fetched at build time).
 
-Needs `pip install 'sei-framework[azureml-online]'` (azure-ai-ml, azure-identity) on the
+Needs the `azureml-online` extra (azure-ai-ml, azure-identity; docs/install.md) on the
 deploying machine; the SDK is imported when the target is used. The wheels that travel with
 the deployment are made by `sei_framework.ship_local_distributions`.
 """

@@ -9,20 +9,15 @@ from typing import Any
 
 from sei_azureml_common import Workspace
 
-from sei_framework import SeiError
+from sei_framework import SeiError, require_extra
 
-__all__ = ["INSTALL_HINT", "require_sdk", "short", "ml_client", "relative_path", "workspace_reference"]
+__all__ = ["require_sdk", "short", "ml_client", "relative_path", "workspace_reference"]
 
-INSTALL_HINT = "pip install 'sei-framework[azureml-online]' (azure-ai-ml, azure-identity)"
 
 
 def require_sdk(error: type[SeiError], what: str) -> None:
-    """Raise `error` saying how to install the SDK when azure-ai-ml or azure-identity is missing."""
-    try:
-        import azure.ai.ml  # noqa: F401
-        import azure.identity  # noqa: F401
-    except ImportError:
-        raise error(f"{what} needs the Azure ML SDK v2: {INSTALL_HINT}") from None
+    """Raise `error` naming the `azureml-online` extra when azure-ai-ml or azure-identity is missing."""
+    require_extra("azureml-online", f"{what} (Azure ML SDK v2)", error)
 
 
 def short(exc: BaseException) -> str:

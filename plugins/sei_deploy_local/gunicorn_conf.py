@@ -17,7 +17,7 @@ HEADER_TIMEOUT_S = 5
 which the gevent worker applies to reading each request's headers and to idle kept-alive connections)."""
 SYNC_WARNING = (
     "gevent is not installed in this environment: serving with gunicorn's sync worker, "
-    "which one idle client can stall; install sei-framework[serve]"
+    "which one idle client can stall; install the `serve` extra of sei-framework (docs/install.md)"
 )
 
 

@@ -24,6 +24,7 @@ from sei_framework import (
     DeployTarget,
     Endpoint,
     PluginOptions,
+    require_extra,
     sei_home,
 )
 
@@ -125,6 +126,8 @@ class LocalTarget(DeployTarget):
     def _prepare(self, build: Build) -> tuple[list[str], Path, dict[str, str], int]:
         """The command, its private working folder holding gunicorn.conf.py, its environment and port."""
         self._headers()  # fail before starting anything
+        # azmlinfsrv is required; without gevent it serves on sync workers, with a warning in its log
+        require_extra("serve", "the local target", DeployError, self.options.python, ["azureml_inference_server_http"])
         port = self._port(build.name)
         root = self.options.state_dir or sei_home() / "local"
         if not root.exists():

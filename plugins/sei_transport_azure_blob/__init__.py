@@ -1,6 +1,6 @@
 """Built-in plugin: key transport `azure-blob`, public keys as blobs in Azure Storage.
 
-Needs `pip install 'sei-framework[azure-blob]'`; the SDK is imported when the transport is
+Needs the `azure-blob` extra (docs/install.md); the SDK is imported when the transport is
 first used, so configs naming it validate without it.
 """
 

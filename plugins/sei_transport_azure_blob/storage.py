@@ -11,21 +11,19 @@ import os
 from types import ModuleType
 from typing import Any
 
-from sei_framework import InvalidRequest, KeyTransportError, PluginError
+from sei_framework import InvalidRequest, KeyTransportError, PluginError, install_hint, require_extra
 
 from .options import AzureBlobOptions
 
 __all__ = ["sdk", "client_kwargs", "service_client", "blob_from_url", "download", "upload_once", "endpoint_of"]
 
-INSTALL_HINT = "pip install 'sei-framework[azure-blob]' (azure-storage-blob, azure-identity)"
 
 
 def sdk() -> ModuleType:
-    """The `azure.storage.blob` module, or a PluginError saying how to install it."""
-    try:
-        import azure.storage.blob as blob
-    except ImportError:
-        raise PluginError(f"the azure-blob key transport needs the Azure Storage SDK: {INSTALL_HINT}") from None
+    """The `azure.storage.blob` module, or a PluginError naming the `azure-blob` extra."""
+    require_extra("azure-blob", "the azure-blob key transport (Azure Storage SDK)", PluginError)
+    import azure.storage.blob as blob
+
     return blob
 
 
@@ -61,7 +59,11 @@ def service_client(options: AzureBlobOptions, environ: dict[str, str] | None = N
         try:
             from azure.identity import DefaultAzureCredential
         except ImportError:
-            raise PluginError(f"account_url without a connection string needs azure-identity: {INSTALL_HINT}") from None
+            raise PluginError(
+                "account_url without a connection string needs azure-identity, of the `azure-blob` extra: "
+                + install_hint("azure-blob"),
+                code="missing_extra",
+            ) from None
         return blob.BlobServiceClient(
             options.account_url, credential=DefaultAzureCredential(), **client_kwargs(options)
         )

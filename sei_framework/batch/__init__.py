@@ -10,11 +10,16 @@ A job folder is a local path or any fsspec URL (`az://container/job` with adlfs)
 
 from __future__ import annotations
 
-from .decrypt import DecryptReport, decrypt_job
-from .encrypt import EncryptReport, encrypt_dataset
-from .manifest import JobManifest, Shard
-from .scoring import ShardScorer, describe_build, score_shard
-from .storage import JobStore
+from ..errors import BatchError
+from ..extras import require_extra
+
+require_extra("batch", "sei batch (sei_framework.batch)", BatchError)  # before the modules that need it
+
+from .decrypt import DecryptReport, decrypt_job  # noqa: E402
+from .encrypt import EncryptReport, encrypt_dataset  # noqa: E402
+from .manifest import JobManifest, Shard  # noqa: E402
+from .scoring import ShardScorer, describe_build, score_shard  # noqa: E402
+from .storage import JobStore  # noqa: E402
 
 __all__ = [
     "DecryptReport",

@@ -14,6 +14,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import BatchError
+from ..extras import require_extra
 
 __all__ = ["BatchError", "JobStore", "forget_storage_options", "remember_storage_options", "sha256_hex"]
 
@@ -123,6 +124,9 @@ def _read_fd(fd: int, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+AZURE_SCHEMES = ("az", "abfs", "abfss")  # fsspec protocols served by adlfs (the batch-azure extra)
+
+
 class JobStore:
     """The files of one job under `url` (a folder, `az://container/prefix`, ...).
 
@@ -176,6 +180,8 @@ class JobStore:
         return self._options
 
     def _connect(self) -> None:
+        if "://" in self.url and self.url.split("://", 1)[0] in AZURE_SCHEMES:
+            require_extra("batch-azure", "a job folder in Azure Storage", BatchError)
         try:
             self._fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         except (ImportError, ValueError) as exc:

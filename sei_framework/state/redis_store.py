@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, SeiError
+from ..extras import install_hint
 from . import KeyCache, QuotaExceeded, ServiceState, StateUnavailable, quota_message
 
 __all__ = ["RedisState", "redact_url"]
@@ -68,7 +69,8 @@ class RedisState(ServiceState):
             from redis.retry import Retry
         except ImportError:
             raise SeiError(
-                "state backend 'redis' needs the redis package: pip install 'sei-framework[redis]'",
+                "state backend 'redis' needs the `redis` extra of sei-framework (the redis package): "
+                + install_hint("redis"),
                 code="missing_dependency",
             ) from None
         url = os.environ.get(url_env, "")
