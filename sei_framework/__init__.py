@@ -38,6 +38,7 @@ from .hookspecs import hookimpl
 from .isolation import call_isolated, run_script_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .logs import log_to_stderr
+from .net import is_loopback_host, redact_uri
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
@@ -80,8 +81,10 @@ __all__ = [
     "check_key_id",
     "get_plugin_manager",
     "hookimpl",
+    "is_loopback_host",
     "key_id_for",
     "log_to_stderr",
+    "redact_uri",
     "sei_home",
     "ship_local_distributions",
 ]

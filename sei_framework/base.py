@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .net import redact_uri
+
 if TYPE_CHECKING:
     from .build import Build
 
@@ -63,12 +65,15 @@ class RequestSize:
     """Bytes one converted key set holds in a worker (checked against `limits.key_cache_mb`)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Endpoint:
-    """Where a deployed service answers; `headers` (auth) are kept out of repr and logs."""
+    """Where a deployed service answers; `headers` (auth) and credentials in the URI are kept out of repr and logs."""
 
     scoring_uri: str
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Endpoint(scoring_uri={redact_uri(self.scoring_uri)!r})"
 
 
 class AdapterClient(ABC):
