@@ -18,8 +18,8 @@ import pytest
 from conftest import keyed_request
 
 from sei_framework import key_id_for
-from sei_framework.serving import KeyCache, ScoringService
-from sei_framework.state import OPAQUE_FACTOR, PROBATION_SHARE, measure_keys
+from sei_framework.serving import ScoringService
+from sei_framework.state import OPAQUE_FACTOR, PROBATION_SHARE, KeyCache, measure_keys
 
 MB = 2**20
 
@@ -144,8 +144,8 @@ def test_a_flood_of_fresh_key_ids_does_not_evict_a_returning_client(packed_servi
 MEASURE = """
 import gc, json, sys
 import psutil
-from sei_framework.serving import KeyCache, ScoringService
-from sei_framework.state import measure_keys
+from sei_framework.serving import ScoringService
+from sei_framework.state import KeyCache, measure_keys
 
 service = ScoringService.from_build(sys.argv[1])
 adapter = service.adapters["digits"]
