@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..client.results import described_row_limit
 from ..errors import BatchError
 from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
 from .readers import open_rows
@@ -91,7 +92,7 @@ def encrypt_dataset(
     if store.exists(MANIFEST) and not overwrite:
         raise BatchError(f"{store.url} already holds a batch job; write to an empty folder (or pass overwrite)")
     if rows_per_shard is None:
-        request_rows = int((description.get("limits") or {}).get("max_rows_per_request", session.adapter.max_rows_per_request))
+        request_rows = described_row_limit(description, client.describe(), session.adapter.max_rows_per_request)
         rows_per_shard = fitted_rows_per_shard(session.adapter, model, source, request_rows, columns, storage_options)
     if rows_per_shard < 1:
         raise BatchError(f"rows_per_shard must be at least 1, not {rows_per_shard}")
