@@ -42,6 +42,7 @@ from .net import is_loopback_host, redact_uri
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
+from .validation import validation_problems
 
 __all__ = [
     "AdapterClient",
@@ -87,4 +88,5 @@ __all__ = [
     "redact_uri",
     "sei_home",
     "ship_local_distributions",
+    "validation_problems",
 ]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError
 
-from sei_framework import InvalidRequest, PluginError, RequestSize
+from sei_framework import InvalidRequest, PluginError, RequestSize, validation_problems
 
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
@@ -134,11 +134,7 @@ class PackedAdapter(LinearAdapter):
         try:
             request = self.Data.model_validate(data)
         except ValidationError as exc:
-            problems = [
-                "data" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
-                + ": " + error["msg"]
-                for error in exc.errors(include_input=False, include_url=False)[:5]
-            ]  # each bad field by its path and what it should be; never the value sent
+            problems = validation_problems(exc, "data", limit=5)  # each bad field by its path, never the value sent
             raise InvalidRequest("; ".join(problems), code="invalid_data") from None
         if self.params.mode == "single" and request.n_rows not in (0, len(request.ciphertexts)):
             raise InvalidRequest(
@@ -230,7 +226,7 @@ class PackedClient(LinearClient):
         if len(result) != len(sizes):
             raise InvalidRequest(f"expected {len(sizes)} result ciphertexts, got {len(result)}", code="invalid_response")
         try:
-            parts = [self._keys.decrypt_scores(_unb64(text, "result"), outputs, size) for text, size in zip(result, sizes)]
+            parts = [self._keys.decrypt_scores(_unb64(text, "result"), outputs, size) for text, size in zip(result, sizes, strict=True)]
         except (KernelInputError, InvalidRequest) as exc:
             raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
         scores = np.vstack(parts).reshape(n_rows, outputs)

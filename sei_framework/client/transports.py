@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from ..base import KeyTransport
 from ..errors import KeyTransportError
 from ..plugins import SeiPlugins
+from ..validation import field_path
 
 __all__ = ["check_transport", "described_transport", "transport_from_service"]
 
@@ -52,7 +53,7 @@ def transport_from_service(description: dict[str, Any], plugins: SeiPlugins, sho
     try:
         validated = cls.Options.model_validate(options)
     except ValidationError as exc:
-        fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "<top>" for e in exc.errors()}))
+        fields = ", ".join(sorted({field_path(e["loc"]) for e in exc.errors()}))
         raise KeyTransportError(f"the service at {shown_uri} describes invalid {name!r} options ({fields})") from None
     if not cls.service_may_configure:
         log.warning("using the %r key transport as the service at %s describes it (trusted)", name, shown_uri)

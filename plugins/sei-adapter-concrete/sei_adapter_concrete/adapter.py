@@ -26,7 +26,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from sei_framework import ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize
+from sei_framework import (
+    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, validation_problems,
+)
 
 from . import numerics, runtime
 
@@ -229,8 +231,8 @@ class ConcreteAdapter(ModelAdapter):
         try:
             parsed = ConcreteData.model_validate(data)
         except ValidationError as exc:
-            problems = [".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors(include_input=False, include_url=False)[:5]]
-            raise InvalidRequest("data: " + "; ".join(problems) if problems else "data is invalid", code="invalid_data") from None
+            problems = validation_problems(exc, "data", limit=5)
+            raise InvalidRequest("; ".join(problems) or "data is invalid", code="invalid_data") from None
         if parsed.n_features != self.n_features:
             raise InvalidRequest(f"the model takes {self.n_features} features, not {parsed.n_features}", code="wrong_features")
         limit = 4 * int(self.report["ciphertext_bytes"])
