@@ -18,7 +18,7 @@ from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolat
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
 )
-from .common import SERVICE_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
+from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
 
 __all__ = ["EIServerAdapter", "EIServerClient"]
@@ -75,7 +75,7 @@ class EIServerAdapter(LinearAdapter):
 
     name: ClassVar[str] = "sklearn-eiserver"
     Options = EIServerOptions
-    requirements = SERVICE_REQUIREMENTS
+    requirements = ("encrypted-inference==0.9", *COMMON_REQUIREMENTS)
 
     @classmethod
     def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sei_framework import InvalidRequest, PluginError, RequestSize, validation_p
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
 )
-from .common import SERVICE_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
+from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .packed_kernel import (
     AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan, public_key_size, request_size,
 )
@@ -59,7 +59,7 @@ class PackedAdapter(LinearAdapter):
 
     name: ClassVar[str] = "sklearn-packed"
     Options = PackedOptions
-    requirements = SERVICE_REQUIREMENTS
+    requirements = ("seal-python==4.4.0", *COMMON_REQUIREMENTS)
 
     @classmethod
     def prepare(cls, source: Path, options: PackedOptions, dest: Path) -> dict[str, Any]:
