@@ -129,6 +129,9 @@ class ModelAdapter(ABC):
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     requirements: ClassVar[tuple[str, ...]] = ()
     """pip requirements the service needs for this adapter, besides sei-framework."""
+    key_expansion: ClassVar[float] = 1.0
+    """Bytes a converted key set's native objects (which the key cache cannot see into) hold per
+    public-key byte, when `key_size` is not overridden. Default 1: what they were made from."""
 
     @classmethod
     @abstractmethod
@@ -169,7 +172,7 @@ class ModelAdapter(ABC):
     def key_size(self, keys: Any) -> int | None:
         """Bytes that keys from `load_public_keys` hold in memory, charged to `limits.key_cache_mb`.
         None (the default): measured generically (numpy arrays, ctypes, Python containers; native
-        objects it cannot see count as 4 bytes per public-key byte). Override when that is wrong."""
+        objects it cannot see count as `key_expansion` bytes per public-key byte). Override when that is wrong."""
         return None
 
     @classmethod

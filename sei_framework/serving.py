@@ -13,7 +13,7 @@ from .build import Build, model_dir_from_environment
 from .errors import InvalidRequest, SeiError, UnknownKey
 from .keys import check_key_id, key_id_for
 from .plugins import SeiPlugins, get_plugin_manager
-from .state import KeyCache, ServiceState, measure_keys, open_state
+from .state import OPAQUE_FACTOR, KeyCache, ServiceState, measure_keys, open_state
 
 __all__ = [
     "ScoringService",
@@ -29,13 +29,17 @@ MB = 1024 * 1024
 
 def key_size(adapter: ModelAdapter, keys: Any, raw_size: int) -> int:
     """Bytes an adapter's converted keys hold: its own `key_size(keys)` when it has one (optional,
-    so third-party adapters keep working), else measured generically (see state.measure_keys)."""
+    so third-party adapters keep working), else measured generically (see state.measure_keys), native
+    objects it cannot see charged at the adapter's `key_expansion` per raw key byte."""
     own = getattr(adapter, "key_size", None)
     if callable(own):
         size = own(keys)
         if isinstance(size, int) and size >= 0:
             return size
-    return measure_keys(keys, raw_size)
+    expansion = getattr(adapter, "key_expansion", None)
+    if not isinstance(expansion, (int, float)) or not expansion >= 0:
+        expansion = OPAQUE_FACTOR
+    return measure_keys(keys, raw_size, expansion)
 
 
 def load_models(build: Build, model_dir: str | Path | None = None, plugins: SeiPlugins | None = None) -> dict[str, ModelAdapter]:
