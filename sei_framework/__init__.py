@@ -16,6 +16,7 @@ from .base import (
 from .build import Build
 from .client import Client, ModelSession
 from .deployment import Deployment
+from .encoding import decode_base64
 from .errors import (
     BatchError,
     BuildError,
@@ -80,6 +81,7 @@ __all__ = [
     "call_isolated",
     "run_script_isolated",
     "check_key_id",
+    "decode_base64",
     "get_plugin_manager",
     "hookimpl",
     "is_loopback_host",

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-import requests
 from click.testing import CliRunner
 from pydantic import ValidationError
 
@@ -112,19 +111,6 @@ def test_cli_shows_no_credentials(tmp_path):
     result = CliRunner().invoke(cli, ["-v", "predict", "--endpoint", uri, "--model", "m", "--input", str(tmp_path / "rows.npy")])
     assert result.exit_code == 1 and "nothing answers" in result.output
     assert PASSWORD not in result.output
-
-
-@pytest.fixture
-def no_network(monkeypatch) -> list[requests.PreparedRequest]:
-    """Every request a requests Session would send, recorded and failed instead of sent."""
-    sent: list[requests.PreparedRequest] = []
-
-    def send(self, request, **kwargs):
-        sent.append(request)
-        raise requests.ConnectionError("the test sends nothing")
-
-    monkeypatch.setattr(requests.Session, "send", send)
-    return sent
 
 
 @pytest.mark.parametrize(

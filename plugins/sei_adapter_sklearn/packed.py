@@ -8,14 +8,13 @@ key. The kernel and its measured figures: packed_kernel/ and docs/packed-backend
 from __future__ import annotations
 
 import base64
-import binascii
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError
 
-from sei_framework import InvalidRequest, PluginError, RequestSize, validation_problems
+from sei_framework import InvalidRequest, PluginError, RequestSize, decode_base64, validation_problems
 
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
@@ -43,15 +42,6 @@ def _b64_size(nbytes: int) -> int:
 
 def _b64(blob: bytes) -> str:
     return base64.b64encode(blob).decode("ascii")
-
-
-def _unb64(text: object, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise InvalidRequest(f"{what} must be a base64 string", code="invalid_ciphertext")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{what} is not valid base64", code="invalid_ciphertext") from None
 
 
 class PackedAdapter(LinearAdapter):
@@ -159,7 +149,7 @@ class PackedAdapter(LinearAdapter):
                 f"model takes {self.model.n_features} features; the request says {request.n_features}",
                 code="wrong_features",
             )
-        blobs = [_unb64(text, f"ciphertext {i}") for i, text in enumerate(request.ciphertexts)]
+        blobs = [decode_base64(text, f"ciphertext {i}") for i, text in enumerate(request.ciphertexts)]
         try:
             rows = sum(self.server.request_rows(blob) for blob in blobs)
         except KernelInputError as exc:
@@ -229,7 +219,7 @@ class PackedClient(LinearClient):
         if len(result) != len(sizes):
             raise InvalidRequest(f"expected {len(sizes)} result ciphertexts, got {len(result)}", code="invalid_response")
         try:
-            parts = [self._keys.decrypt_scores(_unb64(text, "result"), outputs, size) for text, size in zip(result, sizes, strict=True)]
+            parts = [self._keys.decrypt_scores(decode_base64(text, "result"), outputs, size) for text, size in zip(result, sizes, strict=True)]
         except (KernelInputError, InvalidRequest) as exc:
             raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
         scores = np.vstack(parts).reshape(n_rows, outputs)

@@ -10,7 +10,6 @@ calibration rows at least `min_agreement` of the time, or the build fails naming
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -27,7 +26,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from sei_framework import (
-    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, validation_problems,
+    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, decode_base64,
+    validation_problems,
 )
 
 from . import numerics, runtime
@@ -240,10 +240,7 @@ class ConcreteAdapter(ModelAdapter):
         for i, text in enumerate(parsed.rows):
             if len(text) > limit:
                 raise InvalidRequest(f"ciphertext {i} is larger than any this model's rows make", code="invalid_ciphertext")
-            try:
-                blobs.append(base64.b64decode(text, validate=True))
-            except (binascii.Error, ValueError):
-                raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
+            blobs.append(decode_base64(text, f"ciphertext {i}"))
         return blobs
 
     def predict(self, data: Any, keys: runtime.KeyHandle) -> list[str]:
