@@ -70,7 +70,7 @@ class Keyring:
         try:
             blob = (folder / PAIR_FILE).read_bytes()
         except FileNotFoundError:
-            return None
+            return self._load_legacy(folder)  # keyrings of earlier versions: keys of batch jobs in flight
         except OSError as exc:
             raise KeyringError(f"cannot read the {scheme} key pair in {folder}: {exc.strerror}") from None
         return _decode_pair(blob, scheme, folder)
@@ -91,6 +91,15 @@ class Keyring:
         """Store (replace) the pair for `scheme`, atomically and under the lock."""
         with self._locked(scheme) as folder:
             self._write(folder, scheme, secret, public)
+
+    def _load_legacy(self, folder: Path) -> tuple[bytes, bytes] | None:
+        """The two-file layout of earlier versions (read only; the client still checks the pair)."""
+        try:
+            return (folder / "secret.key").read_bytes(), (folder / "public.key").read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise KeyringError(f"cannot read the keys in {folder}: {exc.strerror}") from None
 
     @contextmanager
     def _locked(self, scheme: str) -> Iterator[Path]:

@@ -174,7 +174,7 @@ class ScoringService:
         bare = "model" not in request and len(self.adapters) == 1
         name = next(iter(self.adapters)) if bare else request.get("model")
         adapter = self.adapters.get(name) if isinstance(name, str) else None
-        if adapter is None:
+        if adapter is None or not isinstance(name, str):
             raise InvalidRequest(
                 f"unknown model {name!r}; this service has: {', '.join(sorted(self.adapters))}",
                 code="unknown_model",
