@@ -85,6 +85,18 @@ class Client:
     def allow_insecure_http(self) -> bool:
         return self.policy.allow_insecure_http
 
+    @allow_insecure_http.setter
+    def allow_insecure_http(self, allow: bool) -> None:
+        self.policy.allow_insecure_http = allow
+
+    @property
+    def timeout(self) -> float:
+        return self.http.timeout
+
+    @property
+    def retries(self) -> int:
+        return self.http.retries
+
     @property
     def plugins(self) -> SeiPlugins:
         if self._plugins is None:
