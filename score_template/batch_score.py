@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sei_framework.batch import JobStore, ShardScorer
 from sei_framework.batch.scoring import job_shard_of
+from sei_framework.build import model_dir_from_environment
 from sei_framework.logs import log_to_stderr
 
 scorer: ShardScorer | None = None
@@ -22,12 +23,7 @@ def init() -> None:
     """Load the build this script sits in; model files come from AZUREML_MODEL_DIR as for score.py."""
     global scorer
     log_to_stderr("sei_framework")
-    model_dir = None
-    azureml_dir = os.environ.get("AZUREML_MODEL_DIR")
-    if azureml_dir:
-        found = sorted(Path(azureml_dir).glob("**/models"))
-        model_dir = found[0] if found else None
-    scorer = ShardScorer(Path(__file__).resolve().parent, model_dir)
+    scorer = ShardScorer(Path(__file__).resolve().parent, model_dir_from_environment())
 
 
 def run(mini_batch: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from .base import (
 from .build import Build
 from .client import Client, ModelSession
 from .deployment import Deployment
+from .encoding import decode_base64
 from .errors import (
     BatchError,
     BuildError,
@@ -41,9 +42,11 @@ from .isolation import call_isolated, run_script_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .logs import log_to_stderr
 from .model_files import DATA_TYPES, ModelFileError, load_pickle, load_skops
+from .net import is_loopback_host, redact_uri
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
+from .validation import validation_problems
 
 __all__ = [
     "DATA_TYPES",
@@ -86,12 +89,16 @@ __all__ = [
     "call_isolated",
     "run_script_isolated",
     "check_key_id",
+    "decode_base64",
     "get_plugin_manager",
     "install_hint",
     "hookimpl",
+    "is_loopback_host",
     "key_id_for",
     "log_to_stderr",
+    "redact_uri",
     "require_extra",
     "sei_home",
     "ship_local_distributions",
+    "validation_problems",
 ]

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .net import redact_uri
+
 if TYPE_CHECKING:
     from .build import Build
 
@@ -64,12 +66,15 @@ class RequestSize:
     """Bytes one converted key set holds in a worker (checked against `limits.key_cache_mb`)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Endpoint:
-    """Where a deployed service answers; `headers` (auth) are kept out of repr and logs."""
+    """Where a deployed service answers; `headers` (auth) and credentials in the URI are kept out of repr and logs."""
 
     scoring_uri: str
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Endpoint(scoring_uri={redact_uri(self.scoring_uri)!r})"
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,9 @@ class ModelAdapter(ABC):
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     requirements: ClassVar[tuple[str, ...]] = ()
     """pip requirements the service needs for this adapter, besides sei-framework."""
+    key_expansion: ClassVar[float] = 1.0
+    """Bytes a converted key set's native objects (which the key cache cannot see into) hold per
+    public-key byte, when `key_size` is not overridden. Default 1: what they were made from."""
 
     @classmethod
     @abstractmethod
@@ -176,7 +184,7 @@ class ModelAdapter(ABC):
     def key_size(self, keys: Any) -> int | None:
         """Bytes that keys from `load_public_keys` hold in memory, charged to `limits.key_cache_mb`.
         None (the default): measured generically (numpy arrays, ctypes, Python containers; native
-        objects it cannot see count as 4 bytes per public-key byte). Override when that is wrong."""
+        objects it cannot see count as `key_expansion` bytes per public-key byte). Override when that is wrong."""
         return None
 
     @classmethod

@@ -20,7 +20,7 @@ from .limits import check_key_limits, model_max_rows
 from .plugins import SeiPlugins
 from .state import state_requirements
 
-__all__ = ["MANIFEST", "Build", "build", "framework_version"]
+__all__ = ["MANIFEST", "Build", "build", "framework_version", "model_dir_from_environment"]
 
 MANIFEST = "sei_build.json"
 ENTRY_SCRIPTS = ("score.py", "batch_score.py")
@@ -66,6 +66,29 @@ class Build:
     @property
     def requirements(self) -> list[str]:
         return list(self.manifest["requirements"])
+
+    @property
+    def max_rows(self) -> int:
+        """The config's rows per request (`limits.max_rows_per_request`)."""
+        return int(self.manifest["limits"]["max_rows_per_request"])
+
+    def model_rows(self) -> dict[str, int]:
+        """Each model's rows per request, as the build fitted them; a build made before per-model
+        limits has none, and the config's applies."""
+        return {
+            spec["name"]: int(spec.get("limits", {}).get("max_rows_per_request", self.max_rows))
+            for spec in self.manifest["models"]
+        }
+
+
+def model_dir_from_environment() -> Path | None:
+    """Where Azure ML mounted a build's model files: the first `models` folder under AZUREML_MODEL_DIR;
+    None outside Azure ML (the build's own `models/` then serves)."""
+    azureml_dir = os.environ.get("AZUREML_MODEL_DIR")
+    if not azureml_dir:
+        return None
+    found = sorted(Path(azureml_dir).glob("**/models"))
+    return found[0] if found else None
 
 
 def _requirements(resolved: ResolvedConfig, plugins: SeiPlugins) -> list[str]:

@@ -3,50 +3,24 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
 
-from .base import Endpoint
+from .cli_batch import batch
+from .cli_common import endpoint_with_headers, handle_errors, load_plugins
 from .deployment import Deployment
-from .errors import ConfigError, InvalidRequest, SeiError
-from .plugins import SeiPlugins, get_plugin_manager
+from .errors import InvalidRequest
 
 __all__ = ["main", "cli"]
 
-EXIT_CODES = {ConfigError: 2, InvalidRequest: 3}
-
-
-def _plugins() -> SeiPlugins:
-    """Load every plugin; a broken one is a warning here (it is fatal only in a service)."""
-    plugins = get_plugin_manager().collect()
-    for error in plugins.load_errors:
-        click.secho(f"warning: {error.message}", fg="yellow", err=True)
-    return plugins
-
-
-def handle_errors(command):
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SeiError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            code = next((c for t, c in EXIT_CODES.items() if isinstance(exc, t)), 1)
-            sys.exit(code)
-
-    return wrapper
-
 
 def _deployment(config: str) -> Deployment:
-    return Deployment.from_file(config, plugins=_plugins())
+    return Deployment.from_file(config, plugins=load_plugins())
 
 
 @click.group()
@@ -157,22 +131,6 @@ def read_rows(path: Path) -> np.ndarray:
     return rows
 
 
-def endpoint_with_headers(endpoint: str, headers: tuple[str, ...], token_env: str | None) -> Endpoint:
-    """The endpoint with --header values and the bearer token of --token-env (never on the command line)."""
-    header_map = {}
-    for header in headers:
-        name, colon, value = header.partition(":")
-        if not colon or not name.strip():
-            raise InvalidRequest(f"--header must be 'Name: value', got {name.strip()!r} without a colon")
-        header_map[name.strip()] = value.strip()
-    if token_env:
-        token = os.environ.get(token_env, "")
-        if not token:
-            raise InvalidRequest(f"--token-env {token_env}: the environment variable is not set")
-        header_map["Authorization"] = f"Bearer {token}"
-    return Endpoint(endpoint, header_map)
-
-
 @cli.command()
 @click.option("--endpoint", required=True, help="Scoring URI of the service.")
 @click.option("--model", "model", required=True, help="Model name in the service.")
@@ -216,7 +174,7 @@ def predict(
 
     if config and trust_service_transport:
         raise click.UsageError("--config and --trust-service-transport exclude each other: CONFIG says where keys go")
-    plugins = _plugins()
+    plugins = load_plugins()
     transport = Deployment.from_file(config, plugins=plugins).key_transport() if config else None
     client = Client(
         endpoint_with_headers(endpoint, headers, token_env),
@@ -234,7 +192,7 @@ def predict(
             out["probabilities"] = result.probabilities.tolist()
         click.echo(json.dumps(out))
         return
-    for i, (scores, label) in enumerate(zip(result.scores, result.predictions)):
+    for i, (scores, label) in enumerate(zip(result.scores, result.predictions, strict=True)):
         shown = " ".join(f"{s:+.4f}" for s in scores)
         click.echo(f"{i}\tprediction={label}\tscores=[{shown}]")
 
@@ -263,13 +221,11 @@ def bench(config: str, input_path: str, out: str, repeats: int, e2e_requests: in
 @handle_errors
 def list_plugins() -> None:
     """List every registered plugin, where it comes from and what it provides."""
-    for info in _plugins().plugin_infos():
+    for info in load_plugins().plugin_infos():
         source = f"{info.distribution} {info.version}" if info.distribution else "registered directly"
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
         click.echo(f"{info.name}  ({source})  {provides}")
 
-
-from .cli_batch import batch  # noqa: E402  (the `sei batch` group uses the helpers above)
 
 cli.add_command(batch)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _plugins, endpoint_with_headers, handle_errors
+from .cli_common import endpoint_with_headers, handle_errors, load_plugins
 from .errors import BatchError
 
 __all__ = ["batch"]
@@ -39,7 +39,7 @@ def _offline_client(description_path: str | None, job: str | None):
     else:
         manifest = JobManifest.load(JobStore(job))
         description = {"service": manifest.service, "models": {manifest.model: manifest.description}}
-    return Client.offline(description, plugins=_plugins())
+    return Client.offline(description, plugins=load_plugins())
 
 
 @click.group()
@@ -86,7 +86,7 @@ def encrypt(
     if bool(endpoint) == bool(description_path):
         raise click.UsageError("name the service with exactly one of --endpoint and --describe")
     if endpoint:
-        client = Client(endpoint_with_headers(endpoint, headers, token_env), plugins=_plugins())
+        client = Client(endpoint_with_headers(endpoint, headers, token_env), plugins=load_plugins())
     else:
         client = _offline_client(description_path, None)
     with _bar(None, "encrypt") as bar:

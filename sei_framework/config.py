@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from .errors import ConfigError, UnknownPluginError
 from .paths import config_context
 from .plugins import SeiPlugins
 from .registry import SCHEME_PATTERN, Registry
+from .validation import validation_problems
 
 __all__ = [
     "ModelLimitsConfig",
@@ -189,17 +189,6 @@ class ResolvedConfig:
         return self.target(self.target_options)
 
 
-def _field_path(loc: Iterable[Any], prefix: str = "") -> str:
-    path = prefix
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "<top>"
-
-
-def _problems(error: ValidationError, prefix: str = "") -> list[str]:
-    return [f"{_field_path(e['loc'], prefix)}: {e['msg']}" for e in error.errors()]
-
-
 def parse_config(data: Any, *, base_dir: Path, source: str = "config") -> SeiConfig:
     """Validate a mapping against the core schema; every relative path in it (model paths here,
     plugins' `ConfigPath` options in `resolve_config`) resolves from base_dir."""
@@ -208,7 +197,7 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config") -> SeiCon
     try:
         config = SeiConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source} is invalid:", problems=_problems(exc)) from None
+        raise ConfigError(f"{source} is invalid:", problems=validation_problems(exc)) from None
     base_dir = Path(base_dir).expanduser().absolute()
     config._base_dir = base_dir
     for model in config.models:
@@ -242,7 +231,7 @@ def _plugin_options(
     try:  # ConfigPath fields resolve from the config's folder
         return cls, cls.Options.model_validate(options, context=config_context(base_dir))
     except ValidationError as exc:
-        problems.extend(_problems(exc, prefix=where.rsplit(".", 1)[0] + ".options"))
+        problems.extend(validation_problems(exc, prefix=where.rsplit(".", 1)[0] + ".options"))
         return cls, None
 
 
@@ -266,7 +255,7 @@ def _model_sources(
                 config.model_sources.get(scheme, {}), context=config_context(config.base_dir)
             )
         except ValidationError as exc:
-            problems.extend(_problems(exc, prefix=f"model_sources.{scheme}"))
+            problems.extend(validation_problems(exc, prefix=f"model_sources.{scheme}"))
             continue
         name = target.name if target is not None else None
         sources[scheme] = cls(options, target=name, target_options=target_options)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .errors import KeyringError
+from .errors import InvalidRequest, KeyringError
 
 try:
     import fcntl
@@ -32,8 +32,6 @@ def key_id_for(public_keys: bytes) -> str:
 
 def check_key_id(key_id: object) -> str:
     """Return `key_id` if it has the strict key-id form, else raise InvalidRequest."""
-    from .errors import InvalidRequest
-
     if not isinstance(key_id, str) or not KEY_ID_PATTERN.fullmatch(key_id):
         raise InvalidRequest("key_id must be 32 characters from a-z and 2-7", code="invalid_key_id")
     return key_id
@@ -82,7 +80,7 @@ class Keyring:
         try:
             blob = (folder / PAIR_FILE).read_bytes()
         except FileNotFoundError:
-            return self._load_legacy(folder)
+            return self._load_legacy(folder)  # keyrings of earlier versions: keys of batch jobs in flight
         except OSError as exc:
             raise KeyringError(f"cannot read the {scheme} key pair in {folder}: {exc.strerror}") from None
         return _decode_pair(blob, scheme, folder)

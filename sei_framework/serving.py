@@ -5,24 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from .base import KeyTransport, ModelAdapter
-from .build import Build
+from .build import Build, model_dir_from_environment
 from .errors import InvalidRequest, SeiError, UnknownKey
 from .keys import check_key_id, key_id_for
 from .plugins import SeiPlugins, get_plugin_manager
-from .state import KeyCache, QuotaExceeded, ServiceState, StateUnavailable, measure_keys, open_state
-from .state.memory import RequestQuota
+from .state import OPAQUE_FACTOR, KeyCache, ServiceState, measure_keys, open_state
 
 __all__ = [
-    "KeyCache",
-    "QuotaExceeded",
-    "RequestQuota",
     "ScoringService",
-    "StateUnavailable",
     "error_body",
     "key_size",
     "load_models",
@@ -35,13 +29,17 @@ MB = 1024 * 1024
 
 def key_size(adapter: ModelAdapter, keys: Any, raw_size: int) -> int:
     """Bytes an adapter's converted keys hold: its own `key_size(keys)` when it has one (optional,
-    so third-party adapters keep working), else measured generically (see state.measure_keys)."""
+    so third-party adapters keep working), else measured generically (see state.measure_keys), native
+    objects it cannot see charged at the adapter's `key_expansion` per raw key byte."""
     own = getattr(adapter, "key_size", None)
     if callable(own):
         size = own(keys)
         if isinstance(size, int) and size >= 0:
             return size
-    return measure_keys(keys, raw_size)
+    expansion = getattr(adapter, "key_expansion", None)
+    if not isinstance(expansion, (int, float)) or not expansion >= 0:
+        expansion = OPAQUE_FACTOR
+    return measure_keys(keys, raw_size, expansion)
 
 
 def load_models(build: Build, model_dir: str | Path | None = None, plugins: SeiPlugins | None = None) -> dict[str, ModelAdapter]:
@@ -84,12 +82,9 @@ class ScoringService:
         self.transport = transport
         limits = build.manifest["limits"]
         self.max_request_bytes = int(limits["max_request_mb"] * MB)
-        self.max_rows = int(limits["max_rows_per_request"])
+        self.max_rows = build.max_rows
         """The config's rows per request; each model's own (`model_rows`) is what the service enforces."""
-        self.model_rows = {
-            spec["name"]: int(spec.get("limits", {}).get("max_rows_per_request", self.max_rows))
-            for spec in build.manifest["models"]
-        }  # a build made before per-model limits has none: the config's applies
+        self.model_rows = build.model_rows()
         self.max_key_bytes = int(limits["max_public_key_mb"] * MB)
         if state is None:
             state = open_state(build.manifest.get("state"), limits, build.name, models=len(adapters))
@@ -115,12 +110,7 @@ class ScoringService:
     @classmethod
     def from_environment(cls, script_dir: str | Path) -> ScoringService:
         """As score.py's init(): the build beside score.py, model files under AZUREML_MODEL_DIR."""
-        model_dir = None
-        azureml_dir = os.environ.get("AZUREML_MODEL_DIR")
-        if azureml_dir:
-            found = sorted(Path(azureml_dir).glob("**/models"))
-            model_dir = found[0] if found else None
-        return cls.from_build(script_dir, model_dir)
+        return cls.from_build(script_dir, model_dir_from_environment())
 
     def handle(self, raw: str | bytes) -> tuple[dict[str, Any], int]:
         """Answer one raw request body with (JSON body, HTTP status); never raises."""
@@ -184,7 +174,7 @@ class ScoringService:
         bare = "model" not in request and len(self.adapters) == 1
         name = next(iter(self.adapters)) if bare else request.get("model")
         adapter = self.adapters.get(name) if isinstance(name, str) else None
-        if adapter is None:
+        if adapter is None or not isinstance(name, str):
             raise InvalidRequest(
                 f"unknown model {name!r}; this service has: {', '.join(sorted(self.adapters))}",
                 code="unknown_model",

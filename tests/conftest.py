@@ -231,3 +231,18 @@ def redis_url(redis_server, monkeypatch) -> str:
         client.flushall()
     monkeypatch.setenv("SEI_REDIS_URL", redis_server.url)
     return redis_server.url
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list:
+    """Every request a requests Session would send (a PreparedRequest), recorded and failed instead of sent."""
+    import requests
+
+    sent: list = []
+
+    def send(self, request, **kwargs):
+        sent.append(request)
+        raise requests.ConnectionError("the test sends nothing")
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    return sent

@@ -114,7 +114,7 @@ def test_a_timeout_is_retried():
 
 
 def test_backoff_is_exponential_capped_and_jittered(monkeypatch):
-    import sei_framework.client as client_module
+    import sei_framework.client.http as client_module
 
     waits: list[float] = []
     monkeypatch.setattr(client_module.time, "sleep", waits.append)
@@ -122,7 +122,7 @@ def test_backoff_is_exponential_capped_and_jittered(monkeypatch):
         with pytest.raises(ServiceError):
             Client(uri, retries=6, backoff=0.01, max_backoff=0.05).call({"op": "describe"})
         caps = [0.01, 0.02, 0.04, 0.05, 0.05, 0.05]
-        assert len(waits) == 6 and all(0 <= wait <= cap for wait, cap in zip(waits, caps))
+        assert len(waits) == 6 and all(0 <= wait <= cap for wait, cap in zip(waits, caps, strict=True))
         waits.clear()
         monkeypatch.setattr(client_module.random, "uniform", lambda low, high: high)  # the longest draw
         with pytest.raises(ServiceError):
@@ -137,8 +137,8 @@ def test_a_closed_port_says_the_service_may_have_moved(monkeypatch):
     endpoint = Endpoint(f"http://127.0.0.1:{port}/score", headers={"Authorization": "Bearer TOKEN-123"})
     client = fast_client(endpoint, retries=3)
     attempts = []
-    post = client._session.post
-    monkeypatch.setattr(client._session, "post", lambda *a, **k: attempts.append(1) or post(*a, **k))
+    post = client.http.session.post
+    monkeypatch.setattr(client.http.session, "post", lambda *a, **k: attempts.append(1) or post(*a, **k))
     with pytest.raises(ServiceError) as caught:
         client.call({"op": "describe"})
     message = str(caught.value)

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-import requests
 import yaml
 from click.testing import CliRunner
 from conftest import with_bounds
@@ -225,19 +224,6 @@ def test_cli_predict_takes_the_transport_from_config_or_an_explicit_opt_in(local
 
 
 # -- tokens: never over plain http beyond this machine ---------------------------------------------
-
-
-@pytest.fixture
-def no_network(monkeypatch) -> list[requests.PreparedRequest]:
-    """Every request a requests Session would send, recorded and failed instead of sent."""
-    sent: list[requests.PreparedRequest] = []
-
-    def send(self, request, **kwargs):
-        sent.append(request)
-        raise requests.ConnectionError("the test sends nothing")
-
-    monkeypatch.setattr(requests.Session, "send", send)
-    return sent
 
 
 @pytest.mark.parametrize(

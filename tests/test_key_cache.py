@@ -18,8 +18,8 @@ import pytest
 from conftest import keyed_request
 
 from sei_framework import key_id_for
-from sei_framework.serving import KeyCache, ScoringService
-from sei_framework.state import OPAQUE_FACTOR, PROBATION_SHARE, measure_keys
+from sei_framework.serving import ScoringService
+from sei_framework.state import OPAQUE_FACTOR, PROBATION_SHARE, KeyCache, measure_keys
 
 MB = 2**20
 
@@ -130,7 +130,8 @@ def test_a_flood_of_fresh_key_ids_does_not_evict_a_returning_client(packed_servi
     client, body, publish, public = keyed_request(service, "digits", X[:1])
     for request in ({**body, **publish}, body):  # published once, used twice
         assert service.handle(json.dumps(request))[1] == 200
-    assert service.keys.total_bytes >= OPAQUE_FACTOR * len(public)  # sized as converted, not as raw bytes
+    expansion = service.adapters["digits"].key_expansion  # the packed adapter's: SEAL's 64-bit words
+    assert expansion == 4 and service.keys.total_bytes >= expansion * len(public)  # sized as converted, not raw
     for _ in range(12):  # fresh key ids, each with valid keys, used once
         _, flood, flood_publish, _ = keyed_request(service, "digits", X[:1])
         assert service.handle(json.dumps({**flood, **flood_publish}))[1] == 200
@@ -144,8 +145,8 @@ def test_a_flood_of_fresh_key_ids_does_not_evict_a_returning_client(packed_servi
 MEASURE = """
 import gc, json, sys
 import psutil
-from sei_framework.serving import KeyCache, ScoringService
-from sei_framework.state import measure_keys
+from sei_framework.serving import ScoringService, key_size
+from sei_framework.state import KeyCache
 
 service = ScoringService.from_build(sys.argv[1])
 adapter = service.adapters["digits"]
@@ -156,12 +157,13 @@ gc.collect()
 before = process.memory_info().rss
 if sys.argv[2] == "keep":  # 40 converted key sets kept: what they really take against what is counted
     converted = [adapter.load_public_keys(raw) for raw in publics]
-    counted = sum(measure_keys(keys, len(raw)) for keys, raw in zip(converted, publics))
+    counted = sum(key_size(adapter, keys, len(raw)) for keys, raw in zip(converted, publics, strict=True))
 else:  # a 2 MB cache fed 120 converted key sets
     cache = KeyCache(2 * 2**20)
     for i in range(120):
         raw = publics[i % 40]
-        cache.put(i, adapter.load_public_keys(raw), len(raw))
+        keys = adapter.load_public_keys(raw)
+        cache.put(i, keys, len(raw), key_size(adapter, keys, len(raw)))
         cache.used(i)
         cache.used(i)
     counted = cache.total_bytes
@@ -185,3 +187,29 @@ def test_counted_sizes_cover_real_process_memory(make_deployment, tmp_path):
     cached = measure(build, "cache")
     assert cached["counted"] <= 2 * MB
     assert cached["grown"] <= 2 * MB + 2 * MB, cached  # uncached, 120 key sets would take ~20 MB
+
+
+class _Opaque:
+    """Converted keys the cache cannot see into, as a native extension's objects are."""
+
+    __slots__ = ()
+
+
+def test_the_adapter_says_how_much_native_keys_expand():
+    """The core holds no backend's factor: an adapter's `key_expansion` sizes what it cannot measure;
+    an adapter that says nothing is charged what the keys were made from."""
+    from sei_framework import ModelAdapter
+    from sei_framework.serving import key_size
+
+    class Plain(ModelAdapter):  # a third-party adapter written before key_expansion existed
+        name = "plain"
+        prepare = describe = load_public_keys = predict = client = None  # type: ignore[assignment]
+
+    class Expanding(Plain):
+        key_expansion = 10.0
+
+    Plain.__abstractmethods__ = Expanding.__abstractmethods__ = frozenset()
+    plain, expanding = (cls(None, {}, None) for cls in (Plain, Expanding))
+    assert 1000 <= key_size(plain, _Opaque(), 1000) < 2000
+    assert key_size(expanding, _Opaque(), 1000) >= 10_000
+    assert measure_keys(_Opaque(), 1000) < 2 * 1000

@@ -13,7 +13,9 @@ from conftest import keyed_request
 from sei_framework import Client, DeployError
 from sei_framework.cli import cli
 from sei_framework.keys import Keyring
-from sei_framework.serving import QuotaExceeded, RequestQuota, ScoringService
+from sei_framework.serving import ScoringService
+from sei_framework.state import QuotaExceeded
+from sei_framework.state.memory import RequestQuota
 
 
 class FakeClock:

@@ -13,10 +13,10 @@ from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginErr
 from .linear import LinearModel, NotLinearError, fold
 from .mlflow_model import check_columns, differences, load_mlflow_model, signature_names
 
-__all__ = ["SERVICE_REQUIREMENTS", "SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
+__all__ = ["COMMON_REQUIREMENTS", "SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
 
-SERVICE_REQUIREMENTS = ("encrypted-inference==0.9", "seal-python==4.4.0", "scikit-learn", "joblib")
-"""What a service of either adapter needs: this plugin registers both, so it imports both backends."""
+COMMON_REQUIREMENTS = ("scikit-learn", "joblib")
+"""What a service of either adapter needs besides its backend (each adapter adds its own)."""
 
 LINEAR_FILE = "linear.json"
 MAX_DESCRIBED_SIZE = 1 << 20

@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
-from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolated
+from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolated, validation_problems
 
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
 )
-from .common import SERVICE_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
+from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
 
 __all__ = ["EIServerAdapter", "EIServerClient"]
@@ -52,12 +52,7 @@ _TUTORIAL_ROW = TypeAdapter(list[StrictStr])  # the tutorial's request: one row'
 
 def _invalid_data(exc: ValidationError) -> InvalidRequest:
     """Each bad field by its path and what it should be; never the value sent."""
-    problems = [
-        "data" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]) + ": "
-        + error["msg"]
-        for error in exc.errors(include_input=False, include_url=False)[:5]
-    ]
-    return InvalidRequest("; ".join(problems), code="invalid_data")
+    return InvalidRequest("; ".join(validation_problems(exc, "data", limit=5)), code="invalid_data")
 
 
 def parse_data(data: Any, n_features: int) -> EIServerData:
@@ -80,7 +75,7 @@ class EIServerAdapter(LinearAdapter):
 
     name: ClassVar[str] = "sklearn-eiserver"
     Options = EIServerOptions
-    requirements = SERVICE_REQUIREMENTS
+    requirements = ("encrypted-inference==0.9", *COMMON_REQUIREMENTS)
 
     @classmethod
     def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:

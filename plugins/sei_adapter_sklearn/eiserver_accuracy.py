@@ -34,13 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tail_bounds import NOISE_PROXY, subgaussian_bound
+
 __all__ = ["Analysis", "EIServerAccuracyError", "Proof", "analyse", "prove"]
 
 N = 8192
 SLOTS = N // 2                   # features per ciphertext
 SCALE = 2.0 ** 40                # the client's and the weights' encoding scale
-NOISE_PROXY = 10.5               # sub-Gaussian variance proxy of e: SEAL 3.5's clipped normal, sigma 3.2 (10.24)
-LOG_TAIL = math.log(2.0) * 65    # ln(2/delta), delta = 2^-64
 ROUNDING = N / (2.0 * math.sqrt(2.0))  # sum_i |r_i| |Re c_i| <= 1/2 sqrt(N) sqrt(N/2) ||w||_2
 FLOAT_RELATIVE = 2.0 ** -40
 FIXED_ERROR = 5e-5               # rescale and key-switching noise, measured (see above)
@@ -95,7 +95,7 @@ def analyse(W, b, lo, hi) -> Analysis:
     top = np.maximum(W * lo, W * hi).sum(axis=1) + b
     bottom = np.minimum(W * lo, W * hi).sum(axis=1) + b
     w2 = np.linalg.norm(W, axis=1)
-    noise = math.sqrt(2.0 * LOG_TAIL * NOISE_PROXY * N / 2.0) * w2 / SCALE + ROUNDING * chunk_norms.sum(axis=1) / SCALE
+    noise = subgaussian_bound(NOISE_PROXY * N / 2.0) * w2 / SCALE + ROUNDING * chunk_norms.sum(axis=1) / SCALE
     weight_rounding = ROUNDING * sum(float(np.linalg.norm(c)) for c in _chunks(xmax)) / SCALE
     floats = FLOAT_RELATIVE * (slot + w2 * float(np.linalg.norm(xmax)))
     return Analysis(

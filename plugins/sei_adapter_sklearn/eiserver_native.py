@@ -8,7 +8,6 @@ reused; the wire format and the native computation are exactly EIServer's.
 from __future__ import annotations
 
 import base64
-import binascii
 import ctypes
 import struct
 import zlib
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from encrypted.inference.internal import einative
 
-from sei_framework import InvalidRequest, KeyringError, run_script_isolated
+from sei_framework import InvalidRequest, KeyringError, decode_base64, run_script_isolated
 
 from . import eiserver_probe as probe
 from .eiserver_probe import NativeError, dot_product, result_size
@@ -114,10 +113,7 @@ def decode_ciphertexts(row: object, expected: int) -> bytes:
         raise InvalidRequest(f"each row must have {expected} ciphertext(s), got {len(row)}", code="invalid_ciphertext")
     blobs = []
     for i, text in enumerate(row):
-        try:
-            blob = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
+        blob = decode_base64(text, f"ciphertext {i}")
         check_ciphertext(blob, f"ciphertext {i}")
         blobs.append(blob)
     return b"".join(blobs)
@@ -160,7 +156,7 @@ class EIServerKernel:
         try:
             return [
                 base64.b64encode(dot_product(self._server, weights, intercept, cipher_array, keys.array, self._result_size)).decode("ascii")
-                for weights, intercept in zip(self.coef, self.intercept)
+                for weights, intercept in zip(self.coef, self.intercept, strict=True)
             ]
         except NativeError as exc:
             raise InvalidRequest(str(exc), code="rejected_input") from None

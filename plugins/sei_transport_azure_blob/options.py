@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from sei_framework import PluginOptions
+from sei_framework import PluginOptions, is_loopback_host
 
-__all__ = ["AzureBlobOptions", "is_loopback"]
+__all__ = ["AzureBlobOptions"]
 
 CONTAINER_PATTERN = r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
 """Azure's container naming rule (Python `re`: pydantic's patterns have no look-ahead)."""
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for localhost and 127.0.0.0/8 or ::1 (Azurite); plain http is allowed only there."""
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class AzureBlobOptions(PluginOptions):
@@ -71,7 +58,7 @@ class AzureBlobOptions(PluginOptions):
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("must be an https:// URL of a blob endpoint")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ValueError("plain http is only allowed for a local emulator (127.0.0.1, localhost); use https")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must not carry a query, a fragment or user info (no SAS tokens or keys here)")

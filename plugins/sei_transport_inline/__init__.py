@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, ClassVar
 
-from sei_framework import InvalidRequest, KeyTransport, hookimpl
+from sei_framework import KeyTransport, decode_base64, hookimpl
 
 __all__ = ["InlineTransport", "sei_register_key_transports"]
 
@@ -27,12 +26,7 @@ class InlineTransport(KeyTransport):
         encoded = request.get(FIELD)
         if encoded is None:
             return None
-        if not isinstance(encoded, str):
-            raise InvalidRequest(f"'{FIELD}' must be a base64 string", code="invalid_keys")
-        try:
-            return base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(f"'{FIELD}' is not valid base64", code="invalid_keys") from None
+        return decode_base64(encoded, f"'{FIELD}'", code="invalid_keys")
 
 
 @hookimpl

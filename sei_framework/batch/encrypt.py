@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..client.results import described_row_limit
 from ..errors import BatchError
 from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
 from .readers import open_rows
@@ -95,7 +96,7 @@ def encrypt_dataset(
     # The scorer reads and scores a shard whole, as one request: the service's request limit bounds it.
     max_shard_bytes = (client.describe().get("limits") or {}).get("max_request_bytes")
     if rows_per_shard is None:
-        request_rows = int((description.get("limits") or {}).get("max_rows_per_request", session.adapter.max_rows_per_request))
+        request_rows = described_row_limit(description, client.describe(), session.adapter.max_rows_per_request)
         target = min(SHARD_BYTES, int(max_shard_bytes * 0.9)) if max_shard_bytes else SHARD_BYTES
         rows_per_shard = fitted_rows_per_shard(session.adapter, model, source, request_rows, columns, storage_options, target)
     if rows_per_shard < 1:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import BatchError, InvalidRequest
 from ..keys import check_key_id
+from ..validation import validation_problems
 from .storage import JobStore
 
 __all__ = [
@@ -124,7 +125,5 @@ class JobManifest(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                ".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors(include_url=False, include_input=False)[:5]
-            )
+            problems = "; ".join(validation_problems(exc, limit=5))
             raise BatchError(f"{store.url}/{MANIFEST} is not a valid SEI batch manifest: {problems}") from None

@@ -270,8 +270,7 @@ def describe_build(build_dir: str | os.PathLike[str]) -> dict[str, Any]:
     build folder alone (no service, no state): hand it over as a file (`sei batch describe`)."""
     build = Build.open(build_dir)
     adapters = load_models(build)
-    default_rows = int(build.manifest["limits"]["max_rows_per_request"])
-    rows = {spec["name"]: int(spec.get("limits", {}).get("max_rows_per_request", default_rows)) for spec in build.manifest["models"]}
+    rows = build.model_rows()
     return {
         "service": build.name,
         "sei_version": build.manifest["sei_version"],

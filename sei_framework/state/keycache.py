@@ -10,6 +10,7 @@ Every operation is O(1) (amortised): sizes are measured once, when an entry is i
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 import threading
 from collections import OrderedDict
@@ -24,17 +25,17 @@ __all__ = ["KeyCache", "OPAQUE_FACTOR", "PROBATION_SHARE", "measure_keys"]
 PROBATION_SHARE = 0.25
 """Share of the budget for keys used once; also the largest single entry that is cached."""
 
-OPAQUE_FACTOR = 4
-"""Bytes charged per raw public-key byte when converted keys hold native objects that cannot be
-measured (SEAL objects): SEAL keeps both polynomials of a public key as 64-bit words, which is at
-most four times the packed 32-bit wire form (measured: 2.6x to 3.6x)."""
+OPAQUE_FACTOR = 1.0
+"""Default bytes charged per raw public-key byte when converted keys hold native objects that cannot
+be measured: at least what they were made from. An adapter whose backend expands keys says by how
+much (`ModelAdapter.key_expansion`) or measures them itself (`ModelAdapter.key_size`)."""
 
 _MAX_DEPTH = 8
 
 
-def measure_keys(value: Any, raw_size: int) -> int:
+def measure_keys(value: Any, raw_size: int, opaque_factor: float = OPAQUE_FACTOR) -> int:
     """Bytes `value` holds: numpy arrays, ctypes objects, bytes and Python containers are measured;
-    native objects that cannot be (pybind11, other extensions) add `OPAQUE_FACTOR * raw_size`."""
+    native objects that cannot be (pybind11, other extensions) add `opaque_factor * raw_size`."""
     seen: set[int] = set()
     opaque = False
 
@@ -62,7 +63,7 @@ def measure_keys(value: Any, raw_size: int) -> int:
         return sys.getsizeof(obj, 0) + sum(walk(v, depth + 1) for v in attrs)
 
     total = walk(value, 0)
-    return total + (OPAQUE_FACTOR * raw_size if opaque else 0)
+    return total + (math.ceil(opaque_factor * raw_size) if opaque else 0)
 
 
 def _attributes(obj: Any) -> list[Any] | None:

@@ -10,7 +10,6 @@ calibration rows at least `min_agreement` of the time, or the build fails naming
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -26,7 +25,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from sei_framework import ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize
+from sei_framework import (
+    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, decode_base64,
+    validation_problems,
+)
 
 from . import numerics, runtime
 
@@ -229,8 +231,8 @@ class ConcreteAdapter(ModelAdapter):
         try:
             parsed = ConcreteData.model_validate(data)
         except ValidationError as exc:
-            problems = [".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors(include_input=False, include_url=False)[:5]]
-            raise InvalidRequest("data: " + "; ".join(problems) if problems else "data is invalid", code="invalid_data") from None
+            problems = validation_problems(exc, "data", limit=5)
+            raise InvalidRequest("; ".join(problems) or "data is invalid", code="invalid_data") from None
         if parsed.n_features != self.n_features:
             raise InvalidRequest(f"the model takes {self.n_features} features, not {parsed.n_features}", code="wrong_features")
         limit = 4 * int(self.report["ciphertext_bytes"])
@@ -238,10 +240,7 @@ class ConcreteAdapter(ModelAdapter):
         for i, text in enumerate(parsed.rows):
             if len(text) > limit:
                 raise InvalidRequest(f"ciphertext {i} is larger than any this model's rows make", code="invalid_ciphertext")
-            try:
-                blobs.append(base64.b64decode(text, validate=True))
-            except (binascii.Error, ValueError):
-                raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
+            blobs.append(decode_base64(text, f"ciphertext {i}"))
         return blobs
 
     def predict(self, data: Any, keys: runtime.KeyHandle) -> list[str]:

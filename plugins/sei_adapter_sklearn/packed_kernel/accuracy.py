@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..tail_bounds import NOISE_PROXY, bernstein_bound, subgaussian_bound  # 4 tail events: < 2^-60 per score
 from .params import RESPONSE_BITS, Params, coeff_modulus_bits, ring_degree
 
 __all__ = ["AccuracyError", "Analysis", "Plan", "analyse", "exact_limb_bits", "plan", "score_range"]
@@ -25,8 +26,6 @@ EXACT_FLOAT = 2 ** 53        # every integer of magnitude <= 2^53 is a float64
 MAX_LIMB_BITS = 16
 INT64_SAFE = 2 ** 62         # |Wq|, |xq| stay below this (int64 with room)
 NOISE_MAX = 21               # |e| of a fresh noise coefficient: SEAL's CBD(21), or its Gaussian clipped at 19.2
-NOISE_PROXY = 10.5           # sub-Gaussian variance proxy of e: CBD(21) 21/2 (Gaussian sigma 3.2: 10.24)
-LOG_TAIL = math.log(2.0) * 65   # ln(2/delta), delta = 2^-64 per tail event (4 events: < 2^-60 per score)
 HEADROOM = 2.0               # decoded values wrap only beyond HEADROOM x (max_abs_score + tolerance)
 
 
@@ -39,27 +38,16 @@ class AccuracyError(ValueError):
         self.max_abs_score = max_abs_score
 
 
-def _subgauss(proxy: float) -> float:
-    """|S| bound for a sub-Gaussian S with variance proxy `proxy`, failing with probability 2^-64."""
-    return math.sqrt(2.0 * proxy * LOG_TAIL)
-
-
-def _bernstein(n: int, c: float = 0.5, var: float = 1.0 / 12.0) -> float:
-    """|sum of n independent zero-mean terms, |X| <= c, Var X <= var| bound, failing with probability 2^-64."""
-    a = c * LOG_TAIL / 3.0
-    return a + math.sqrt(a * a + 2.0 * LOG_TAIL * n * var)
-
-
 def rerandomisation_noise(N: int) -> float:
     """Noise of SEAL's Enc_pk(0) (u e_pk + e1 + e2 s, whether or not SEAL divides it by the special
     prime, plus that division's rounding), in units of the data level."""
-    return 2.0 * _subgauss(NOISE_PROXY * N) + NOISE_MAX + 0.5 + _bernstein(N)
+    return 2.0 * subgaussian_bound(NOISE_PROXY * N) + NOISE_MAX + 0.5 + bernstein_bound(N)
 
 
 def switch_error(N: int) -> float:
     """Decryption error from switching c0, c1 to 2^32 (units of 2^32): c0's rounding, c1's rounding
     times the ternary secret (uniform c1: zero-mean, variance 1/12), and the float64 switch's 2^-20."""
-    return 0.5 + 2.0 ** -20 + _bernstein(N, c=0.5 + 2.0 ** -20) + N * 2.0 ** -20
+    return 0.5 + 2.0 ** -20 + bernstein_bound(N, c=0.5 + 2.0 ** -20) + N * 2.0 ** -20
 
 
 def exact_limb_bits(Wq: np.ndarray) -> int:
@@ -130,7 +118,7 @@ def analyse(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: Par
     quant = (np.abs(W - Wq * 2.0 ** -lw) @ xmax + 2.0 ** -(lx + 1) * 2.0 ** -lw * np.abs(Wq).sum(axis=1)
              + np.abs(b - bq * 2.0 ** -T)) * (1.0 + 2.0 ** -40)
     l1, l2 = _block_norms(Wq, p)
-    noise_q = np.minimum(NOISE_MAX * l1, _subgauss(NOISE_PROXY) * l2) + rerandomisation_noise(N)  # data level
+    noise_q = np.minimum(NOISE_MAX * l1, subgaussian_bound(NOISE_PROXY) * l2) + rerandomisation_noise(N)  # data level
     switch_q = switch_error(N) * Q / 2.0 ** 32 if p.switches_modulus else 0.0                     # data level
     xq_lo, xq_hi = np.rint(lo * 2.0 ** lx), np.rint(hi * 2.0 ** lx)
     top = np.maximum(Wq * xq_lo, Wq * xq_hi).sum(axis=1) + bq

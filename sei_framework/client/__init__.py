@@ -1,0 +1,184 @@
+"""The client API: keys, key transport, encrypt, call, decrypt.
+
+One module per concern, composed by `Client`: `http` (POST with retries), `endpoint` (where
+credentials may go), `transports` (which key transport to trust), `sessions` (keyring key pairs
+per model) and `results` (batching and reading the scores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..base import AdapterClient, Endpoint, KeyTransport, Prediction
+from ..errors import SeiError, ServiceError
+from ..keys import Keyring
+from ..net import is_loopback_host, redact_uri
+from ..plugins import SeiPlugins, get_plugin_manager
+from .endpoint import EndpointPolicy
+from .http import RETRY_STATUSES, HttpCaller
+from .results import check_rows, described_row_limit, request_rows, score_in_batches
+from .sessions import ModelSession, open_session, publish_keys
+from .transports import check_transport, transport_from_service
+
+__all__ = ["RETRY_STATUSES", "Client", "ModelSession", "is_loopback_host"]
+
+
+class Client:
+    """Talks to one SEI service; the secret keys stay in the local keyring.
+
+    >>> client = Client("http://127.0.0.1:8890/score")                     # an `inline` service
+    >>> client = Deployment.from_file("my-config.yaml").client(endpoint)   # any key transport
+    >>> client.predict("mnist", X).predictions
+
+    Key transport: the one passed as `transport`; else the one the service describes, only if
+    that transport allows it (`inline`) or `trust_service_transport` is set. A transport that uses
+    the client's credentials or files (`azure-blob`, `local-dir`) never takes its destination
+    from the service by default: a spoofed service could collect the token or direct the writes.
+
+    The endpoint's headers (a bearer token, a service key) go over plain http only to a loopback
+    address unless `allow_insecure_http`; redirects are never followed; a header value HTTP cannot
+    carry (a token outside latin-1) is refused. Credentials in the URI never show in messages or logs.
+
+    Requests are idempotent, so connection errors, timeouts and 502/503/504 answers are retried up
+    to `retries` times, after a random wait of up to `backoff` * 2**attempt seconds (at most
+    `max_backoff`; full jitter, so many clients do not retry in step).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | str,
+        *,
+        transport: KeyTransport | None = None,
+        keyring: Keyring | None = None,
+        plugins: SeiPlugins | None = None,
+        timeout: float = 600.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        trust_service_transport: bool = False,
+        allow_insecure_http: bool = False,
+        description: dict[str, Any] | None = None,
+    ) -> None:
+        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
+        self.trust_service_transport = trust_service_transport
+        self.policy = EndpointPolicy(allow_insecure_http=allow_insecure_http)
+        self.policy.check(self.endpoint)  # before anything is sent
+        self.keyring = keyring or Keyring()
+        self.http = HttpCaller(timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self._plugins = plugins
+        self._transport = transport
+        self._description = description  # a describe answer handed over (batch jobs): no service call
+        self._models: dict[str, ModelSession] = {}
+        self._pending: dict[str, dict[str, Any]] = {}  # key_id -> fields to send once
+        self._transport_checked = False
+
+    @classmethod
+    def offline(cls, description: dict[str, Any], **kwargs: Any) -> Client:
+        """A client without a service: encrypts and decrypts for the models of `description` (a service's
+        `describe` answer, as a batch job carries it) with keys from the keyring; it sends nothing."""
+        return cls(Endpoint(""), description=description, **kwargs)
+
+    @property
+    def allow_insecure_http(self) -> bool:
+        return self.policy.allow_insecure_http
+
+    @allow_insecure_http.setter
+    def allow_insecure_http(self, allow: bool) -> None:
+        self.policy.allow_insecure_http = allow
+
+    @property
+    def timeout(self) -> float:
+        return self.http.timeout
+
+    @property
+    def retries(self) -> int:
+        return self.http.retries
+
+    @property
+    def plugins(self) -> SeiPlugins:
+        if self._plugins is None:
+            self._plugins = get_plugin_manager()
+        return self._plugins
+
+    def call(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST one request, retrying what may pass on; an error answer raises ServiceError with its code."""
+        self.policy.check(self.endpoint)  # the endpoint may have been replaced since
+        if not self.endpoint.scoring_uri:
+            raise SeiError("this client has no service endpoint (Client.offline): it encrypts and decrypts only")
+        return self.http.post(self.endpoint, body)
+
+    def describe(self) -> dict[str, Any]:
+        """The service's models, adapters, encryption parameters and key transport (cached)."""
+        if self._description is None:
+            self._description = self.call({"op": "describe"})
+        return self._description
+
+    @property
+    def transport(self) -> KeyTransport:
+        """The key transport passed in; else the service's, if its class or the user allows that."""
+        if self._transport is None:
+            shown = redact_uri(self.endpoint.scoring_uri)
+            trusted = self.trust_service_transport
+            self._transport = transport_from_service(self.describe(), self.plugins, shown, trusted=trusted)
+        return self._transport
+
+    def _checked_transport(self) -> KeyTransport:
+        """The transport, once checked against the one the service names (a mismatch cannot work)."""
+        transport = self.transport
+        if not self._transport_checked:
+            check_transport(transport, self.describe(), redact_uri(self.endpoint.scoring_uri))
+            self._transport_checked = True
+        return transport
+
+    def model(self, name: str) -> AdapterClient:
+        """The adapter client for model `name`, with keys from the keyring (made on first use)."""
+        return self.session(name).adapter
+
+    def session(self, name: str) -> ModelSession:
+        """Model `name`'s adapter client and key pair (from the keyring, made on first use, checked)."""
+        if name not in self._models:
+            self._models[name] = open_session(name, self.describe()["models"], self.plugins, self.keyring)
+        return self._models[name]
+
+    def _publish(self, session: ModelSession) -> None:
+        self._pending[session.key_id] = publish_keys(self._checked_transport(), session)
+
+    def predict_encrypted(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Encrypt `rows`, score them on the service, return the decrypted scores."""
+        session = self.session(name)
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        body = {"model": name, "key_id": session.key_id, "data": session.adapter.encrypt(rows)}
+        published_now = False
+        if session.key_id not in self._pending:
+            self._publish(session)
+            published_now = True
+        try:
+            answer = self.call({**body, **self._pending[session.key_id]})
+        except ServiceError as exc:
+            if exc.code not in ("unknown_key_id", "key_mismatch") or published_now:
+                raise
+            # the service forgot our keys (restart, eviction), or the published copy was replaced
+            # (key_mismatch: what the transport holds under our key id is not our keys): publish again
+            self._publish(session)
+            answer = self.call({**body, **self._pending[session.key_id]})
+        self._pending[session.key_id] = {}
+        return session.adapter.decrypt(answer["result"], len(rows))
+
+    def predict(
+        self,
+        name: str,
+        X: Any,
+        *,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Prediction:
+        """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each."""
+        adapter = self.model(name)
+        described = self.describe()["models"][name]
+        rows = check_rows(name, adapter, X, described.get("n_features"))
+        limit = described_row_limit(described, self.describe(), adapter.max_rows_per_request)
+        size = request_rows(limit, adapter, batch_size)
+        return score_in_batches(adapter, rows, size, lambda batch: self.predict_encrypted(name, batch), progress)
