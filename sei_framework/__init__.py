@@ -35,7 +35,8 @@ from .errors import (
     UnknownPluginError,
 )
 from .hookspecs import hookimpl
-from .isolation import call_isolated, run_script_isolated
+from .framing import FrameError, decode_frame, encode_frame
+from .isolation import IsolatedProcess, ProcessLost, call_isolated, run_script_isolated, serve_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .logs import log_to_stderr
 from .packaging import Shipment, ship_local_distributions
@@ -77,6 +78,12 @@ __all__ = [
     "UnknownPluginError",
     "call_isolated",
     "run_script_isolated",
+    "serve_isolated",
+    "IsolatedProcess",
+    "ProcessLost",
+    "FrameError",
+    "encode_frame",
+    "decode_frame",
     "check_key_id",
     "get_plugin_manager",
     "hookimpl",
