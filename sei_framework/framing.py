@@ -5,8 +5,9 @@ declares, back to back:
 
     {"v": 1, "blobs": [n0, n1, ...], "value": <the value>}
 
-The value holds JSON types; `bytes` travel as {"$bytes": i} (blob i) and numpy arrays of a plain
-numeric dtype as {"$array": i, "dtype": "<f8", "shape": [...]}. A dict key starting with "$" is
+The value holds JSON types; `bytes` travel as {"$bytes": i} (blob i), long strings as {"$str": i}
+(UTF-8, so the header stays small) and numpy arrays of a plain numeric dtype as
+{"$array": i, "dtype": "<f8", "shape": [...]}. A dict key starting with "$" is
 refused, so no value can pass for a blob. Reading checks every size before it reads, so a peer that
 lies about a length, or sends anything but a frame, gets a FrameError, and nothing it sent runs.
 """
@@ -35,6 +36,7 @@ _DTYPES = frozenset(
                  "float16", "float32", "float64", "complex64", "complex128")  # fmt: skip
 )
 _MAX_DEPTH = 64
+_SHORT_STR = 1024
 
 
 class FrameError(SeiError):
@@ -46,6 +48,9 @@ class FrameError(SeiError):
 def _encode(value: Any, blobs: list[bytes], depth: int) -> Any:
     if depth > _MAX_DEPTH:
         raise FrameError(f"a value nested deeper than {_MAX_DEPTH} levels cannot be framed")
+    if isinstance(value, str) and len(value) > _SHORT_STR:
+        blobs.append(value.encode("utf-8", errors="surrogatepass"))
+        return {"$str": len(blobs) - 1}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -108,7 +113,7 @@ def _decode(value: Any, blobs: list[bytes], depth: int) -> Any:
         return [_decode(item, blobs, depth + 1) for item in value]
     if not isinstance(value, dict):
         return value
-    if "$bytes" in value or "$array" in value:
+    if "$bytes" in value or "$array" in value or "$str" in value:
         return _blob(value, blobs)
     if any(key.startswith("$") for key in value):
         raise FrameError("the frame's value has a dict key starting with '$' that names no blob")
@@ -116,11 +121,16 @@ def _decode(value: Any, blobs: list[bytes], depth: int) -> Any:
 
 
 def _blob(ref: dict[str, Any], blobs: list[bytes]) -> Any:
-    index = ref.get("$bytes", ref.get("$array"))
+    index = ref.get("$bytes", ref.get("$array", ref.get("$str")))
     if type(index) is not int or not 0 <= index < len(blobs):
         raise FrameError("the frame's value names a blob it does not hold")
     if set(ref) == {"$bytes"}:
         return blobs[index]
+    if set(ref) == {"$str"}:
+        try:
+            return blobs[index].decode("utf-8", errors="surrogatepass")
+        except UnicodeDecodeError:
+            raise FrameError("the frame's value holds a string that is not UTF-8") from None
     dtype, shape = ref.get("dtype"), ref.get("shape")
     if set(ref) != {"$array", "dtype", "shape"} or dtype not in _DTYPES:
         raise FrameError("the frame's value holds an array of a dtype it may not carry")

@@ -46,7 +46,7 @@ def gadget_bytes(marker: Path) -> bytes:
 
 VALUES = [
     None, True, 0, -(2**70), 1.5, "text é", b"", b"\x00\xff" * 10, [1, [2, [b"x"]]], {"a": {"b": [None, 2.5]}},
-    {"ok": [b"one", b"two", "three"]},
+    {"ok": [b"one", b"two", "three"]}, ["A" * 5000, "é" * 2000],
 ]  # fmt: skip
 
 
@@ -109,6 +109,7 @@ def frame_with(header: bytes, *blobs: bytes) -> bytes:
         (frame_with(b'{"v":1,"blobs":[8],"value":{"$array":0,"dtype":"<f8","shape":[2]}}', b"x" * 8), "does not fill its 8 bytes"),
         (frame_with(b'{"v":1,"blobs":[8],"value":{"$array":0,"dtype":"|O","shape":[1]}}', b"x" * 8), "dtype it may not carry"),
         (frame_with(b'{"v":1,"blobs":[0],"value":{"$pickle":0}}'), "names no blob"),
+        (frame_with(b'{"v":1,"blobs":[1],"value":{"$str":0}}', b"\xff"), "a string that is not UTF-8"),
         (frame_with(b'{"v":1,"blobs":[-1],"value":null}'), "not a list of sizes"),
         (frame_with(b'{"v":1,"blobs":[1073741824, 1073741824],"value":null}'), "declares 2147483648 bytes of blobs, over"),
         (frame_with(b'{"v":1,"blobs":[],"value":' + b"[" * 5000 + b"]" * 5000 + b"}"), "header is not JSON|nested deeper"),
