@@ -233,15 +233,21 @@ class ConcreteAdapter(ModelAdapter):
             raise InvalidRequest("data: " + "; ".join(problems) if problems else "data is invalid", code="invalid_data") from None
         if parsed.n_features != self.n_features:
             raise InvalidRequest(f"the model takes {self.n_features} features, not {parsed.n_features}", code="wrong_features")
-        limit = 4 * int(self.report["ciphertext_bytes"])
+        size = int(self.report["ciphertext_bytes"])  # every row's ciphertext of a circuit has this size
         blobs = []
         for i, text in enumerate(parsed.rows):
-            if len(text) > limit:
+            if len(text) > 4 * size:
                 raise InvalidRequest(f"ciphertext {i} is larger than any this model's rows make", code="invalid_ciphertext")
             try:
-                blobs.append(base64.b64decode(text, validate=True))
+                blob = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
                 raise InvalidRequest(f"ciphertext {i} is not valid base64", code="invalid_ciphertext") from None
+            if len(blob) != size:
+                raise InvalidRequest(
+                    f"ciphertext {i} is {len(blob)} bytes; this model's are {size} (made for another model?)",
+                    code="invalid_ciphertext",
+                )
+            blobs.append(blob)
         return blobs
 
     def predict(self, data: Any, keys: runtime.KeyHandle) -> list[str]:
