@@ -165,9 +165,8 @@ def _pump(kill: Callable[[], None], send: bytes, fds: tuple[int | None, int, int
                     else:
                         err = (err + data)[-_STDERR_KEPT:]
     finally:
-        for fd in fds:
-            if fd is not None:
-                os.close(fd)
+        for opened in (stdout, stderr) if stdin is None else (stdin, stdout, stderr):
+            os.close(opened)
     return b"".join(out), bytes(err)
 
 
