@@ -85,6 +85,7 @@ def _answer(data: bytes, what: str, max_bytes: int) -> Any:
 
 
 def _unwrap(answer: Any, what: str) -> Any:
+    """The value of {"ok": value}; {"refused": {code, message}} raises InvalidRequest, anything else ProcessLost."""
     if isinstance(answer, dict) and set(answer) == {"ok"}:
         return answer["ok"]
     refused = answer.get("refused") if isinstance(answer, dict) and set(answer) == {"refused"} else None
@@ -112,7 +113,7 @@ def _signal_name(number: int) -> str:
 
 def _failed(what: str, returncode: int, stderr: bytes) -> ProcessLost:
     """The error for a process that ended with `returncode` (negative: killed by that signal)."""
-    ending = f"killed by {_signal_name(-returncode)}" if returncode < 0 else f"exit status {returncode}"
+    ending = _ending(returncode)
     log.warning("%s: the isolated process ended (%s); it said: %s", what, ending, _library_said(stderr))
     crashed = f" and crashed ({ending})" if returncode < 0 else ""
     return ProcessLost(f"{what} failed: the native library rejected the input{crashed}")
