@@ -184,6 +184,9 @@ class ConcreteAdapter(ModelAdapter):
         self.specs = (model_dir / CLIENT_SPECS).read_bytes()
         self.server_path = str((model_dir / SERVER).resolve())
         self.n_features = int(self.report["n_features"])
+        layout = self.report.get("ciphertext_layout")  # builds before it: the size check only
+        self.payload = tuple(layout["payload"]) if layout else (0, 0)
+        self.frame = base64.b64decode(layout["frame"]) if layout else None
 
     def describe(self) -> dict[str, Any]:
         report = self.report
@@ -246,6 +249,10 @@ class ConcreteAdapter(ModelAdapter):
                 raise InvalidRequest(
                     f"ciphertext {i} is {len(blob)} bytes; this model's are {size} (made for another model?)",
                     code="invalid_ciphertext",
+                )
+            if self.frame is not None and blob[: self.payload[0]] + blob[self.payload[1] :] != self.frame:
+                raise InvalidRequest(
+                    f"ciphertext {i} was not made for this model's circuit (its value type differs)", code="invalid_ciphertext"
                 )
             blobs.append(blob)
         return blobs

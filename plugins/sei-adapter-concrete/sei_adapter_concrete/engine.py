@@ -9,9 +9,8 @@ engine and answers the request with an error.
 
 Requests and answers are frames of data (sei_framework's `serve_isolated`: a JSON header and raw
 blobs, never a pickle), so an engine a hostile input took over can send the worker nothing that
-runs. Requests: {"op": "ping"}, {"op": "keys", "token", "blob"}, {"op": "check", "ciphertexts"},
-{"op": "run", "server", "token", "ciphertexts"} and {"op": "forget", "tokens"}; a request it
-cannot serve is refused with a message.
+runs. Requests: {"op": "ping"}, {"op": "keys", "token", "blob"}, {"op": "run", "server", "token",
+"ciphertexts"} and {"op": "forget", "tokens"}; a request it cannot serve is refused with a message.
 """
 
 from __future__ import annotations
@@ -66,12 +65,6 @@ class Engine:
             raise _refused(f"ciphertext {i} cannot be read (bytes beyond the value)")
         return value
 
-    def check(self, ciphertexts: list[bytes]) -> int:
-        """Read every ciphertext, keys not needed: the probation engine does it for proven clients."""
-        for i, blob in enumerate(ciphertexts):
-            self.read(i, blob)
-        return len(ciphertexts)
-
     def run(self, path: str, token: str, ciphertexts: list[bytes]) -> list[bytes]:
         if token not in self.keys:
             raise _refused(f"unknown key token {token!r}")
@@ -99,12 +92,10 @@ class Engine:
             return os.getpid()
         if op == "keys":
             return self.load_keys(_field(request, "token", str), _field(request, "blob", bytes))
-        if op in ("check", "run"):
+        if op == "run":
             ciphertexts = _field(request, "ciphertexts", list)
             if not all(isinstance(blob, bytes) for blob in ciphertexts):
                 raise _refused("engine request field 'ciphertexts' must hold bytes")
-            if op == "check":
-                return self.check(ciphertexts)
             return self.run(_field(request, "server", str), _field(request, "token", str), ciphertexts)
         if op == "forget":
             tokens = _field(request, "tokens", list)

@@ -4,9 +4,6 @@ Each worker process has two engines, started when first needed:
 - `trusted` runs keys that have already run once without crashing it; it keeps them expanded;
 - `probation` runs a key set's first request. Hostile keys that crash the runtime crash only it:
   the keys are refused from then on, and the trusted engine and everyone's keys in it are untouched.
-  It also reads every ciphertext of a proven key set's requests before the trusted engine does, so
-  the trusted engine only ever parses bytes that probation parsed without harm (then Concrete's
-  runtime checks each value's shape, precision and encryption against the circuit before it runs).
 A crashed engine is restarted on the next call; a handle whose keys it held sends them again.
 """
 
@@ -97,12 +94,6 @@ class EngineProcess:
             self._call(timeout)
             self._load(handle, timeout)
 
-    def check(self, ciphertexts: list[bytes], timeout: float) -> None:
-        """Read the ciphertexts here without running them (InvalidRequest if one cannot be read)."""
-        with self._lock:
-            self._call(timeout)
-            self._exchange({"op": "check", "ciphertexts": ciphertexts}, timeout)
-
     def run(self, handle: KeyHandle, server: str, ciphertexts: list[bytes], timeout: float) -> list[bytes]:
         """Results of the circuit in `server` on each ciphertext, with the handle's keys."""
         with self._lock:
@@ -166,8 +157,6 @@ def run(handle: KeyHandle, server: str, ciphertexts: list[bytes], timeout: float
         )
     engine = engines()["trusted" if handle.proven else "probation"]
     try:
-        if handle.proven:  # a request's first bytes go to probation, never straight to everyone's keys
-            engines()["probation"].check(ciphertexts, timeout)
         results = engine.run(handle, server, ciphertexts, timeout)
     except EngineCrashed as exc:
         if exc.timed_out:  # a busy machine or a long request, not a verdict on the keys
