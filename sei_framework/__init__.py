@@ -38,7 +38,8 @@ from .errors import (
 )
 from .extras import install_hint, require_extra
 from .hookspecs import hookimpl
-from .isolation import call_isolated, run_script_isolated
+from .framing import FrameError, decode_frame, encode_frame
+from .isolation import IsolatedProcess, ProcessLost, call_isolated, run_script_isolated, serve_isolated
 from .keys import Keyring, check_key_id, key_id_for, sei_home
 from .logs import log_to_stderr
 from .model_files import DATA_TYPES, ModelFileError, load_pickle, load_skops
@@ -88,6 +89,12 @@ __all__ = [
     "UnknownPluginError",
     "call_isolated",
     "run_script_isolated",
+    "serve_isolated",
+    "IsolatedProcess",
+    "ProcessLost",
+    "FrameError",
+    "encode_frame",
+    "decode_frame",
     "check_key_id",
     "decode_base64",
     "get_plugin_manager",

@@ -127,18 +127,6 @@ def test_service_refuses_keys_that_do_not_match_their_id(score):
     assert call(score, body)[0]["error"]["code"] == "key_mismatch"
 
 
-def test_call_isolated_turns_a_native_abort_into_an_error():
-    import os
-
-    from sei_framework import call_isolated
-
-    assert call_isolated(lambda: sum(range(10)), what="sum") == 45
-    with pytest.raises(InvalidRequest, match=r"abort failed: the native library rejected the input and crashed \(killed by SIGABRT\)"):
-        call_isolated(os.abort, what="abort")
-    with pytest.raises(InvalidRequest, match="slow did not finish within 0.5 s"):
-        call_isolated(lambda: __import__("time").sleep(30), what="slow", timeout=0.5)
-
-
 def test_a_request_without_model_gets_the_bare_result_like_the_tutorial(make_deployment, tmp_path, model_files):
     from sei_adapter_sklearn.eiserver import EIServerAdapter
 
@@ -159,22 +147,3 @@ def test_a_request_without_model_gets_the_bare_result_like_the_tutorial(make_dep
     answer, status = call(score, body)
     assert status == 200 and isinstance(answer, list) and len(answer) == 1
     assert abs(client._client.decrypt(answer)[0] - model.predict(X[:1])[0]) < 1e-3
-
-
-def test_run_script_isolated_returns_stdout_and_turns_a_crash_or_hang_into_an_error(tmp_path):
-    """The fork-free isolation a client uses: a fresh interpreter, the same errors as call_isolated."""
-    from sei_framework import run_script_isolated
-
-    echo = tmp_path / "echo.py"
-    echo.write_text("import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read()[::-1])\n")
-    assert run_script_isolated(echo, b"abc", what="echo") == b"cba"
-    abort = tmp_path / "abort.py"
-    abort.write_text("import os, sys\nsys.stderr.write('terminate called: bad key\\n')\nos.abort()\n")
-    with pytest.raises(InvalidRequest, match="abort failed: the native library rejected the input and crashed \\(killed by SIGABRT\\)") as info:
-        run_script_isolated(abort, b"", what="abort")
-    assert info.value.code == "rejected_input"
-    slow = tmp_path / "slow.py"
-    slow.write_text("import time\ntime.sleep(30)\n")
-    with pytest.raises(InvalidRequest, match="slow did not finish within 0.5 s") as info:
-        run_script_isolated(slow, b"", what="slow", timeout=0.5)
-    assert info.value.code == "timeout"

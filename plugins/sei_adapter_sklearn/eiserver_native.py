@@ -177,10 +177,12 @@ def check_key_pair(secret: bytes, public_keys: bytes) -> None:
     except InvalidRequest as exc:
         raise KeyringError(f"the public keys are damaged: {exc.message}") from None
     try:
-        output = run_script_isolated(probe.__file__, secret + public_keys, what="checking the key pair", timeout=120)
+        value = run_script_isolated(
+            probe.__file__, {"secret": secret, "public": public_keys}, what="checking the key pair", timeout=120
+        )
     except InvalidRequest as exc:
         if exc.code == "timeout":  # a busy machine, not a verdict on the keys
             raise
         raise KeyringError("the public keys are damaged: the native library rejected them") from None
-    if not abs(probe.read_value(output) - (probe.PROBE_X * probe.PROBE_W + probe.PROBE_B)) < _PROBE_TOLERANCE:
+    if not isinstance(value, float) or not abs(value - (probe.PROBE_X * probe.PROBE_W + probe.PROBE_B)) < _PROBE_TOLERANCE:
         raise KeyringError("the public keys were not made from this secret key")

@@ -6,24 +6,25 @@ must not be a fork: encrypted-inference calls its library through ctypes, which 
 so other threads of the client may be inside the library, holding its locks, at the moment of a
 fork, and the forked child then waits on them forever. A fresh interpreter starts without them.
 
-Run as a script: stdin holds the 64-byte secret key then the public keys; stdout gets the probe's
-decrypted value as one float64. Imports only numpy and encrypted-inference, so it starts quickly.
+Run as a script through `run_script_isolated`: the request is a frame holding the 64-byte secret
+key and the public keys ({"secret": bytes, "public": bytes}); the answer, the probe's decrypted value
+(a float), goes back as a frame too (sei_framework.framing: data only, never a pickle).
 """
 
 from __future__ import annotations
 
 import base64
 import ctypes
-import struct
-import sys
+from typing import Any
 
 import numpy as np
 from encrypted.inference.internal import einative
 
+from sei_framework import InvalidRequest, serve_isolated
+
 SECRET_BYTES = 64
 # One feature, so one ciphertext: x * w + b must come back from the public keys' dot product.
 PROBE_X, PROBE_W, PROBE_B = 0.75, 1.5, -0.25
-_VALUE = struct.Struct("<d")
 
 
 class NativeError(RuntimeError):
@@ -84,15 +85,15 @@ def probe_value(secret: bytes, public_keys: bytes) -> float:
     return float(client.decrypt([base64.b64encode(result).decode("ascii")])[0])
 
 
+def answer(request: Any) -> float:
+    """The probe's value for a framed request {"secret": bytes, "public": bytes}."""
+    if not isinstance(request, dict) or not all(isinstance(request.get(key), bytes) for key in ("secret", "public")):
+        raise InvalidRequest("the probe takes {'secret': bytes, 'public': bytes}", code="invalid_keys")
+    return probe_value(request["secret"], request["public"])
+
+
 def main() -> None:
-    payload = sys.stdin.buffer.read()
-    value = probe_value(payload[:SECRET_BYTES], payload[SECRET_BYTES:])
-    sys.stdout.buffer.write(_VALUE.pack(value))
-
-
-def read_value(output: bytes) -> float:
-    """The value main() wrote."""
-    return _VALUE.unpack(output)[0]
+    serve_isolated(answer, once=True)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ class ConcreteAdapter(ModelAdapter):
         self.specs = (model_dir / CLIENT_SPECS).read_bytes()
         self.server_path = str((model_dir / SERVER).resolve())
         self.n_features = int(self.report["n_features"])
+        layout = self.report.get("ciphertext_layout")  # builds before it: the size check only
+        self.payload = tuple(layout["payload"]) if layout else (0, 0)
+        self.frame = base64.b64decode(layout["frame"]) if layout else None
 
     def describe(self) -> dict[str, Any]:
         report = self.report
@@ -235,12 +238,22 @@ class ConcreteAdapter(ModelAdapter):
             raise InvalidRequest("; ".join(problems) or "data is invalid", code="invalid_data") from None
         if parsed.n_features != self.n_features:
             raise InvalidRequest(f"the model takes {self.n_features} features, not {parsed.n_features}", code="wrong_features")
-        limit = 4 * int(self.report["ciphertext_bytes"])
+        size = int(self.report["ciphertext_bytes"])  # every row's ciphertext of a circuit has this size
         blobs = []
         for i, text in enumerate(parsed.rows):
-            if len(text) > limit:
+            if len(text) > 4 * size:
                 raise InvalidRequest(f"ciphertext {i} is larger than any this model's rows make", code="invalid_ciphertext")
-            blobs.append(decode_base64(text, f"ciphertext {i}"))
+            blob = decode_base64(text, f"ciphertext {i}")
+            if len(blob) != size:
+                raise InvalidRequest(
+                    f"ciphertext {i} is {len(blob)} bytes; this model's are {size} (made for another model?)",
+                    code="invalid_ciphertext",
+                )
+            if self.frame is not None and blob[: self.payload[0]] + blob[self.payload[1] :] != self.frame:
+                raise InvalidRequest(
+                    f"ciphertext {i} was not made for this model's circuit (its value type differs)", code="invalid_ciphertext"
+                )
+            blobs.append(blob)
         return blobs
 
     def predict(self, data: Any, keys: runtime.KeyHandle) -> list[str]:

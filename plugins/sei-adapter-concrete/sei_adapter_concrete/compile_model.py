@@ -17,6 +17,7 @@ A refusal (a family it cannot serve, features that do not match) is written as r
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import sys
@@ -199,6 +200,17 @@ def _rss_bytes() -> int:
     return 0
 
 
+def ciphertext_layout(ciphertexts: list[bytes]) -> dict:
+    """Where this circuit's ciphertexts hold their encrypted words, and the bytes around them (the
+    value's type: shape, precision, key, encoding), which every ciphertext of the circuit repeats
+    exactly: fresh encryptions of one row differ only in the words."""
+    rows = np.frombuffer(b"".join(ciphertexts), dtype=np.uint8).reshape(len(ciphertexts), -1)
+    differ = np.nonzero((rows != rows[0]).any(axis=0))[0]
+    start, stop = int(differ.min()) // 8 * 8, -(-(int(differ.max()) + 1) // 8) * 8
+    frame = ciphertexts[0][:start] + ciphertexts[0][stop:]
+    return {"payload": [start, stop], "frame": base64.b64encode(frame).decode("ascii")}
+
+
 def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
     """One fresh key set and one served row, as the service holds and runs them: key and wire sizes,
     the memory one deserialised (and, after its first run, expanded) key set takes, and times."""
@@ -210,6 +222,7 @@ def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
     keygen_seconds = time.perf_counter() - start
     blob = client.evaluation_keys.serialize()
     ciphertext = client.encrypt(q_row).serialize()
+    layout = ciphertext_layout([ciphertext] + [client.encrypt(q_row).serialize() for _ in range(3)])
     server = fhe.Server.load(out / "server.zip")
     before = _rss_bytes()
     keys = fhe.EvaluationKeys.deserialize(blob)
@@ -227,6 +240,7 @@ def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
         "evaluation_key_bytes": len(blob),
         "key_memory_bytes": max(_rss_bytes() - before, len(blob)),
         "ciphertext_bytes": len(ciphertext),
+        "ciphertext_layout": layout,
         "result_bytes": len(result),
         "keygen_seconds": round(keygen_seconds, 3),
         "first_run_seconds": round(times[0], 3),

@@ -7,36 +7,29 @@ several times faster than one deserialised per call. It is a process of its own,
 on hostile keys (evaluation keys of another circuit end in SIGSEGV); the worker then starts a new
 engine and answers the request with an error.
 
-Messages are pickled tuples, each framed by its length (8 bytes, little endian), on stdin and
-stdout; the worker is the only writer. Replies are ("ok", value) or ("error", message).
+Requests and answers are frames of data (sei_framework's `serve_isolated`: a JSON header and raw
+blobs, never a pickle), so an engine a hostile input took over can send the worker nothing that
+runs. Requests: {"op": "ping"}, {"op": "keys", "token", "blob"}, {"op": "run", "server", "token",
+"ciphertexts"} and {"op": "forget", "tokens"}; a request it cannot serve is refused with a message.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import struct
-import sys
-from typing import Any, BinaryIO
+from typing import Any
 
-FRAME = struct.Struct("<Q")
+from sei_framework import InvalidRequest, serve_isolated
 
 
-def read_frame(stream: BinaryIO) -> Any | None:
-    header = stream.read(FRAME.size)
-    if len(header) < FRAME.size:
-        return None
-    (size,) = FRAME.unpack(header)
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    return pickle.loads(body)
+def _refused(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="rejected_input")
 
 
-def write_frame(stream: BinaryIO, message: Any) -> None:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(FRAME.pack(len(body)) + body)
-    stream.flush()
+def _field(request: dict[str, Any], name: str, kind: type) -> Any:
+    value = request.get(name)
+    if not isinstance(value, kind):
+        raise _refused(f"engine request field {name!r} must be a {kind.__name__}")
+    return value
 
 
 class Engine:
@@ -58,21 +51,31 @@ class Engine:
         try:
             self.keys[token] = self.fhe.EvaluationKeys.deserialize(blob)
         except Exception as exc:  # noqa: BLE001 - Concrete raises RuntimeError (and others) on bad bytes
-            raise ValueError(f"the evaluation keys cannot be read ({type(exc).__name__})") from None
+            raise _refused(f"the evaluation keys cannot be read ({type(exc).__name__})") from None
         return len(self.keys)
 
+    def read(self, i: int, blob: bytes) -> Any:
+        """Ciphertext i as a Concrete value; refused unless it parses and serialises back to the same bytes."""
+        try:
+            value = self.fhe.Value.deserialize(blob)
+            canonical = value.serialize() == blob
+        except Exception as exc:  # noqa: BLE001
+            raise _refused(f"ciphertext {i} cannot be read ({type(exc).__name__})") from None
+        if not canonical:
+            raise _refused(f"ciphertext {i} cannot be read (bytes beyond the value)")
+        return value
+
     def run(self, path: str, token: str, ciphertexts: list[bytes]) -> list[bytes]:
+        if token not in self.keys:
+            raise _refused(f"unknown key token {token!r}")
         server, keys = self.server(path), self.keys[token]
         results = []
         for i, blob in enumerate(ciphertexts):
-            try:
-                value = self.fhe.Value.deserialize(blob)
-            except Exception as exc:  # noqa: BLE001
-                raise ValueError(f"ciphertext {i} cannot be read ({type(exc).__name__})") from None
+            value = self.read(i, blob)
             try:
                 result = server.run(value, evaluation_keys=keys)
             except Exception as exc:  # noqa: BLE001
-                raise ValueError(f"ciphertext {i} does not fit the model's circuit ({type(exc).__name__})") from None
+                raise _refused(f"ciphertext {i} does not fit the model's circuit ({type(exc).__name__})") from None
             results.append(result.serialize())
         return results
 
@@ -81,29 +84,27 @@ class Engine:
             self.keys.pop(token, None)
         return len(self.keys)
 
-    def handle(self, message: tuple) -> Any:
-        op, *args = message
+    def handle(self, request: Any) -> Any:
+        if not isinstance(request, dict):
+            raise _refused("an engine request is an object with an 'op'")
+        op = request.get("op")
         if op == "ping":
             return os.getpid()
         if op == "keys":
-            return self.load_keys(*args)
+            return self.load_keys(_field(request, "token", str), _field(request, "blob", bytes))
         if op == "run":
-            return self.run(*args)
+            ciphertexts = _field(request, "ciphertexts", list)
+            if not all(isinstance(blob, bytes) for blob in ciphertexts):
+                raise _refused("engine request field 'ciphertexts' must hold bytes")
+            return self.run(_field(request, "server", str), _field(request, "token", str), ciphertexts)
         if op == "forget":
-            return self.forget(*args)
-        raise ValueError(f"unknown engine operation {op!r}")
+            tokens = _field(request, "tokens", list)
+            return self.forget([token for token in tokens if isinstance(token, str)])
+        raise _refused(f"unknown engine operation {op!r}")
 
 
 def main() -> None:
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but frames on the real stdout
-    engine = Engine()
-    while (message := read_frame(stdin)) is not None:
-        try:
-            reply = ("ok", engine.handle(message))
-        except (ValueError, KeyError) as exc:
-            reply = ("error", str(exc) if isinstance(exc, ValueError) else f"unknown key token {exc}")
-        write_frame(stdout, reply)
+    serve_isolated(Engine().handle)
 
 
 if __name__ == "__main__":

@@ -10,20 +10,13 @@ A crashed engine is restarted on the next call; a handle whose keys it held send
 from __future__ import annotations
 
 import logging
-import os
-import selectors
-import subprocess
-import sys
 import threading
-import time
 import uuid
 import weakref
 from pathlib import Path
 from typing import Any
 
-from sei_framework import InvalidRequest
-
-from .engine import FRAME, write_frame
+from sei_framework import InvalidRequest, IsolatedProcess, ProcessLost
 
 __all__ = ["EngineCrashed", "EngineProcess", "KeyHandle", "engines", "admit", "run"]
 
@@ -41,67 +34,28 @@ class EngineCrashed(Exception):
 
 
 class EngineProcess:
-    """One engine: a fresh interpreter running engine.py, owned by the process that started it."""
+    """One engine: a fresh interpreter running engine.py (sei_framework's IsolatedProcess: frames
+    of data both ways), owned by the process that started it."""
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.generation = 0
-        self._proc: subprocess.Popen | None = None
-        self._owner = 0
+        self.process = IsolatedProcess(ENGINE_SCRIPT, what=f"concrete engine {role}")
         self._lock = threading.Lock()
         self._forgotten: list[str] = []
 
+    @property
+    def generation(self) -> int:
+        return self.process.generation
+
     def _alive(self) -> bool:
-        return self._proc is not None and self._owner == os.getpid() and self._proc.poll() is None
+        return self.process.alive()
 
-    def _start(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-P", str(ENGINE_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        self._owner = os.getpid()
-        self.generation += 1
-        self._forgotten.clear()
-        self._exchange(("ping",), START_TIMEOUT_S)
-        log.info("concrete engine %s started (pid %d)", self.role, self._proc.pid)
-
-    def _stop(self, why: str) -> None:
-        if self._proc is not None and self._owner == os.getpid():
-            self._proc.kill()
-            status = self._proc.wait()
-            log.warning("concrete engine %s (pid %d) stopped: %s (status %s)", self.role, self._proc.pid, why, status)
-        self._proc = None
-
-    def _read_exactly(self, fd: int, size: int, deadline: float) -> bytes:
-        chunks, remaining = [], size
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while remaining:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise EngineCrashed("no answer in time", timed_out=True)
-                chunk = os.read(fd, min(remaining, 1 << 20))
-                if not chunk:
-                    raise EngineCrashed("it ended")
-                chunks.append(chunk)
-                remaining -= len(chunk)
-        return b"".join(chunks)
-
-    def _exchange(self, message: tuple, timeout: float) -> Any:
-        import pickle
-
-        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
-        deadline = time.monotonic() + timeout
+    def _exchange(self, request: dict[str, Any], timeout: float) -> Any:
+        """The engine's answer; a refusal is an InvalidRequest, a lost engine an EngineCrashed."""
         try:
-            write_frame(self._proc.stdin, message)
-            fd = self._proc.stdout.fileno()
-            (size,) = FRAME.unpack(self._read_exactly(fd, FRAME.size, deadline))
-            status, value = pickle.loads(self._read_exactly(fd, size, deadline))
-        except (BrokenPipeError, OSError, EngineCrashed) as exc:
-            self._stop(str(exc) or type(exc).__name__)
-            raise EngineCrashed(str(exc) or type(exc).__name__, timed_out=getattr(exc, "timed_out", False)) from None
-        if status == "error":
-            raise InvalidRequest(value, code="rejected_input")
-        return value
+            return self.process.call(request, timeout)
+        except ProcessLost as exc:
+            raise EngineCrashed(exc.message, timed_out=exc.timed_out) from None
 
     def forget(self, token: str, generation: int) -> None:
         """Called when a handle is collected: its keys leave the engine with the next call."""
@@ -112,22 +66,23 @@ class EngineProcess:
         """Free the handle's keys in this engine now (a proven key set leaving probation)."""
         with self._lock:
             if handle.loaded.pop(self.role, None) == self.generation and self._alive():
-                self._exchange(("forget", [handle.token]), timeout)
+                self._exchange({"op": "forget", "tokens": [handle.token]}, timeout)
 
     def _call(self, timeout: float) -> None:
         """Under the lock: a live engine, told of forgotten keys."""
-        if not self._alive():
-            self._proc = None
-            self._start()
+        if self.process.start():
+            self._forgotten.clear()
+            pid = self._exchange({"op": "ping"}, START_TIMEOUT_S)
+            log.info("concrete engine %s started (pid %s)", self.role, pid)
         if self._forgotten:
             tokens, self._forgotten = self._forgotten, []
-            self._exchange(("forget", tokens), timeout)
+            self._exchange({"op": "forget", "tokens": tokens}, timeout)
 
     def _load(self, handle: KeyHandle, timeout: float) -> None:
         if handle.loaded.get(self.role) == self.generation:
             return
         try:
-            self._exchange(("keys", handle.token, handle.blob), timeout)
+            self._exchange({"op": "keys", "token": handle.token, "blob": handle.blob}, timeout)
         except InvalidRequest as exc:
             raise InvalidRequest(exc.message, code="invalid_keys") from None
         handle.loaded[self.role] = self.generation
@@ -144,16 +99,19 @@ class EngineProcess:
         with self._lock:
             self._call(timeout)
             self._load(handle, timeout)
-            return self._exchange(("run", server, handle.token, ciphertexts), timeout)
+            results = self._exchange({"op": "run", "server": server, "token": handle.token, "ciphertexts": ciphertexts}, timeout)
+        if not isinstance(results, list) or len(results) != len(ciphertexts) or not all(isinstance(r, bytes) for r in results):
+            raise InvalidRequest("the circuit runtime answered with something other than one result per ciphertext", code="rejected_input")
+        return results
 
     @property
     def pid(self) -> int | None:
         """The engine's process id while it runs in this process's care."""
-        return self._proc.pid if self._alive() else None
+        return self.process.pid
 
     def stop(self) -> None:
         with self._lock:
-            self._stop("asked to stop")
+            self.process.stop()
 
 
 class KeyHandle:

@@ -124,3 +124,42 @@ def test_hostile_keys_and_ciphertexts_get_errors_and_honest_clients_keep_their_a
         assert status == 400 and answer["error"]["code"] in ("invalid_data", "invalid_ciphertext", "wrong_features", "rejected_input"), answer
     assert honest.predict(trained.X[1:2]).predictions.tolist() == trained.expected["tree"]["simulated"][1:2]
     assert service.adapters["tree"].engine_pids()["trusted"] == trusted_pid  # nothing hostile reached it
+
+
+def test_a_ciphertext_of_another_circuit_sent_with_proven_keys_leaves_the_trusted_engine_serving(service, trained):
+    """Issue 16: well-formed ciphertexts of every other served circuit, from a client whose keys are
+    proven, get an answer or an error; the trusted engine (everyone's expanded keys) stays up."""
+    honest = KeyedClient(service, "tree")
+    assert honest.predict(trained.X[:1]).predictions.tolist() == trained.expected["tree"]["simulated"][:1]
+    attacker = KeyedClient(service, "tree")
+    attacker.predict(trained.X[:1])  # its keys are proven: from now on the trusted engine runs them
+    trusted_pid = service.adapters["tree"].engine_pids()["trusted"]
+    for name in MODELS[1:]:
+        foreign = service.adapters[name].client(service.describe()["models"][name])
+        foreign.use_keys(*foreign.generate_keys())
+        answer, status = attacker.ask(foreign.encrypt(trained.X[:1]))
+        assert status in (200, 400), answer
+        assert service.adapters["tree"].engine_pids()["trusted"] == trusted_pid, f"a ciphertext of {name} took the trusted engine down"
+    assert honest.predict(trained.X[1:2]).predictions.tolist() == trained.expected["tree"]["simulated"][1:2]
+    assert service.adapters["tree"].engine_pids()["trusted"] == trusted_pid  # (the key cache may still evict
+    # the honest keys under this module's many key sets: KeyedClient then publishes them again)
+
+
+def test_a_ciphertext_that_is_not_of_this_circuits_type_never_reaches_an_engine(service, trained):
+    """Every ciphertext of a circuit repeats the same bytes around its encrypted words (the value's
+    type); the worker refuses any other before an engine, and everyone's keys, could see it."""
+    honest = KeyedClient(service, "tree")
+    assert honest.predict(trained.X[:1]).predictions.tolist() == trained.expected["tree"]["simulated"][:1]
+    trusted_pid = service.adapters["tree"].engine_pids()["trusted"]
+    blob = base64.b64decode(honest.client.encrypt(trained.X[:1])["rows"][0])
+    retyped = bytearray(blob)
+    retyped[8] ^= 1  # the value's type, outside its encrypted words: not this circuit's
+    answer, status = honest.ask({"n_features": 10, "rows": [base64.b64encode(bytes(retyped)).decode()]})
+    assert status == 400 and answer["error"]["code"] == "invalid_ciphertext", answer
+    assert "was not made for this model's circuit" in answer["error"]["message"]
+    longer = base64.b64encode(blob + b"\0" * 8).decode()  # Concrete would read it, ignoring the tail
+    answer, status = honest.ask({"n_features": 10, "rows": [longer]})
+    assert status == 400 and answer["error"]["code"] == "invalid_ciphertext", answer
+    assert f"is {len(blob) + 8} bytes; this model's are {len(blob)}" in answer["error"]["message"]
+    assert honest.predict(trained.X[1:2]).predictions.tolist() == trained.expected["tree"]["simulated"][1:2]
+    assert service.adapters["tree"].engine_pids()["trusted"] == trusted_pid
