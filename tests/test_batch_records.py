@@ -3,6 +3,7 @@ range), to the description it was encrypted for, and to its bytes; multi-output 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -37,7 +38,7 @@ def scored_job(build: Path, offline, rows: np.ndarray, job: Path, rows_per_shard
 def test_shards_swapped_in_the_manifest_are_refused_never_misplaced(cancer, offline, tmp_path):
     """The reproduction: swap two shards' id, sha256 and bytes in manifest.json. The manifest still partitions
     the rows, so only the owner's record and each result's row range can tell."""
-    build, model, rows = cancer
+    build, _, rows = cancer
     job = scored_job(build, offline, rows[:200], tmp_path / "job")
     manifest = json.loads((job / "manifest.json").read_text())
     first, second = manifest["shards"]
@@ -51,7 +52,7 @@ def test_shards_swapped_in_the_manifest_are_refused_never_misplaced(cancer, offl
     # Defence in depth: even a manifest the record were to accept, each result names its own rows.
     record = next((tmp_path / "keys" / "batch-jobs").glob("*.json"))
     kept = json.loads(record.read_text())
-    kept["manifest_sha256"] = __import__("hashlib").sha256((job / "manifest.json").read_bytes()).hexdigest()
+    kept["manifest_sha256"] = hashlib.sha256((job / "manifest.json").read_bytes()).hexdigest()
     record.write_text(json.dumps(kept))
     with pytest.raises(BatchError, match=r"shard 00001 is for rows \[100, 200\) .* holds rows \[0, 100\)"):
         decrypt_job(offline, job, tmp_path / "out.parquet")
@@ -59,7 +60,7 @@ def test_shards_swapped_in_the_manifest_are_refused_never_misplaced(cancer, offl
 
 
 def test_a_job_this_keyring_has_no_record_of_is_refused(cancer, offline, tmp_path):
-    build, model, rows = cancer
+    build, _, rows = cancer
     job = scored_job(build, offline, rows[:100], tmp_path / "job")
     (next((tmp_path / "keys" / "batch-jobs").glob("*.json"))).unlink()
     with pytest.raises(BatchError, match="has no record of job .*: decrypt with the keyring folder that encrypted"):

@@ -21,7 +21,7 @@ from ..keys import Keyring, _private_dir
 from .manifest import SHA256, JobManifest
 from .storage import sha256_hex
 
-__all__ = ["JobRecord", "RECORDS", "check_job", "record_path", "write_record"]
+__all__ = ["RECORDS", "JobRecord", "check_job", "record_path", "write_record"]
 
 RECORDS = "batch-jobs"
 """The keyring's sub-folder of job records, one `JOB.json` per job."""
