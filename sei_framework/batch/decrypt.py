@@ -16,7 +16,8 @@ import fsspec
 import numpy as np
 
 from ..errors import BatchError, SeiError
-from .manifest import JobManifest, result_file
+from .manifest import MANIFEST, MAX_MANIFEST_BYTES, JobManifest, description_fingerprint, result_file
+from .record import check_job
 from .scoring import read_result
 from .storage import JobStore
 
@@ -40,15 +41,26 @@ class DecryptReport:
     seconds: float
 
 
+def _split(name: str, values: Any, rows: int) -> dict[str, np.ndarray]:
+    """One 1-D column per output: `name` for a single output, `name_0`, `name_1`, ... for several
+    (a table column holds one value per row, so a multi-output model's (rows, k) array is k columns)."""
+    array = np.asarray(values)
+    if array.ndim <= 1 or (array.ndim == 2 and array.shape[1] == 1):
+        return {name: array.reshape(rows)}
+    array = array.reshape(rows, -1)
+    return {f"{name}_{i}": array[:, i] for i in range(array.shape[1])}
+
+
 def prediction_columns(start: int, prediction: Any) -> dict[str, np.ndarray]:
-    """`row` (0-based, the input's order), `prediction`, the scores and, where the model has them, probabilities."""
-    columns: dict[str, np.ndarray] = {"row": np.arange(start, start + len(prediction.scores), dtype=np.int64)}
-    columns["prediction"] = np.asarray(prediction.predictions)
-    scores = np.asarray(prediction.scores, dtype=np.float64).reshape(len(columns["row"]), -1)
-    names = ["score"] if scores.shape[1] == 1 else [f"score_{i}" for i in range(scores.shape[1])]
-    columns.update({name: scores[:, i] for i, name in enumerate(names)})
+    """`row` (0-based, the input's order), the prediction, the scores and, where the model has them,
+    probabilities; a multi-output model's predictions and scores are one column per output
+    (`prediction_0`, `score_0`, ...), probabilities always one per class (`probability_0`, ...)."""
+    rows = len(prediction.scores)
+    columns: dict[str, np.ndarray] = {"row": np.arange(start, start + rows, dtype=np.int64)}
+    columns.update(_split("prediction", prediction.predictions, rows))
+    columns.update(_split("score", np.asarray(prediction.scores, dtype=np.float64), rows))
     if prediction.probabilities is not None:
-        probabilities = np.asarray(prediction.probabilities, dtype=np.float64).reshape(len(columns["row"]), -1)
+        probabilities = np.asarray(prediction.probabilities, dtype=np.float64).reshape(rows, -1)
         columns.update({f"probability_{i}": probabilities[:, i] for i in range(probabilities.shape[1])})
     return columns
 
@@ -98,6 +110,12 @@ def _decrypt_shard(adapter, results: JobStore, manifest: JobManifest, shard, wri
             f"the result of shard {shard.id} is not for this job's shard (another job's, or a damaged file): "
             "run `sei batch score` again; it rescores it"
         )
+    if (answer.get("start"), answer.get("stop"), answer.get("model")) != (shard.start, shard.stop, manifest.model):
+        raise BatchError(
+            f"the result of shard {shard.id} is for rows [{answer.get('start')}, {answer.get('stop')}) of model "
+            f"{answer.get('model')!r}; the job's shard {shard.id} holds rows [{shard.start}, {shard.stop}) of "
+            f"{manifest.model!r}: its rows would land in the wrong place"
+        )
     try:
         prediction = adapter.interpret(adapter.decrypt(answer["result"], shard.rows))
     except SeiError as exc:
@@ -121,7 +139,9 @@ def decrypt_job(
 
     Every shard must have a result for exactly its bytes, and every row of the input appears once:
     the manifest's shards partition the rows, and each result decrypts to exactly its shard's rows
-    (checked, not assumed). `client` holds the keyring that encrypted the job (`Client.offline`
+    (checked, not assumed). The manifest and `client`'s description of the model must be the ones the
+    keyring's record of the job names (record.py), and each result must name its shard's row range.
+    `client` holds the keyring that encrypted the job (`Client.offline`
     needs no service). Beside `out`, OUT.summary.json records the row count and the file's sha256.
     """
     started = time.perf_counter()
@@ -131,13 +151,18 @@ def decrypt_job(
         raise BatchError(f"cannot write {out!r}: name a .csv or .parquet file")
     store = JobStore(job, storage_options)
     result_store = JobStore(results, storage_options) if results is not None else store
-    manifest = JobManifest.load(store)
+    manifest_bytes = store.read(MANIFEST, MAX_MANIFEST_BYTES)
+    manifest = JobManifest.parse(manifest_bytes, store)
+    description = client.describe().get("models", {}).get(manifest.model)
+    if not isinstance(description, dict):
+        raise BatchError(f"the description given has no model {manifest.model!r}, the model of job {manifest.job}")
     session = client.session(manifest.model)
     if session.key_id != manifest.key_id:
         raise BatchError(
             f"job {manifest.job} was encrypted with key id {manifest.key_id}; this keyring's key for model "
             f"{manifest.model!r} is {session.key_id}: decrypt with the keyring that encrypted the job"
         )
+    check_job(client.keyring, manifest, manifest_bytes, description_fingerprint(description))
     missing = [shard.id for shard in manifest.shards if not result_store.exists(result_file(shard.id))]
     if missing:
         raise BatchError(

@@ -14,6 +14,7 @@ from ..client.results import described_row_limit
 from ..errors import BatchError
 from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
 from .readers import open_rows
+from .record import write_record
 from .storage import JobStore, sha256_hex
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ def encrypt_dataset(
     folder `out`: the public key once (keys/), one file per shard (shards/), then manifest.json.
 
     `client` gives the model's description (from its service, or `Client.offline` with a describe
-    answer) and the key pair from its keyring. Rows are read `rows_per_shard` at a time, never the
+    answer) and the key pair from its keyring; the keyring's folder also keeps the job's record
+    (record.py), the hashes of its manifest and description that `decrypt_job` checks. Rows are read `rows_per_shard` at a time, never the
     whole data set at once (default: whole requests' worth of rows making shards of about 8 MB).
     """
     started = time.perf_counter()
@@ -141,5 +143,7 @@ def encrypt_dataset(
         source=os.path.basename(os.fspath(source).rstrip("/")),
         shards=shards,
     )
-    store.write(MANIFEST, manifest.to_bytes())  # last: a job with a manifest has every shard
+    manifest_bytes = manifest.to_bytes()
+    write_record(client.keyring, manifest, manifest_bytes)  # the owner's own record, which decrypt checks
+    store.write(MANIFEST, manifest_bytes)  # last: a job with a manifest has every shard
     return EncryptReport(job, start, len(shards), total_bytes, time.perf_counter() - started)
