@@ -95,7 +95,7 @@ class AdapterClient(ABC):
         wrong scores without any error. The client turns the exception into a KeyringError.
         """
 
-    def check_input(self, X: Any) -> None:
+    def check_input(self, X: Any) -> None:  # noqa: B027 - optional: the default accepts anything
         """Check the caller's input as given (a pandas DataFrame's column names, say) before it becomes
         an array of rows; raise InvalidRequest to refuse it. The default accepts anything."""
 
@@ -262,7 +262,7 @@ class ModelSource(ABC):
         self.target = target
         self.target_options = target_options
 
-    def check(self, uri: str) -> None:
+    def check(self, uri: str) -> None:  # noqa: B027 - optional: the default accepts any uri
         """Validate time, no network: raise ValueError saying what is wrong with `uri`. Default: accept."""
 
     @abstractmethod

@@ -216,7 +216,7 @@ def predict(
             out["probabilities"] = result.probabilities.tolist()
         click.echo(json.dumps(out))
         return
-    for i, (scores, label) in enumerate(zip(result.scores, result.predictions)):
+    for i, (scores, label) in enumerate(zip(result.scores, result.predictions, strict=True)):
         shown = " ".join(f"{s:+.4f}" for s in scores)
         click.echo(f"{i}\tprediction={label}\tscores=[{shown}]")
 

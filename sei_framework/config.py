@@ -294,7 +294,7 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
     )
     sources = _model_sources(config, plugins, dcls, dopts, problems)
     models = []
-    for i, (model, (cls, options)) in enumerate(zip(config.models, adapter_options)):
+    for i, (model, (cls, options)) in enumerate(zip(config.models, adapter_options, strict=True)):
         scheme = model.uri_scheme
         source = sources.get(scheme) if scheme else None
         if scheme is not None and scheme not in plugins.model_sources():

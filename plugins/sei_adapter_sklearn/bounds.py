@@ -110,7 +110,7 @@ def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
     """[lo, hi] when every feature shares them, else [[lo_1, hi_1], ...] (the option's own forms)."""
     if np.all(lo == lo[0]) and np.all(hi == hi[0]):
         return [float(lo[0]), float(hi[0])]
-    return [[float(a), float(b)] for a, b in zip(lo, hi)]
+    return [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
 
 
 def expand_bounds(form: Any, n_features: int, what: str, error: type[Exception]) -> tuple[np.ndarray, np.ndarray]:

@@ -160,7 +160,7 @@ class EIServerKernel:
         try:
             return [
                 base64.b64encode(dot_product(self._server, weights, intercept, cipher_array, keys.array, self._result_size)).decode("ascii")
-                for weights, intercept in zip(self.coef, self.intercept)
+                for weights, intercept in zip(self.coef, self.intercept, strict=True)
             ]
         except NativeError as exc:
             raise InvalidRequest(str(exc), code="rejected_input") from None

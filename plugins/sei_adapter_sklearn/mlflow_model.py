@@ -67,7 +67,7 @@ def _check_skops_types(path: Path, flavor: dict[str, Any], trusted_types: list[s
     try:
         untrusted = sio.get_untrusted_types(file=file)
     except Exception as exc:
-        raise ModelFileError(f"MLflow model {path}: {file.name} is not a valid skops file: {type(exc).__name__}: {exc}")
+        raise ModelFileError(f"MLflow model {path}: {file.name} is not a valid skops file: {type(exc).__name__}: {exc}") from None
     refused = refused_types(untrusted, trusted_types)
     if refused:
         raise ModelFileError(

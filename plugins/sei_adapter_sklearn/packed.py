@@ -230,7 +230,7 @@ class PackedClient(LinearClient):
         if len(result) != len(sizes):
             raise InvalidRequest(f"expected {len(sizes)} result ciphertexts, got {len(result)}", code="invalid_response")
         try:
-            parts = [self._keys.decrypt_scores(_unb64(text, "result"), outputs, size) for text, size in zip(result, sizes)]
+            parts = [self._keys.decrypt_scores(_unb64(text, "result"), outputs, size) for text, size in zip(result, sizes, strict=True)]
         except (KernelInputError, InvalidRequest) as exc:
             raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
         scores = np.vstack(parts).reshape(n_rows, outputs)

@@ -118,7 +118,7 @@ def torch_network(model):
 
     activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "logistic": torch.nn.Sigmoid, "identity": torch.nn.Identity}
     layers = []
-    for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_)):
+    for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
         linear = torch.nn.Linear(coef.shape[0], coef.shape[1])
         with torch.no_grad():
             linear.weight.copy_(torch.tensor(coef.T, dtype=torch.float32))
