@@ -14,15 +14,14 @@ import gzip
 import json
 import os
 import statistics
-import sys
 import time
 import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 from sei_adapter_sklearn import packed_kernel as K
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 DATA = os.environ.get("SEI_SHARED_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 

@@ -121,7 +121,7 @@ def test_backoff_is_exponential_capped_and_jittered(monkeypatch):
         with pytest.raises(ServiceError):
             Client(uri, retries=6, backoff=0.01, max_backoff=0.05).call({"op": "describe"})
         caps = [0.01, 0.02, 0.04, 0.05, 0.05, 0.05]
-        assert len(waits) == 6 and all(0 <= wait <= cap for wait, cap in zip(waits, caps))
+        assert len(waits) == 6 and all(0 <= wait <= cap for wait, cap in zip(waits, caps, strict=True))
         waits.clear()
         monkeypatch.setattr(client_module.random, "uniform", lambda low, high: high)  # the longest draw
         with pytest.raises(ServiceError):

@@ -6,7 +6,6 @@ import warnings
 
 import joblib
 import numpy as np
-import pytest
 import yaml
 
 from conftest import MNIST_IMAGES, SEED_MODEL, load_mnist, needs_shared
