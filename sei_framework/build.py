@@ -41,7 +41,7 @@ class Build:
     manifest: dict[str, Any]
 
     @classmethod
-    def open(cls, path: str | Path) -> Build:
+    def open(cls, path: str | os.PathLike[str]) -> Build:
         path = Path(path)
         try:
             manifest = json.loads((path / MANIFEST).read_text())
@@ -176,7 +176,7 @@ def _render(resolved: ResolvedConfig, out: Path, plugins: SeiPlugins) -> dict[st
                 "limits": {"max_rows_per_request": rows},
             }
         )
-    manifest = {
+    manifest: dict[str, Any] = {
         "name": config.name,
         "sei_version": framework_version(),
         "plugins": resolved.plugins,

@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 import click
 import numpy as np
@@ -21,7 +22,9 @@ from .plugins import SeiPlugins, get_plugin_manager
 
 __all__ = ["main", "cli"]
 
-EXIT_CODES = {ConfigError: 2, InvalidRequest: 3}
+EXIT_CODES: dict[type[SeiError], int] = {ConfigError: 2, InvalidRequest: 3}
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _plugins() -> SeiPlugins:
@@ -32,9 +35,9 @@ def _plugins() -> SeiPlugins:
     return plugins
 
 
-def handle_errors(command):
+def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except SeiError as exc:

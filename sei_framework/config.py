@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -231,9 +231,12 @@ def load_config(path: str | Path) -> SeiConfig:
     return parse_config(data, base_dir=path.parent.resolve(), source=str(path))
 
 
+P = TypeVar("P", ModelAdapter, KeyTransport, DeployTarget)
+
+
 def _plugin_options(
-    registry: Registry, name: str, options: dict, where: str, problems: list[str], base_dir: Path | None
-):
+    registry: Registry[P], name: str, options: dict[str, Any], where: str, problems: list[str], base_dir: Path | None
+) -> tuple[type[P] | None, PluginOptions | None]:
     try:
         cls = registry.get(name)
     except UnknownPluginError as exc:
@@ -282,7 +285,7 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
         adapter_options.append(
             _plugin_options(adapters, model.adapter, model.options, f"models[{i}].adapter", problems, config.base_dir)
         )
-        if check_files and model.uri_scheme is None and not model.path.exists():
+        if check_files and isinstance(model.path, Path) and not model.path.exists():  # a file, not a URI
             problems.append(f"models[{i}].path: no such file: {model.path}")
     transports, targets = plugins.key_transports(), plugins.deploy_targets()
     tcls, topts = _plugin_options(
@@ -310,7 +313,7 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
                 problems.append(f"models[{i}].path: {exc}")
         if cls is not None and options is not None:
             models.append(ResolvedModel(model, cls, options, model.path, source))
-    if problems:
+    if problems or tcls is None or topts is None or dcls is None or dopts is None:  # each None left a problem
         raise ConfigError(f"config {config.name!r} is invalid:", problems=problems)
     used = [adapters.entry(m.adapter).plugin for m in config.models]
     used += [transports.entry(config.key_transport.name).plugin, targets.entry(config.deploy.target).plugin]

@@ -122,7 +122,7 @@ class Keyring:
             raise KeyringError(f"cannot use the keyring folder {folder}: {exc.strerror or exc}") from None
 
     @staticmethod
-    def _write(folder: Path, scheme: str, secret: bytes, public: bytes) -> None:
+    def _write(folder: Path, scheme: str, secret: object, public: object) -> None:  # a plugin's pair, checked
         if not isinstance(secret, bytes) or not isinstance(public, bytes):
             raise TypeError("a key pair is (secret bytes, public bytes)")
         fd, tmp = tempfile.mkstemp(prefix=".keypair-", suffix=".tmp", dir=folder)  # mode 0600

@@ -11,7 +11,7 @@ from typing import Any
 
 import dask
 from distributed import Client as DaskClient
-from distributed import LocalCluster, as_completed
+from distributed import LocalCluster, Worker, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..errors import BatchError, SeiError
@@ -51,7 +51,7 @@ class BuildLoader(WorkerPlugin):
     def __init__(self, build: bytes) -> None:
         self.build = build
 
-    def setup(self, worker) -> None:
+    def setup(self, worker: Worker) -> None:
         scorer_for(self.build)
 
 
@@ -72,7 +72,7 @@ def score_job(
     workers: int = 2,
     threads_per_worker: int = 1,
     storage_options: dict[str, Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ScoreReport:
     """Score every shard of the job folder `job` with the model of `build_dir`, on Dask.
 

@@ -39,7 +39,7 @@ class JobStore:
         if self.is_local:
             self.url = self.root  # absolute: workers started elsewhere resolve the same folder
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[JobStore], tuple[str, dict[str, Any]]]:
         return (JobStore, (self.url, self.storage_options))
 
     def __repr__(self) -> str:
