@@ -175,3 +175,14 @@ def test_run_script_isolated_returns_stdout_and_turns_a_crash_or_hang_into_an_er
     with pytest.raises(InvalidRequest, match="slow did not finish within 0.5 s") as info:
         run_script_isolated(slow, b"", what="slow", timeout=0.5)
     assert info.value.code == "timeout"
+
+
+def test_run_before_init_is_a_clear_error(make_deployment, tmp_path):
+    """Azure ML calls init() first; if run() comes first anyway, it says so (not an AttributeError on None)."""
+    build = make_deployment().build(tmp_path / "build")
+    for script, name in (("score.py", "score_not_initialised"), ("batch_score.py", "batch_score_not_initialised")):
+        spec = importlib.util.spec_from_file_location(name, build.path / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with pytest.raises(RuntimeError, match=rf"{script}: run\(\) before init\(\)"):
+            module.run("{}" if script == "score.py" else [str(tmp_path / "job" / "shards" / "000001.json")])
