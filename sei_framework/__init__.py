@@ -41,9 +41,11 @@ from .logs import log_to_stderr
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
+from .registry import AdapterRegistry, ModelSourceRegistry, TargetRegistry, TransportRegistry
 
 __all__ = [
     "AdapterClient",
+    "AdapterRegistry",
     "BatchError",
     "Build",
     "BuildError",
@@ -63,6 +65,7 @@ __all__ = [
     "ModelAdapter",
     "ModelSession",
     "ModelSource",
+    "ModelSourceRegistry",
     "PluginError",
     "PluginLoadError",
     "PluginOptions",
@@ -73,6 +76,8 @@ __all__ = [
     "ServiceError",
     "Shipment",
     "StateUnavailable",
+    "TargetRegistry",
+    "TransportRegistry",
     "UnknownKey",
     "UnknownPluginError",
     "call_isolated",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +28,8 @@ __all__ = [
     "Prediction",
     "RequestSize",
 ]
+
+K = TypeVar("K")
 
 
 class PluginOptions(BaseModel):
@@ -74,8 +76,9 @@ class Endpoint:
 class AdapterClient(ABC):
     """Client half of a model adapter: keys, encryption, decryption, and reading the scores."""
 
-    key_scheme: ClassVar[str]
-    """Keys made for one scheme serve every model with the same scheme and parameters."""
+    key_scheme: str
+    """Keys made for one scheme serve every model with the same scheme and parameters (a class attribute,
+    or set per instance when the scheme depends on the model's parameters)."""
 
     max_rows_per_request: int = 16
 
@@ -94,6 +97,13 @@ class AdapterClient(ABC):
         keyring): the service computes with the public key, so a mismatched pair would decrypt
         wrong scores without any error. The client turns the exception into a KeyringError.
         """
+
+    @staticmethod
+    def keyed(keys: K | None) -> K:
+        """A client's key material as `use_keys` set it; a clear error when it has not been called yet."""
+        if keys is None:
+            raise RuntimeError("this client has no keys yet: call use_keys(secret, public) first")
+        return keys
 
     def check_input(self, X: Any) -> None:  # noqa: B027 - optional: the default accepts anything
         """Check the caller's input as given (a pandas DataFrame's column names, say) before it becomes

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sei_framework import PluginError, hookimpl
+from sei_framework import AdapterRegistry, PluginError, hookimpl
 
 __all__ = ["sei_register_model_adapters"]
 
 
 @hookimpl
-def sei_register_model_adapters(registry):
+def sei_register_model_adapters(registry: AdapterRegistry) -> None:
     try:
         from .eiserver import EIServerAdapter
         from .packed import PackedAdapter

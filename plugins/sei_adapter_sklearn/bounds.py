@@ -8,6 +8,7 @@ decoded scores outside the proven score bound (plus the tolerance) after decrypt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,8 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
         span = hi - lo
         pad = options.calibration_margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
         return lo - pad, hi + pad, "calibration_data"
-    lo, hi = DEFAULT_FEATURE_BOUNDS
-    return np.full(n_features, lo), np.full(n_features, hi), "default"
+    low, high = DEFAULT_FEATURE_BOUNDS
+    return np.full(n_features, low), np.full(n_features, high), "default"
 
 
 def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
@@ -113,7 +114,7 @@ def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
     return [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
 
 
-def expand_bounds(form: Any, n_features: int, what: str, error: type[Exception]) -> tuple[np.ndarray, np.ndarray]:
+def expand_bounds(form: Any, n_features: int, what: str, error: Callable[[str], Exception]) -> tuple[np.ndarray, np.ndarray]:
     """The arrays (lo, hi) of a compact form; `error` names `what` when it does not fit the model."""
     try:
         pairs = np.asarray(form, dtype=np.float64)

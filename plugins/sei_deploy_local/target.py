@@ -52,6 +52,7 @@ class LocalTarget(DeployTarget):
 
     name: ClassVar[str] = "local"
     Options = LocalOptions
+    options: LocalOptions
 
     def _run_dir(self, name: str) -> Path:
         return (self.options.state_dir or sei_home() / "local") / name

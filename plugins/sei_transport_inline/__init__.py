@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Any, ClassVar
 
-from sei_framework import InvalidRequest, KeyTransport, hookimpl
+from sei_framework import InvalidRequest, KeyTransport, TransportRegistry, hookimpl
 
 __all__ = ["InlineTransport", "sei_register_key_transports"]
 
@@ -36,5 +36,5 @@ class InlineTransport(KeyTransport):
 
 
 @hookimpl
-def sei_register_key_transports(registry):
+def sei_register_key_transports(registry: TransportRegistry) -> None:
     registry.register(InlineTransport)

@@ -19,7 +19,9 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +78,11 @@ def load_rows(path: Path) -> np.ndarray:
     return rows
 
 
-def quantizer(q) -> dict:
+def quantizer(q: Any) -> dict:
     """A Concrete ML UniformQuantizer's parameters, as plain JSON (what quant/dequant use): scale and
     zero point are numbers, or lists with one per channel (the last axis)."""
 
-    def plain(values) -> float | list[float]:
+    def plain(values: Any) -> float | list[float]:
         flat = np.asarray(values, dtype=np.float64).ravel()
         return float(flat[0]) if flat.size == 1 else flat.tolist()
     no_clipping = bool(getattr(q, "no_clipping", False))
@@ -96,7 +98,7 @@ def quantizer(q) -> dict:
     }
 
 
-def import_trees(cml_cls, model, X, n_bits):
+def import_trees(cml_cls: Any, model: Any, X: np.ndarray, n_bits: int) -> Any:
     """from_sklearn_model with the trees summed under encryption, so the client decrypts one sum,
     never one output per tree. Concrete ML 1.9 sums only in the clear on this path; its own `fit`
     can sum under encryption (tree_onnx_graph_preprocessing's fhe_ensembling), so pass that here."""
@@ -112,7 +114,7 @@ def import_trees(cml_cls, model, X, n_bits):
     return cml
 
 
-def torch_network(model):
+def torch_network(model: Any) -> Any:
     """The scikit-learn MLP's layers as a torch module with the same weights."""
     import torch
 
@@ -132,7 +134,9 @@ def torch_network(model):
 class Compiled:
     """What the steps after compilation need, whichever path compiled the model."""
 
-    def __init__(self, module, quantize, dequantize_output, circuit, concrete_predict, concrete_proba):
+    def __init__(
+        self, module: Any, quantize: Any, dequantize_output: Any, circuit: Any, concrete_predict: Any, concrete_proba: Any
+    ) -> None:
         self.module = module
         self.quantize = quantize
         self.dequantize_output = dequantize_output
@@ -141,7 +145,7 @@ class Compiled:
         self.concrete_proba = concrete_proba
 
 
-def compile_estimator(model, family: str, X: np.ndarray, request: dict) -> Compiled:
+def compile_estimator(model: Any, family: str, X: np.ndarray, request: dict) -> Compiled:
     import concrete.ml.sklearn as cml_sklearn
 
     cml_name = (TREES.get(family) or LINEAR[family])[0]
@@ -160,7 +164,7 @@ def compile_estimator(model, family: str, X: np.ndarray, request: dict) -> Compi
     )
 
 
-def compile_network(model, X: np.ndarray, request: dict) -> Compiled:
+def compile_network(model: Any, X: np.ndarray, request: dict) -> Compiled:
     from concrete.ml.torch.compile import compile_torch_model
 
     if model.activation not in ("relu", "tanh", "logistic", "identity"):
@@ -189,7 +193,7 @@ def _rss_bytes() -> int:
     return 0
 
 
-def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
+def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
     """One fresh key set and one served row, as the service holds and runs them: key and wire sizes,
     the memory one deserialised (and, after its first run, expanded) key set takes, and times."""
     from concrete import fhe
@@ -224,7 +228,7 @@ def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
     }, run
 
 
-def as_json_list(values: np.ndarray) -> list:
+def as_json_list(values: Any) -> list:
     return [v.item() if hasattr(v, "item") else v for v in np.asarray(values).ravel()]
 
 

@@ -17,7 +17,7 @@ import os
 import pickle
 import struct
 import sys
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 FRAME = struct.Struct("<Q")
 
@@ -33,7 +33,7 @@ def read_frame(stream: BinaryIO) -> Any | None:
     return pickle.loads(body)
 
 
-def write_frame(stream: BinaryIO, message: Any) -> None:
+def write_frame(stream: IO[bytes], message: Any) -> None:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(FRAME.pack(len(body)) + body)
     stream.flush()

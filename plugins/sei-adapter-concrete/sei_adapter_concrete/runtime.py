@@ -149,7 +149,7 @@ class EngineProcess:
     @property
     def pid(self) -> int | None:
         """The engine's process id while it runs in this process's care."""
-        return self._proc.pid if self._alive() else None
+        return self._proc.pid if self._proc is not None and self._alive() else None
 
     def stop(self) -> None:
         with self._lock:
