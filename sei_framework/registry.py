@@ -27,8 +27,9 @@ SCHEME_PATTERN = r"[a-z][a-z0-9+.-]+"
 """A model source's name: a URI scheme of two or more characters (one letter would be a Windows drive)."""
 
 
-
 class _Named(Protocol):
+    """What every registered class has (adapters, transports, targets, model sources)."""
+
     name: ClassVar[str]
 
 
