@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete example-concrete dist clean
+.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete example-concrete dist lint clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -92,9 +92,16 @@ dist: install-test
 	$(PY) -m build --outdir dist .
 	$(PY) -m twine check --strict dist/*
 
+# Static checks, pinned in the test extra: ruff (rules in pyproject.toml) on all the Python in the tree, mypy on
+# the core and the built-in plugins (its [tool.mypy] names them).
+LINT_PATHS := sei_framework plugins score_template tests bench examples
+lint: install-test
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(PY) -m mypy
+
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
 # MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
-test: install-test azurite floors concrete
+test: install-test azurite floors concrete lint
 	SEI_NO_SKIPS=1 $(PY) -m pytest
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
 	SEI_NO_SKIPS=1 SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider $(CONCRETE_DIST)/tests

@@ -106,7 +106,7 @@ def agreement(model, folder: Path) -> tuple[float, int]:
     rows = pq.ParquetFile(folder / "rows.parquet").iter_batches(batch_size=CHUNK)
     predictions = pq.ParquetFile(folder / "predictions.parquet").iter_batches(batch_size=CHUNK, columns=["row", "prediction"])
     same = total = 0
-    for features, predicted in zip(rows, predictions):
+    for features, predicted in zip(rows, predictions, strict=True):
         X = np.column_stack([c.to_numpy() for c in features.columns])
         assert (predicted.column("row").to_numpy() == np.arange(total, total + len(X))).all(), "row order"
         same += int((predicted.column("prediction").to_numpy() == model.predict(X)).sum())

@@ -14,16 +14,14 @@ import gzip
 import json
 import os
 import statistics
-import sys
 import time
 import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 from sei_adapter_sklearn import packed_kernel as K
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "data")  # shipped in the repository (data/README.md)
 
 

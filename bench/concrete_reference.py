@@ -18,6 +18,7 @@ import json
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import joblib
@@ -110,10 +111,10 @@ def main(out: Path, n_rows: int) -> None:
         if compiled.concrete_predict is not None:
             compiled.module.fhe_circuit.keygen()
             compiled.concrete_predict(rows[:1])  # warm
-            figures["predict_execute_s"] = per_row(lambda r: compiled.module.predict(r, fhe="execute"), rows)
+            figures["predict_execute_s"] = per_row(partial(compiled.module.predict, fhe="execute"), rows)
         else:  # compile_torch_model's QuantizedModule: forward(fhe="execute") is its in-process path
             compiled.module.fhe_circuit.keygen()
-            figures["predict_execute_s"] = per_row(lambda r: compiled.module.forward(r, fhe="execute"), rows)
+            figures["predict_execute_s"] = per_row(partial(compiled.module.forward, fhe="execute"), rows)
         results[name] = {
             **figures,
             "options": options,

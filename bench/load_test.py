@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -281,7 +280,7 @@ def run_load_test(
             answers = _still_answers(deployment, endpoint, folder, model, X)
         finally:
             deployment.delete()
-    results = [_merge(a, b) for a, b in zip(warmup, rest)]
+    results = [_merge(a, b) for a, b in zip(warmup, rest, strict=True)]
     latencies = [t for r in results for t in r["latencies_s"]]
     growth = {pid: workers_after[pid] - workers_warm[pid] for pid in workers_after if pid in workers_warm}
     return {
@@ -336,7 +335,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
           f"max {_fmt(summary['probe_max_s'], 'ms', 1000)}; {summary['rows_per_s']:.1f} rows/s over {summary['wall_s']:.1f} s")  # fmt: skip
     workers = ", ".join(
         f"{a:.0f}->{b:.0f}->{c:.0f}"
-        for a, b, c in zip(summary["workers_rss_before_mb"], summary["workers_rss_after_warmup_mb"], summary["workers_rss_after_mb"])
+        for a, b, c in zip(summary["workers_rss_before_mb"], summary["workers_rss_after_warmup_mb"], summary["workers_rss_after_mb"], strict=True)
     )  # fmt: skip
     print(f"  worker RSS MB (before -> after warm-up -> end): {workers}; bound: key_cache_mb {summary['key_cache_mb']:g} "
           f"per worker; largest growth {_fmt(summary['worker_growth_max_mb'], 'MB', digits=1)}, "

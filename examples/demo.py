@@ -56,7 +56,7 @@ def main() -> None:
         for name, (model, X) in models.items():
             rows = X[: args.rows]
             stamps = [time.perf_counter()]
-            result = client.predict(name, rows, progress=lambda n: stamps.append(time.perf_counter()))
+            result = client.predict(name, rows, progress=lambda n, stamps=stamps: stamps.append(time.perf_counter()))
             latencies = np.diff(stamps)
             plain = model.predict(rows)
             if result.scores.shape[1] == 1:

@@ -31,6 +31,8 @@ def run(mini_batch: list[str]) -> list[str]:
     input file done (a file without one counts as failed): `SHARD_ID scored|skipped ROWS` for a shard,
     `NAME passed 0` for the job's other files (manifest, keys). A shard that fails raises, so Azure ML
     retries the mini-batch; shards already scored are then skipped."""
+    if scorer is None:
+        raise RuntimeError("batch_score.py: run() before init(): Azure ML's batch runner calls init() first")
     out = output_folder()
     lines = []
     for path in mini_batch:

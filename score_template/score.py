@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sei_framework.logs import log_to_server_log
 from sei_framework.serving import ScoringService
@@ -17,8 +18,10 @@ def init() -> None:
     service = ScoringService.from_environment(Path(__file__).resolve().parent)
 
 
-def run(raw_data: str):
+def run(raw_data: str) -> Any:
     """Answer one request; errors carry their HTTP status when served by azmlinfsrv."""
+    if service is None:
+        raise RuntimeError("score.py: run() before init(): the inference server calls init() first")
     body, status = service.handle(raw_data)
     if status == 200:
         return body

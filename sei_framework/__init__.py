@@ -48,6 +48,7 @@ from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
 from .validation import validation_problems
+from .registry import AdapterRegistry, ModelSourceRegistry, TargetRegistry, TransportRegistry
 
 __all__ = [
     "DATA_TYPES",
@@ -55,6 +56,7 @@ __all__ = [
     "load_pickle",
     "load_skops",
     "AdapterClient",
+    "AdapterRegistry",
     "BatchError",
     "Build",
     "BuildError",
@@ -75,6 +77,7 @@ __all__ = [
     "ModelAdapter",
     "ModelSession",
     "ModelSource",
+    "ModelSourceRegistry",
     "PluginError",
     "PluginLoadError",
     "PluginOptions",
@@ -85,6 +88,8 @@ __all__ = [
     "ServiceError",
     "Shipment",
     "StateUnavailable",
+    "TargetRegistry",
+    "TransportRegistry",
     "UnknownKey",
     "UnknownPluginError",
     "call_isolated",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +31,8 @@ __all__ = [
     "Prediction",
     "RequestSize",
 ]
+
+K = TypeVar("K")
 
 
 class PluginOptions(BaseModel):
@@ -91,8 +93,9 @@ class DeploymentStatus:
 class AdapterClient(ABC):
     """Client half of a model adapter: keys, encryption, decryption, and reading the scores."""
 
-    key_scheme: ClassVar[str]
-    """Keys made for one scheme serve every model with the same scheme and parameters."""
+    key_scheme: str
+    """Keys made for one scheme serve every model with the same scheme and parameters (a class attribute,
+    or set per instance when the scheme depends on the model's parameters)."""
 
     max_rows_per_request: int = 16
 
@@ -112,7 +115,14 @@ class AdapterClient(ABC):
         wrong scores without any error. The client turns the exception into a KeyringError.
         """
 
-    def check_input(self, X: Any) -> None:
+    @staticmethod
+    def keyed(keys: K | None) -> K:
+        """A client's key material as `use_keys` set it; a clear error when it has not been called yet."""
+        if keys is None:
+            raise RuntimeError("this client has no keys yet: call use_keys(secret, public) first")
+        return keys
+
+    def check_input(self, X: Any) -> None:  # noqa: B027 - optional: the default accepts anything
         """Check the caller's input as given (a pandas DataFrame's column names, say) before it becomes
         an array of rows; raise InvalidRequest to refuse it. The default accepts anything."""
 
@@ -287,7 +297,7 @@ class ModelSource(ABC):
         self.target = target
         self.target_options = target_options
 
-    def check(self, uri: str) -> None:
+    def check(self, uri: str) -> None:  # noqa: B027 - optional: the default accepts any uri
         """Validate time, no network: raise ValueError saying what is wrong with `uri`. Default: accept."""
 
     @abstractmethod

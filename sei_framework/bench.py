@@ -12,8 +12,9 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from .keys import Keyring, key_id_for
 from .serving import ScoringService
 
 __all__ = ["ModelFigures", "run_bench", "format_table", "write_chart"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,9 +62,10 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q)) if values else float("nan")
 
 
-def _timed(fn) -> tuple[float, Any]:
+def _timed(fn: Callable[..., T], *args: Any) -> tuple[float, T]:
+    """Seconds `fn(*args)` takes, and its result (arguments bound now: no closure over a loop variable)."""
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     return time.perf_counter() - start, result
 
 
@@ -85,13 +89,13 @@ def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int,
     scores = []
     for i in range(repeats):
         row = X[i % len(X)][None, :]
-        seconds, data = _timed(lambda: client.encrypt(row))
+        seconds, data = _timed(client.encrypt, row)
         encrypt_s.append(seconds)
-        seconds, result = _timed(lambda: adapter.predict(data, keys))
+        seconds, result = _timed(adapter.predict, data, keys)
         server_s.append(seconds)
         request_bytes.append(_json_size({"model": name, "key_id": key_id, "data": data}))
         response_bytes.append(_json_size({"model": name, "key_id": key_id, "result": result}))
-        seconds, decrypted = _timed(lambda: client.decrypt(result, 1))
+        seconds, decrypted = _timed(client.decrypt, result, 1)
         decrypt_s.append(seconds)
         if i < len(X):
             scores.append(decrypted)
@@ -102,13 +106,13 @@ def _in_process(service: ScoringService, name: str, X: np.ndarray, repeats: int,
     deadline = time.perf_counter() + bulk_budget_s
     while done < len(X) and (done == bulk_start or time.perf_counter() < deadline):
         rows = X[done : done + batch]
-        seconds, data = _timed(lambda: client.encrypt(rows))
+        seconds, data = _timed(client.encrypt, rows)
         bulk["encrypt"] += seconds
-        seconds, result = _timed(lambda: adapter.predict(data, keys))
+        seconds, result = _timed(adapter.predict, data, keys)
         bulk["server"] += seconds
         bulk["request"] += _json_size({"model": name, "key_id": key_id, "data": data})
         bulk["response"] += _json_size({"model": name, "key_id": key_id, "result": result})
-        seconds, decrypted = _timed(lambda: client.decrypt(result, len(rows)))
+        seconds, decrypted = _timed(client.decrypt, result, len(rows))
         bulk["decrypt"] += seconds
         scores.append(decrypted)
         done += len(rows)
@@ -153,7 +157,7 @@ def _end_to_end(deployment: Deployment, names: list[str], X: np.ndarray, request
         client = deployment.client(endpoint, keyring=Keyring(folder / "keys"))
         for name in names:
             client.predict(name, X[:1])  # keys published and cached by the service
-            latencies[name] = [_timed(lambda: client.predict(name, X[i % len(X)]))[0] for i in range(requests)]
+            latencies[name] = [_timed(client.predict, name, X[i % len(X)])[0] for i in range(requests)]
     finally:
         deployment.delete()
     return latencies
@@ -229,7 +233,7 @@ def format_table(figures: list[ModelFigures]) -> str:
             cells.append(cell)
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def write_chart(figures: list[ModelFigures], path: Path) -> None:
@@ -252,7 +256,7 @@ def write_chart(figures: list[ModelFigures], path: Path) -> None:
     ]
     labels = [f"{f.model}\n{f.adapter}" for f in figures]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-    for ax, (title, values) in zip(axes, panels):
+    for ax, (title, values) in zip(axes, panels, strict=True):
         ax.bar(labels, values, color=[f"C{i}" for i in range(len(figures))])
         ax.set_yscale("log")
         ax.set_title(title)

@@ -43,7 +43,7 @@ class Build:
     manifest: dict[str, Any]
 
     @classmethod
-    def open(cls, path: str | Path) -> Build:
+    def open(cls, path: str | os.PathLike[str]) -> Build:
         path = Path(path)
         try:
             manifest = json.loads((path / MANIFEST).read_text())

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .cli_common import endpoint_with_headers, handle_errors, load_plugins
 from .errors import BatchError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .client import Client
 
 __all__ = ["batch"]
 
@@ -18,27 +24,35 @@ def _parse_columns(columns: str | None) -> list[str] | None:
     return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
 
 
-def _bar(total: int | None, what: str):
+def _bar(total: int | None, what: str) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="row", desc=what, file=sys.stderr, unit_scale=True)
 
 
-def _offline_client(description_path: str | None, job: str | None):
-    """A client that needs no service: the describe answer from a file, or the one the job carries."""
+def _described(description_path: str) -> dict[str, Any]:
+    """A describe answer from a file (`sei batch describe`)."""
+    try:
+        description = json.loads(Path(description_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BatchError(f"--describe {description_path}: not a readable describe answer ({exc})") from None
+    if not isinstance(description, dict) or not isinstance(description.get("models"), dict):
+        raise BatchError(f"--describe {description_path}: has no 'models'; write it with `sei batch describe BUILD`")
+    return description
+
+
+def _job_described(job: str) -> dict[str, Any]:
+    """The describe answer a job's manifest carries."""
     from .batch import JobManifest, JobStore
+
+    manifest = JobManifest.load(JobStore(job))
+    return {"service": manifest.service, "models": {manifest.model: manifest.description}}
+
+
+def _offline_client(description: dict[str, Any]) -> Client:
+    """A client that needs no service, from a describe answer."""
     from .client import Client
 
-    if description_path:
-        try:
-            description = json.loads(Path(description_path).read_text())
-        except (OSError, ValueError) as exc:
-            raise BatchError(f"--describe {description_path}: not a readable describe answer ({exc})") from None
-        if not isinstance(description, dict) or not isinstance(description.get("models"), dict):
-            raise BatchError(f"--describe {description_path}: has no 'models'; write it with `sei batch describe BUILD`")
-    else:
-        manifest = JobManifest.load(JobStore(job))
-        description = {"service": manifest.service, "models": {manifest.model: manifest.description}}
     return Client.offline(description, plugins=load_plugins())
 
 
@@ -88,7 +102,7 @@ def encrypt(
     if endpoint:
         client = Client(endpoint_with_headers(endpoint, headers, token_env), plugins=load_plugins())
     else:
-        client = _offline_client(description_path, None)
+        raise click.UsageError("name the service with exactly one of --endpoint and --describe")
     with _bar(None, "encrypt") as bar:
         report = encrypt_dataset(
             client, model, source, out, rows_per_shard=rows_per_shard, columns=_parse_columns(columns),
@@ -158,7 +172,7 @@ def decrypt(job: str, out: str, results: str | None, description_path: str | Non
     from .batch import JobManifest, JobStore, decrypt_job
 
     total = JobManifest.load(JobStore(job)).n_rows
-    client = _offline_client(description_path, job)
+    client = _offline_client(_described(description_path) if description_path else _job_described(job))
     with _bar(total, "decrypt") as bar:
         report = decrypt_job(client, job, out, results=results, progress=bar.update)
     click.echo(f"wrote {report.rows} predictions to {out} (sha256 {report.sha256}); summary: {report.summary}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -220,9 +220,12 @@ def load_config(path: str | Path) -> SeiConfig:
     return parse_config(data, base_dir=path.parent.resolve(), source=str(path))
 
 
+P = TypeVar("P", ModelAdapter, KeyTransport, DeployTarget)
+
+
 def _plugin_options(
-    registry: Registry, name: str, options: dict, where: str, problems: list[str], base_dir: Path | None
-):
+    registry: Registry[P], name: str, options: dict[str, Any], where: str, problems: list[str], base_dir: Path | None
+) -> tuple[type[P] | None, PluginOptions | None]:
     try:
         cls = registry.get(name)
     except UnknownPluginError as exc:
@@ -271,7 +274,7 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
         adapter_options.append(
             _plugin_options(adapters, model.adapter, model.options, f"models[{i}].adapter", problems, config.base_dir)
         )
-        if check_files and model.uri_scheme is None and not model.path.exists():
+        if check_files and isinstance(model.path, Path) and not model.path.exists():  # a file, not a URI
             problems.append(f"models[{i}].path: no such file: {model.path}")
     transports, targets = plugins.key_transports(), plugins.deploy_targets()
     tcls, topts = _plugin_options(
@@ -283,7 +286,7 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
     )
     sources = _model_sources(config, plugins, dcls, dopts, problems)
     models = []
-    for i, (model, (cls, options)) in enumerate(zip(config.models, adapter_options)):
+    for i, (model, (cls, options)) in enumerate(zip(config.models, adapter_options, strict=True)):
         scheme = model.uri_scheme
         source = sources.get(scheme) if scheme else None
         if scheme is not None and scheme not in plugins.model_sources():
@@ -299,7 +302,7 @@ def resolve_config(config: SeiConfig, plugins: SeiPlugins, *, check_files: bool 
                 problems.append(f"models[{i}].path: {exc}")
         if cls is not None and options is not None:
             models.append(ResolvedModel(model, cls, options, model.path, source))
-    if problems:
+    if problems or tcls is None or topts is None or dcls is None or dopts is None:  # each None left a problem
         raise ConfigError(f"config {config.name!r} is invalid:", problems=problems)
     used = [adapters.entry(m.adapter).plugin for m in config.models]
     used += [transports.entry(config.key_transport.name).plugin, targets.entry(config.deploy.target).plugin]

@@ -67,7 +67,8 @@ class Keyring:
         plain name as it is; any other (`..`, a slash, a leading dot, other characters) made safe and
         suffixed with its hash after a `~`, which no plain name has, so two schemes never share a
         folder and none lies outside the keyring."""
-        if not isinstance(scheme, str) or not scheme:
+        given: object = scheme  # callers may pass anything: checked, not trusted to the annotation
+        if not isinstance(given, str) or not given:
             raise KeyringError(f"a key scheme must be a non-empty string, not {scheme!r}")
         if _PLAIN_SCHEME.fullmatch(scheme):
             return self.folder / scheme
@@ -130,7 +131,7 @@ class Keyring:
             raise KeyringError(f"cannot use the keyring folder {folder}: {exc.strerror or exc}") from None
 
     @staticmethod
-    def _write(folder: Path, scheme: str, secret: bytes, public: bytes) -> None:
+    def _write(folder: Path, scheme: str, secret: object, public: object) -> None:  # a plugin's pair, checked
         if not isinstance(secret, bytes) or not isinstance(public, bytes):
             raise TypeError("a key pair is (secret bytes, public bytes)")
         fd, tmp = tempfile.mkstemp(prefix=".keypair-", suffix=".tmp", dir=folder)  # mode 0600

@@ -31,7 +31,7 @@ def request_bytes(size: RequestSize, rows: int) -> int:
     return ENVELOPE_BYTES + size.public_key_bytes + batches * size.batch_bytes
 
 
-def _mb_to_set(nbytes: int) -> int:
+def _mb_to_set(nbytes: float) -> int:
     return max(1, math.ceil(nbytes / MB))
 
 

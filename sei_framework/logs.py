@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 __all__ = ["log_to_stderr", "log_to_server_log"]
 
@@ -15,11 +16,11 @@ class _Stderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is when a line is logged (as logging's last-resort handler does)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 

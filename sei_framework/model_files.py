@@ -87,7 +87,7 @@ def load_pickle(path: Path | str, allowed: Collection[str]) -> Any:
         raise ModelFileError(f"model file {file} needs joblib to be read: pip install joblib ({exc})") from None
     allowed = frozenset(allowed)
 
-    class Restricted(NumpyUnpickler):  # type: ignore[misc]
+    class Restricted(NumpyUnpickler):
         def find_class(self, module: str, name: str) -> Any:
             if self.proto < 3 and self.fix_imports:  # Python 2 names, mapped as pickle itself maps them
                 if (module, name) in _compat_pickle.NAME_MAPPING:

@@ -103,10 +103,9 @@ class SeiPlugins:
             return name or ""
         if registered is None:  # blocked
             return name or ""
-        plugin_name = self._pm.get_name(plugin)
-        self._distributions[plugin_name] = distribution
+        self._distributions[registered] = distribution
         self._registries.clear()
-        return plugin_name
+        return registered
 
     def unregister(self, name: str) -> None:
         self._pm.unregister(name=name)

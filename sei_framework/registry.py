@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -26,7 +26,14 @@ __all__ = [
 SCHEME_PATTERN = r"[a-z][a-z0-9+.-]+"
 """A model source's name: a URI scheme of two or more characters (one letter would be a Windows drive)."""
 
-T = TypeVar("T")
+
+class _Named(Protocol):
+    """What every registered class has (adapters, transports, targets, model sources)."""
+
+    name: ClassVar[str]
+
+
+T = TypeVar("T", bound=_Named)
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class Registry(Generic[T]):
     def register(self, cls: type[T]) -> type[T]:
         """Add `cls` under `cls.name`; returns `cls` so it can be used as a decorator."""
         plugin, distribution = self._owner
-        self._check(cls, plugin)
+        self._check(cls, plugin)  # a plugin's argument: checked, whatever its annotation says
         existing = self._entries.get(cls.name)
         if existing is not None:
             raise DuplicatePluginError(
@@ -70,7 +77,8 @@ class Registry(Generic[T]):
         self._entries[cls.name] = Registration(cls, plugin, distribution)
         return cls
 
-    def _check(self, cls: type, plugin: str) -> None:
+    def _check(self, cls: object, plugin: str) -> str:
+        """`cls`'s name, if it is a subclass of the registry's base with a name and an Options model."""
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise PluginLoadError(f"plugin {plugin!r} registered {cls!r}, which is not a {self.base.__name__}")
         name = getattr(cls, "name", None)
@@ -79,6 +87,7 @@ class Registry(Generic[T]):
         options = getattr(cls, "Options", None)
         if not (isinstance(options, type) and issubclass(options, BaseModel)):
             raise PluginLoadError(f"{self.kind} {name!r} of plugin {plugin!r}: `Options` is not a pydantic model")
+        return name
 
     def get(self, name: str) -> type[T]:
         """The class registered as `name`, or UnknownPluginError listing what there is."""
@@ -122,10 +131,11 @@ class ModelSourceRegistry(Registry[ModelSource]):
     kind = "model source"
     base = ModelSource
 
-    def _check(self, cls: type, plugin: str) -> None:
-        super()._check(cls, plugin)
-        if not re.fullmatch(SCHEME_PATTERN, cls.name):
+    def _check(self, cls: object, plugin: str) -> str:
+        name = super()._check(cls, plugin)
+        if not re.fullmatch(SCHEME_PATTERN, name):
             raise PluginLoadError(
-                f"{self.kind} {cls.name!r} of plugin {plugin!r}: the name must be a URI scheme "
+                f"{self.kind} {name!r} of plugin {plugin!r}: the name must be a URI scheme "
                 "(a lowercase letter, then lowercase letters, digits, '+', '-' or '.'; two characters at least)"
             )
+        return name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def key_size(adapter: ModelAdapter, keys: Any, raw_size: int) -> int:
     return measure_keys(keys, raw_size, expansion)
 
 
-def load_models(build: Build, model_dir: str | Path | None = None, plugins: SeiPlugins | None = None) -> dict[str, ModelAdapter]:
+def load_models(build: Build, model_dir: str | os.PathLike[str] | None = None, plugins: SeiPlugins | None = None) -> dict[str, ModelAdapter]:
     """Every model of `build`, initialised by its adapter (model files from `model_dir`, default the
     build's own); the plugins the build names are loaded strictly (a broken one is fatal)."""
     models_root = Path(model_dir) if model_dir is not None else build.models_dir
@@ -179,6 +180,7 @@ class ScoringService:
                 f"unknown model {name!r}; this service has: {', '.join(sorted(self.adapters))}",
                 code="unknown_model",
             )
+        adapter = self.adapters[name]
         key_id = check_key_id(request.get("key_id"))
         if "data" not in request:
             raise InvalidRequest("request has no 'data' field", code="missing_data")
@@ -203,7 +205,7 @@ class ScoringService:
         source = self.transport.unverified_source(key_id, request)
         return key_id if source is None else f"{key_id}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
-    def _converted_keys(self, key_id: str, slot: tuple[str, str], adapter: ModelAdapter, request: dict[str, Any]):
+    def _converted_keys(self, key_id: str, slot: tuple[str, str], adapter: ModelAdapter, request: dict[str, Any]) -> Any:
         """Keys as `adapter` uses them: from this worker's cache, else fetched (shared state first,
         then the key transport), checked, converted, and only then cached and shared."""
         keys = self.state.keys.get(slot)

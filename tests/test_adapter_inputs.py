@@ -198,3 +198,16 @@ def test_the_service_still_answers_every_model_correctly(service, model_files):
     tutorial = body_for(goods, "eiserver", "tutorial")
     answer, status = service.handle(json.dumps(tutorial))
     assert status == 200 and isinstance(answer["result"], list) and len(answer["result"]) == 1, answer
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_client_without_keys_says_so(service, model, model_files):
+    """Encrypting or decrypting before use_keys is a clear error, not an AttributeError on None."""
+    service, _ = service
+    client = type(service.adapters[model]).client(service.describe()["models"][model])
+    rows = model_files["diabetes"][2][:1]
+    with pytest.raises(RuntimeError, match=r"no keys yet: call use_keys"):
+        client.encrypt(rows)
+    result = [["aGVsbG8="]] if model == "eiserver" else ["aGVsbG8="]
+    with pytest.raises(RuntimeError, match=r"no keys yet: call use_keys"):
+        client.decrypt(result, 1)

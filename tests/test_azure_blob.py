@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -98,8 +98,8 @@ def test_sas_mode_checks_every_url_before_downloading(blob_env, loopback_only):
     url = fields["key_sas_url"]
     query = parse_qs(urlsplit(url).query)
     assert query["sp"] == ["r"] and query["sr"] == ["b"]
-    expiry = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert timedelta(minutes=14) < expiry - datetime.now(timezone.utc) <= timedelta(minutes=15)
+    expiry = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert timedelta(minutes=14) < expiry - datetime.now(UTC) <= timedelta(minutes=15)
     assert service.fetch(KEY_ID, {"key_sas_url": url}) == KEYS
     assert service.fetch(KEY_ID, {}) is None  # no SAS URL: unknown_key_id, the client publishes again
     signature = query["sig"][0]
@@ -122,7 +122,7 @@ def test_sas_mode_checks_every_url_before_downloading(blob_env, loopback_only):
     refused(url + "#x", "invalid_key_sas_url", "fragment")
     refused(12, "invalid_key_sas_url", "must be a URL string")
     sdk_service, blob = service_side_blob(blob_env)
-    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    past = datetime.now(UTC) - timedelta(hours=1)
     refused(make_sas_url(sdk_service, blob, 15, now=past), "key_sas_expired", "expired at")
     refused(make_sas_url(sdk_service, blob, 120), "key_sas_too_long", "at most 15 minutes")
     refused(url.replace("sig=", "sig=AAAA"), "key_sas_rejected", "refused key_sas_url")  # Azurite checks it
@@ -213,7 +213,7 @@ def test_sas_mode_service_holds_no_storage_credentials(azurite, make_deployment,
         sent = transport(azurite, container="e2e-keys", mode="sas").publish(other.key_id, other.public_keys)
         signature = parse_qs(urlsplit(sent["key_sas_url"]).query)["sig"][0]
         service, blob = service_side_blob_in(azurite, "e2e-keys", other.key_id)
-        expired = make_sas_url(service, blob, 15, now=datetime.now(timezone.utc) - timedelta(hours=2))
+        expired = make_sas_url(service, blob, 15, now=datetime.now(UTC) - timedelta(hours=2))
         body = {"model": "diabetes", "key_id": other.key_id, "data": other.adapter.encrypt(X[:1])}
         with pytest.raises(ServiceError, match="key_sas_expired"):
             client.call({**body, "key_sas_url": expired})

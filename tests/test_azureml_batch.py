@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace

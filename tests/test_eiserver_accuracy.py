@@ -108,9 +108,9 @@ def test_values_past_2_to_the_59_wrap_around(key_pair):
     got = client.decrypt(kernel.dot_products(decode_ciphertexts(client.encrypt(np.array([1.0, 0.0])), 1),
                                              kernel.convert_keys(key_pair[1])))
     assert got[0] == pytest.approx(2.0**58.9, rel=1e-6) and got[1] < 0
-    for W, b in ((W[:1], [1.0]), (np.array([[1.0]]), [2.0**57])):
+    for weights, b in ((W[:1], [1.0]), (np.array([[1.0]]), [2.0**57])):
         with pytest.raises(ValueError, match=r"values reach .* 2\^57"):
-            prove(W, b, -1.0, 1.0, 1e6)
+            prove(weights, b, -1.0, 1.0, 1e6)
 
 
 # --- builds: served within the tolerance up to the edge, refused one past it -----------------------

@@ -6,7 +6,6 @@ One sklearn-packed service for the module, served by azmlinfsrv as `sei deploy` 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 import threading

@@ -174,7 +174,7 @@ def test_bulk_products_are_proven_exact():
     for width, exact in ((bits, True), (bits + 1, False)):
         limb = np.full(4095, 2 ** width - 1)
         got = int((Wq.astype(np.float64) @ limb.astype(np.float64))[0])
-        assert (got == sum(int(w) * int(x) for w, x in zip(Wq[0], limb))) is exact
+        assert (got == sum(int(w) * int(x) for w, x in zip(Wq[0], limb, strict=True))) is exact
     with pytest.raises(ValueError, match="cannot be exact"):
         exact_limb_bits(np.full((1, 4096), 2 ** 42))
 

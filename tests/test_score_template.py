@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 
-from sei_framework import InvalidRequest
 from sei_framework.build import Build
 
 

@@ -8,6 +8,7 @@ decoded scores outside the proven score bound (plus the tolerance) after decrypt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,10 @@ def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
     """[lo, hi] when every feature shares them, else [[lo_1, hi_1], ...] (the option's own forms)."""
     if np.all(lo == lo[0]) and np.all(hi == hi[0]):
         return [float(lo[0]), float(hi[0])]
-    return [[float(a), float(b)] for a, b in zip(lo, hi)]
+    return [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
 
 
-def expand_bounds(form: Any, n_features: int, what: str, error: type[Exception]) -> tuple[np.ndarray, np.ndarray]:
+def expand_bounds(form: Any, n_features: int, what: str, error: Callable[[str], Exception]) -> tuple[np.ndarray, np.ndarray]:
     """The arrays (lo, hi) of a compact form; `error` names `what` when it does not fit the model."""
     try:
         pairs = np.asarray(form, dtype=np.float64)

@@ -78,7 +78,7 @@ class EIServerAdapter(LinearAdapter):
     requirements = ("encrypted-inference==0.9", *COMMON_REQUIREMENTS)
 
     @classmethod
-    def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:
+    def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:  # type: ignore[override]  # the core validates `options` with cls.Options before it calls prepare
         """The error bound of EIServer's CKKS dot product for in-bound inputs, proven or refused."""
         model, metadata = prepare_linear(source, options, dest)
         lo, hi, origin = input_bounds(model.n_features, options)
@@ -150,7 +150,7 @@ class EIServerClient(LinearClient):
 
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
-        self._client = None
+        self._client: Any = None  # an EILinearRegressionClient, once use_keys has a pair
 
     def generate_keys(self) -> tuple[bytes, bytes]:
         from encrypted.inference.eiclient import EILinearRegressionClient
@@ -174,11 +174,13 @@ class EIServerClient(LinearClient):
     def encrypt(self, rows: np.ndarray) -> Any:
         """Rows outside the feature bounds the service proved its accuracy for are refused first."""
         check_described_rows(self.description.get("accuracy"), rows, self.model.n_features)
-        return {"n_features": int(rows.shape[1]), "rows": [self._client.encrypt(row) for row in rows]}
+        client = self.keyed(self._client)
+        return {"n_features": int(rows.shape[1]), "rows": [client.encrypt(row) for row in rows]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
         if not isinstance(result, list) or len(result) != n_rows:
             raise InvalidRequest(f"expected {n_rows} result rows from the service", code="invalid_response")
-        scores = np.array([self._client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
+        client = self.keyed(self._client)
+        scores = np.array([client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
         check_scores(scores, score_limit(self.description.get("accuracy"), RANGE_LIMIT))  # older services: 2^57
         return scores

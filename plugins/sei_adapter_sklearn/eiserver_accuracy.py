@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .tail_bounds import NOISE_PROXY, subgaussian_bound
 
@@ -79,7 +80,7 @@ def _chunks(a: np.ndarray) -> list[np.ndarray]:
     return [a[..., i : i + SLOTS] for i in range(0, a.shape[-1], SLOTS)]
 
 
-def analyse(W, b, lo, hi) -> Analysis:
+def analyse(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> Analysis:
     """The module docstring's bounds for `x @ W.T + b`, lo <= x <= hi, per output."""
     W = np.asarray(W, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
@@ -108,7 +109,7 @@ def analyse(W, b, lo, hi) -> Analysis:
     )
 
 
-def prove(W, b, lo, hi, tolerance: float) -> Proof:
+def prove(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, tolerance: float) -> Proof:
     """`analyse`, refused (EIServerAccuracyError) when an error bound exceeds `tolerance`, a value could
     come near the wrap-around, or an output cannot be computed at all."""
     if not (math.isfinite(tolerance) and tolerance > 0):

@@ -55,7 +55,7 @@ class PackedAdapter(LinearAdapter):
     wire form (measured: 2.6x to 3.6x), and the key cache cannot see into SEAL's objects."""
 
     @classmethod
-    def prepare(cls, source: Path, options: PackedOptions, dest: Path) -> dict[str, Any]:
+    def prepare(cls, source: Path, options: PackedOptions, dest: Path) -> dict[str, Any]:  # type: ignore[override]  # the core validates `options` with cls.Options before it calls prepare
         """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
         lo, hi, origin = input_bounds(model.n_features, options)
@@ -202,10 +202,11 @@ class PackedClient(LinearClient):
 
     def encrypt(self, rows: np.ndarray) -> Any:
         self.check_inputs(rows)
+        keys = self.keyed(self._keys)
         if self.params.mode == "bulk":
-            blobs = self._keys.encrypt_batch(rows)
+            blobs = keys.encrypt_batch(rows)
         else:
-            blobs = [self._keys.encrypt_row(row) for row in rows]
+            blobs = [keys.encrypt_row(row) for row in rows]
         return {"n_features": int(rows.shape[1]), "n_rows": len(rows), "ciphertexts": [_b64(b) for b in blobs]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
@@ -219,7 +220,8 @@ class PackedClient(LinearClient):
         if len(result) != len(sizes):
             raise InvalidRequest(f"expected {len(sizes)} result ciphertexts, got {len(result)}", code="invalid_response")
         try:
-            parts = [self._keys.decrypt_scores(decode_base64(text, "result"), outputs, size) for text, size in zip(result, sizes, strict=True)]
+            keys = self.keyed(self._keys)
+            parts = [keys.decrypt_scores(decode_base64(text, "result"), outputs, size) for text, size in zip(result, sizes, strict=True)]
         except (KernelInputError, InvalidRequest) as exc:
             raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
         scores = np.vstack(parts).reshape(n_rows, outputs)

@@ -6,7 +6,7 @@ imported when the target is used, so configs naming it validate without it.
 
 from __future__ import annotations
 
-from sei_framework import hookimpl
+from sei_framework import TargetRegistry, hookimpl
 
 from .options import AciOptions
 from .target import AciTarget
@@ -19,5 +19,5 @@ __all__ = [
 
 
 @hookimpl
-def sei_register_deploy_targets(registry):
+def sei_register_deploy_targets(registry: TargetRegistry) -> None:
     registry.register(AciTarget)

@@ -9,7 +9,7 @@ the deployment are made by `sei_framework.ship_local_distributions`.
 
 from __future__ import annotations
 
-from sei_framework import hookimpl
+from sei_framework import ModelSourceRegistry, TargetRegistry, hookimpl
 
 from .batch import AzureMLBatchTarget
 from .model_source import AzureMLModelSource
@@ -21,11 +21,11 @@ __all__ = ["AzureMLBatchTarget", "AzureMLModelSource", "AzureMLOnlineTarget", "B
 
 
 @hookimpl
-def sei_register_deploy_targets(registry):
+def sei_register_deploy_targets(registry: TargetRegistry) -> None:
     registry.register(AzureMLOnlineTarget)
     registry.register(AzureMLBatchTarget)  # a batch mode of the same plugin: batch endpoints (batch.py)
 
 
 @hookimpl
-def sei_register_model_sources(registry):
+def sei_register_model_sources(registry: ModelSourceRegistry) -> None:
     registry.register(AzureMLModelSource)  # `azureml:NAME:VERSION` model paths, fetched at build time

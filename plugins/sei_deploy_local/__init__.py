@@ -7,7 +7,7 @@ deployment's folder), `worker` (what each gunicorn worker sets up: the WSGI midd
 
 from __future__ import annotations
 
-from sei_framework import hookimpl
+from sei_framework import TargetRegistry, hookimpl
 
 from .target import LocalOptions, LocalTarget
 
@@ -15,5 +15,5 @@ __all__ = ["LocalOptions", "LocalTarget", "sei_register_deploy_targets"]
 
 
 @hookimpl
-def sei_register_deploy_targets(registry):
+def sei_register_deploy_targets(registry: TargetRegistry) -> None:
     registry.register(LocalTarget)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["error_answer", "error_bytes", "refuse"]
 
@@ -42,7 +43,7 @@ def error_answer(
     return [body]
 
 
-def refuse(start_response: Callable, status: int, code: str, message: str, **kwargs) -> list[bytes]:
+def refuse(start_response: Callable, status: int, code: str, message: str, **kwargs: Any) -> list[bytes]:
     """As error_answer, and a `request refused` line in the service log (as serving.py writes)."""
     log.info("request refused: %s (%s)", code, message)
     return error_answer(start_response, status, code, message, **kwargs)

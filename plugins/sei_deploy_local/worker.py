@@ -5,8 +5,10 @@ Imported by the worker after gevent has patched it (gunicorn.conf.py's post_work
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from types import MethodType
+from typing import Any
 
 from sei_framework import Build, log_to_stderr
 
@@ -21,11 +23,11 @@ MALFORMED = "malformed HTTP request ({}); send POST /score with the JSON request
 INTERNAL = "internal error; see the service log"
 
 
-def setup(worker, build: str, token_env: str | None) -> None:
+def setup(worker: Any, build: str, token_env: str | None) -> None:  # a gunicorn Worker (untyped)
     """Wrap the app: the guard (limits, encoding, one error shape), then auth when it is on."""
     log_to_stderr("sei_deploy_local")
     limits = Build.open(Path(build)).manifest["limits"]
-    app = Guard(worker.wsgi, int(limits["max_request_mb"] * MB))
+    app: Guard | BearerAuth = Guard(worker.wsgi, int(limits["max_request_mb"] * MB))
     if token_env:
         app = BearerAuth(app, expected_header(token_env))
     worker.wsgi = app
@@ -52,7 +54,7 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
     return 500, "internal_error", INTERNAL
 
 
-def handle_error(worker, req, client, addr, exc) -> None:
+def handle_error(worker: Any, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
     """gunicorn's Worker.handle_error, answering in SEI's shape; its own answer and log line carry the
     raw request line, query string included."""
     status, code, message = classify(exc)

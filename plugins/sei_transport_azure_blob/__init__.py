@@ -6,7 +6,7 @@ first used, so configs naming it validate without it.
 
 from __future__ import annotations
 
-from sei_framework import hookimpl
+from sei_framework import TransportRegistry, hookimpl
 
 from .options import AzureBlobOptions
 from .sas import check_sas_url, make_sas_url
@@ -16,5 +16,5 @@ __all__ = ["AzureBlobOptions", "AzureBlobTransport", "check_sas_url", "make_sas_
 
 
 @hookimpl
-def sei_register_key_transports(registry):
+def sei_register_key_transports(registry: TransportRegistry) -> None:
     registry.register(AzureBlobTransport)

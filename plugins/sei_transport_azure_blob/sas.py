@@ -7,7 +7,7 @@ neither send the service to another host (SSRF) nor hand it a long-lived token.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +26,7 @@ MAX_URL = 4096
 def make_sas_url(service: Any, blob_client: Any, minutes: int, *, now: datetime | None = None) -> str:
     """A read-only SAS URL for one blob, valid `minutes` from `now` (negative: already expired)."""
     blob = sdk()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start, expiry = now - CLOCK_SKEW, now + timedelta(minutes=minutes)
     https = blob_client.url.startswith("https://")
     common = {
@@ -60,7 +60,7 @@ def _refuse(message: str, code: str = "invalid_key_sas_url") -> InvalidRequest:
 def _parse_time(value: str) -> datetime:
     for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%MZ", "%Y-%m-%d"):
         try:
-            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     raise _refuse("key_sas_url has an unreadable expiry time (se)")
@@ -102,7 +102,7 @@ def check_sas_url(url: object, options: AzureBlobOptions, key_id: str, *, now: d
         raise _refuse(f"{FIELD} must grant read permission only (sp=r)")
     if query.get("sr", ["b"]) != ["b"]:
         raise _refuse(f"{FIELD} must be a SAS for one blob (sr=b)")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     expiry = _parse_time(query["se"][0])
     if expiry <= now:
         raise _refuse(f"{FIELD} expired at {query['se'][0]}; publish the keys again", code="key_sas_expired")

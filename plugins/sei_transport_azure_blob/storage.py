@@ -8,6 +8,7 @@ never passed on, because some of them quote the URL they were given (with its SA
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -36,7 +37,7 @@ def endpoint_of(client: Any) -> str:
     return client.url.split("?", 1)[0].rstrip("/")
 
 
-def service_client(options: AzureBlobOptions, environ: dict[str, str] | None = None) -> Any:
+def service_client(options: AzureBlobOptions, environ: Mapping[str, str] | None = None) -> Any:
     """A BlobServiceClient with this side's own credentials: its connection string, else its Azure identity."""
     blob = sdk()
     environ = os.environ if environ is None else environ

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any, ClassVar
 
-from sei_framework import KeyTransport, decode_base64, hookimpl
+from sei_framework import KeyTransport, TransportRegistry, decode_base64, hookimpl
 
 __all__ = ["InlineTransport", "sei_register_key_transports"]
 
@@ -30,5 +30,5 @@ class InlineTransport(KeyTransport):
 
 
 @hookimpl
-def sei_register_key_transports(registry):
+def sei_register_key_transports(registry: TransportRegistry) -> None:
     registry.register(InlineTransport)

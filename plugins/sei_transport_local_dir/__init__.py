@@ -17,6 +17,7 @@ from sei_framework import (
     KeyTransport,
     KeyTransportError,
     PluginOptions,
+    TransportRegistry,
     check_key_id,
     hookimpl,
     key_id_for,
@@ -98,6 +99,7 @@ class LocalDirTransport(KeyTransport):
     name: ClassVar[str] = "local-dir"
     service_may_configure: ClassVar[bool] = False  # the client writes files: only where its user says
     Options = LocalDirOptions
+    options: LocalDirOptions
 
     def client_options(self) -> dict[str, Any]:
         return {"path": str(self.options.path)}
@@ -160,5 +162,5 @@ class LocalDirTransport(KeyTransport):
 
 
 @hookimpl
-def sei_register_key_transports(registry):
+def sei_register_key_transports(registry: TransportRegistry) -> None:
     registry.register(LocalDirTransport)

@@ -10,6 +10,8 @@ A job folder is a local path or any fsspec URL (`az://container/job` with adlfs)
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import BatchError
 from ..extras import require_extra
 
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """`score_job` and `ScoreReport` import dask.distributed, an optional extra: only when asked for."""
     if name in ("score_job", "ScoreReport"):
         from . import dask_runner

@@ -110,7 +110,7 @@ def score_job(
     workers: int = 2,
     threads_per_worker: int = 1,
     storage_options: dict[str, Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     security: Security | None = None,
     allow_insecure_scheduler: bool = False,
 ) -> ScoreReport:

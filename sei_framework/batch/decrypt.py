@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import fsspec
 import numpy as np
@@ -22,6 +22,10 @@ from .scoring import read_result
 from .storage import JobStore
 
 if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from ..base import AdapterClient
+    from .manifest import Shard
     from ..client import Client
 
 __all__ = ["DecryptReport", "decrypt_job", "prediction_columns"]
@@ -68,24 +72,26 @@ def prediction_columns(start: int, prediction: Any) -> dict[str, np.ndarray]:
 class _HashingFile(io.RawIOBase):
     """A write-only file that hashes what passes through it to `handle`."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
         self.digest = hashlib.sha256()
 
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
-        self.digest.update(data)
-        self.handle.write(data)
-        return len(data)
+    def write(self, data: Buffer) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self.handle.write(view)
+        return view.nbytes
 
 
 class _Writer:
     """Appends tables of prediction columns to one CSV or Parquet file."""
 
     def __init__(self, sink: _HashingFile, kind: str) -> None:
-        self.sink, self.kind, self.writer = sink, kind, None
+        self.sink, self.kind = sink, kind
+        self.writer: Any = None  # a pyarrow ParquetWriter or CSVWriter, made when the first table gives the schema
 
     def write(self, columns: dict[str, np.ndarray]) -> None:
         import pyarrow as pa
@@ -102,7 +108,7 @@ class _Writer:
             self.writer.close()
 
 
-def _decrypt_shard(adapter, results: JobStore, manifest: JobManifest, shard, writer: _Writer) -> int:
+def _decrypt_shard(adapter: AdapterClient, results: JobStore, manifest: JobManifest, shard: Shard, writer: _Writer) -> int:
     """Decrypt one shard's result and append its rows; every problem is a BatchError naming the shard."""
     answer = read_result(results, manifest, shard)
     if answer is None:
@@ -133,7 +139,7 @@ def decrypt_job(
     *,
     results: str | os.PathLike[str] | None = None,
     storage_options: dict[str, Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> DecryptReport:
     """Decrypt the results of the job folder `job` into `out` (.csv or .parquet), rows in input order.
 

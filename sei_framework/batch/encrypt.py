@@ -18,6 +18,9 @@ from .record import write_record
 from .storage import JobStore, sha256_hex
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from ..base import AdapterClient
     from ..client import Client
 
 __all__ = ["EncryptReport", "SHARD_BYTES", "encrypt_dataset", "fitted_rows_per_shard", "shard_body"]
@@ -40,13 +43,14 @@ class EncryptReport:
         return self.bytes / self.rows
 
 
-def check_width(rows, expected: int | None, model: str, source) -> None:
+def check_width(rows: np.ndarray, expected: int | None, model: str, source: str | os.PathLike[str]) -> None:
     if expected is not None and rows.shape[1] != expected:
         raise BatchError(f"model {model!r} takes {expected} features; {os.fspath(source)} has {rows.shape[1]} columns")
 
 
 def fitted_rows_per_shard(
-    adapter, model: str, source, request_rows: int, columns, storage_options, target: int = SHARD_BYTES
+    adapter: AdapterClient, model: str, source: str | os.PathLike[str], request_rows: int, columns: list[str] | None,
+    storage_options: dict[str, Any] | None, target: int = SHARD_BYTES,
 ) -> int:
     """Whole requests' worth of rows (bulk batches stay whole) making shards of about `target` bytes: one
     request of the data's first rows is encrypted to measure it. Fewer, larger shards cost less per row to
@@ -75,7 +79,7 @@ def encrypt_dataset(
     rows_per_shard: int | None = None,
     columns: list[str] | None = None,
     storage_options: dict[str, Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     overwrite: bool = False,
 ) -> EncryptReport:
     """Encrypt every row of `source` (CSV with a header, Parquet or .npy) for `model` into the job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,7 +25,7 @@ __all__ = [
     "shard_file",
 ]
 
-FORMAT = "sei-batch/1"
+FORMAT: Final = "sei-batch/1"
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 SHA256 = r"^[0-9a-f]{64}$"  # pydantic's Rust regex: $ is the end of the text, never before a newline

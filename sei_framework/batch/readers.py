@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import fsspec
 import numpy as np
@@ -47,7 +48,7 @@ def open_rows(
     return _arrow(handle, url, kind, chunk_rows, columns)
 
 
-def _npy(handle, url: str, chunk_rows: int) -> DataSource:
+def _npy(handle: BinaryIO, url: str, chunk_rows: int) -> DataSource:
     try:
         version = np.lib.format.read_magic(handle)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -73,7 +74,7 @@ def _npy(handle, url: str, chunk_rows: int) -> DataSource:
     return DataSource(None, int(n_rows), chunks())
 
 
-def _arrow(handle, url: str, kind: str, chunk_rows: int, columns: list[str] | None) -> DataSource:
+def _arrow(handle: BinaryIO, url: str, kind: str, chunk_rows: int, columns: list[str] | None) -> DataSource:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq

@@ -173,7 +173,7 @@ class Client:
         X: Any,
         *,
         batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> Prediction:
         """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each."""
         adapter = self.model(name)

@@ -27,7 +27,8 @@ def check_headers(headers: dict[str, str]) -> None:
 
     Header values travel as latin-1 bytes: a token with other characters would be replaced by `?`s
     (or fail deep in the HTTP library, whose message shows the value)."""
-    for name, value in headers.items():
+    given: list[tuple[object, object]] = list(headers.items())  # checked, not trusted to the annotation
+    for name, value in given:
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidRequest(f"the endpoint's header name {name!r} is not a valid HTTP field name", code="invalid_header")
         what = "bearer token" if name.lower() == "authorization" else "value"

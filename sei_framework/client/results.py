@@ -42,7 +42,7 @@ def score_in_batches(
     rows: np.ndarray,
     size: int,
     score: Callable[[np.ndarray], np.ndarray],
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Prediction:
     """Score `rows` `size` at a time with `score`, calling `progress(n)` after each; interpret them all."""
     scores = []

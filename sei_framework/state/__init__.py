@@ -60,14 +60,14 @@ class ServiceState(ABC):
         """Raw public keys another worker or replica checked and stored, or None."""
         return None
 
-    def share_public_keys(self, cache_key: str, raw: bytes) -> None:
+    def share_public_keys(self, cache_key: str, raw: bytes) -> None:  # noqa: B027 - optional: one process shares nothing
         """Offer checked, successfully converted public keys to every other worker and replica."""
 
     def describe(self) -> dict[str, Any]:
         """For the service's `describe` answer: never a URL or a secret."""
         return {"backend": self.backend}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: nothing to release by default
         """Release connections (tests; a worker's exit does it too)."""
 
 

@@ -106,7 +106,9 @@ class RedisState(ServiceState):
             return
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                count, ttl = pipe.get(self._quota_key(key_id)).pttl(self._quota_key(key_id)).execute()
+                pipe.get(self._quota_key(key_id))  # (redis-py's types do not follow a chained pipeline)
+                pipe.pttl(self._quota_key(key_id))
+                count, ttl = pipe.execute()
         except self._errors as exc:
             raise self._unavailable(exc) from None
         count = int(count or 0)
@@ -127,7 +129,9 @@ class RedisState(ServiceState):
         key = f"{self.prefix}pub:{cache_key}"
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                raw, _ = pipe.get(key).pexpire(key, self.public_key_ttl_ms).execute()
+                pipe.get(key)
+                pipe.pexpire(key, self.public_key_ttl_ms)
+                raw, _ = pipe.execute()
         except self._errors as exc:
             raise self._unavailable(exc) from None
         return raw

@@ -6,13 +6,13 @@ own environment), served with concrete-python. Leans only on the public `sei_fra
 
 from __future__ import annotations
 
-from sei_framework import hookimpl
+from sei_framework import AdapterRegistry, hookimpl
 
 __all__ = ["sei_register_model_adapters"]
 
 
 @hookimpl
-def sei_register_model_adapters(registry):
+def sei_register_model_adapters(registry: AdapterRegistry) -> None:
     from .adapter import ConcreteAdapter
 
     registry.register(ConcreteAdapter)

@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
@@ -31,6 +31,9 @@ from sei_framework import (
 )
 
 from . import numerics, runtime
+
+if TYPE_CHECKING:
+    from .client import ConcreteClient
 
 __all__ = ["ConcreteAdapter", "ConcreteOptions", "CONCRETE_PYTHON_ENV", "circuit_id"]
 
@@ -151,10 +154,11 @@ class ConcreteAdapter(ModelAdapter):
 
     name: ClassVar[str] = "concrete-ml"
     Options = ConcreteOptions
+    options: ConcreteOptions
     requirements = ("sei-adapter-concrete", "concrete-python==2.10.0")
 
     @classmethod
-    def prepare(cls, source: Path, options: ConcreteOptions, dest: Path) -> dict[str, Any]:
+    def prepare(cls, source: Path, options: ConcreteOptions, dest: Path) -> dict[str, Any]:  # type: ignore[override]  # the core validates `options` with cls.Options before it calls prepare
         source = Path(source)
         with tempfile.TemporaryDirectory(prefix="sei-concrete-out-") as out:
             report = _compile(source, options, Path(out))
@@ -265,7 +269,7 @@ class ConcreteAdapter(ModelAdapter):
         return {role: engine.pid for role, engine in runtime.engines().items()}
 
     @classmethod
-    def client(cls, description: dict[str, Any]):
+    def client(cls, description: dict[str, Any]) -> ConcreteClient:
         from .client import ConcreteClient
 
         return ConcreteClient(description)

@@ -53,7 +53,7 @@ class ConcreteClient(AdapterClient):
         if self.task == "classifier" and (not isinstance(self.classes, list) or len(self.classes) < 2):
             raise _unreadable("a classifier without its classes")
         self.key_scheme = description["key_scheme"]
-        self._client = None
+        self._client: Any = None  # a concrete fhe.Client, once use_keys has a pair
 
     def _fhe_client(self, keys: Any = None) -> Any:
         from concrete import fhe
@@ -87,7 +87,8 @@ class ConcreteClient(AdapterClient):
         if rows.ndim != 2 or rows.shape[1] != self.n_features or not np.isfinite(rows).all():
             raise InvalidRequest(f"rows must be finite, with {self.n_features} features each", code="wrong_features")
         q_rows = numerics.quantize(rows, self.input_quantizers)
-        ciphertexts = [self._client.encrypt(q_rows[i : i + 1]).serialize() for i in range(len(q_rows))]
+        client = self.keyed(self._client)
+        ciphertexts = [client.encrypt(q_rows[i : i + 1]).serialize() for i in range(len(q_rows))]
         return {"n_features": self.n_features, "rows": [base64.b64encode(c).decode("ascii") for c in ciphertexts]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
@@ -95,10 +96,11 @@ class ConcreteClient(AdapterClient):
 
         if not isinstance(result, list) or len(result) != n_rows or not all(isinstance(r, str) for r in result):
             raise InvalidRequest(f"expected {n_rows} base64 results from the service", code="invalid_response")
+        client = self.keyed(self._client)
         outputs = []
         for i, text in enumerate(result):
             try:
-                value = np.asarray(self._client.decrypt(fhe.Value.deserialize(base64.b64decode(text, validate=True))))
+                value = np.asarray(client.decrypt(fhe.Value.deserialize(base64.b64decode(text, validate=True))))
             except Exception as exc:  # noqa: BLE001
                 raise InvalidRequest(f"result {i} cannot be decrypted ({type(exc).__name__})", code="invalid_response") from None
             if value.size != self.n_outputs:

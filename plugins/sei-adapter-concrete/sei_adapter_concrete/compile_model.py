@@ -22,8 +22,10 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,11 +89,11 @@ def load_rows(path: Path) -> np.ndarray:
     return rows
 
 
-def quantizer(q) -> dict:
+def quantizer(q: Any) -> dict:
     """A Concrete ML UniformQuantizer's parameters, as plain JSON (what quant/dequant use): scale and
     zero point are numbers, or lists with one per channel (the last axis)."""
 
-    def plain(values) -> float | list[float]:
+    def plain(values: Any) -> float | list[float]:
         flat = np.asarray(values, dtype=np.float64).ravel()
         return float(flat[0]) if flat.size == 1 else flat.tolist()
     no_clipping = bool(getattr(q, "no_clipping", False))
@@ -107,7 +109,7 @@ def quantizer(q) -> dict:
     }
 
 
-def import_trees(cml_cls, model, X, n_bits):
+def import_trees(cml_cls: Any, model: Any, X: np.ndarray, n_bits: int) -> Any:
     """from_sklearn_model with the trees summed under encryption, so the client decrypts one sum,
     never one output per tree. Concrete ML 1.9 sums only in the clear on this path; its own `fit`
     can sum under encryption (tree_onnx_graph_preprocessing's fhe_ensembling), so pass that here."""
@@ -123,13 +125,13 @@ def import_trees(cml_cls, model, X, n_bits):
     return cml
 
 
-def torch_network(model):
+def torch_network(model: Any) -> Any:
     """The scikit-learn MLP's layers as a torch module with the same weights."""
     import torch
 
     activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "logistic": torch.nn.Sigmoid, "identity": torch.nn.Identity}
     layers = []
-    for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_)):
+    for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
         linear = torch.nn.Linear(coef.shape[0], coef.shape[1])
         with torch.no_grad():
             linear.weight.copy_(torch.tensor(coef.T, dtype=torch.float32))
@@ -143,7 +145,9 @@ def torch_network(model):
 class Compiled:
     """What the steps after compilation need, whichever path compiled the model."""
 
-    def __init__(self, module, quantize, dequantize_output, circuit, concrete_predict, concrete_proba):
+    def __init__(
+        self, module: Any, quantize: Any, dequantize_output: Any, circuit: Any, concrete_predict: Any, concrete_proba: Any
+    ) -> None:
         self.module = module
         self.quantize = quantize
         self.dequantize_output = dequantize_output
@@ -152,7 +156,7 @@ class Compiled:
         self.concrete_proba = concrete_proba
 
 
-def compile_estimator(model, family: str, X: np.ndarray, request: dict) -> Compiled:
+def compile_estimator(model: Any, family: str, X: np.ndarray, request: dict) -> Compiled:
     import concrete.ml.sklearn as cml_sklearn
 
     cml_name = (TREES.get(family) or LINEAR[family])[0]
@@ -171,7 +175,7 @@ def compile_estimator(model, family: str, X: np.ndarray, request: dict) -> Compi
     )
 
 
-def compile_network(model, X: np.ndarray, request: dict) -> Compiled:
+def compile_network(model: Any, X: np.ndarray, request: dict) -> Compiled:
     from concrete.ml.torch.compile import compile_torch_model
 
     if model.activation not in ("relu", "tanh", "logistic", "identity"):
@@ -211,7 +215,7 @@ def ciphertext_layout(ciphertexts: list[bytes]) -> dict:
     return {"payload": [start, stop], "frame": base64.b64encode(frame).decode("ascii")}
 
 
-def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
+def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
     """One fresh key set and one served row, as the service holds and runs them: key and wire sizes,
     the memory one deserialised (and, after its first run, expanded) key set takes, and times."""
     from concrete import fhe
@@ -248,7 +252,7 @@ def measure_serving(out: Path, q_row: np.ndarray) -> tuple[dict, object]:
     }, run
 
 
-def as_json_list(values: np.ndarray) -> list:
+def as_json_list(values: Any) -> list:
     return [v.item() if hasattr(v, "item") else v for v in np.asarray(values).ravel()]
 
 
@@ -273,7 +277,7 @@ def compile_request(request: dict) -> dict:
 
     out = Path(request["out"])
     X = load_rows(Path(request["calibration"]))
-    model = load_model(Path(request["model"]))
+    model: Any = load_model(Path(request["model"]))
     family = f"{type(model).__module__}.{type(model).__name__}"
     if family not in TREES and family not in LINEAR and family not in NETWORKS:
         known = sorted(name.rsplit(".", 1)[1] for name in (*TREES, *LINEAR, *NETWORKS))

@@ -29,9 +29,10 @@ def _verify(model: LinearModel, estimator: Any) -> None:
     clear = _clear_margin(model, scores, tol)
     if not np.array_equal(np.asarray(_call(estimator, "predict", X, model))[clear], model.predict(scores)[clear]):
         raise NotLinearError(f"{model.estimator}: predict is not the {model.decision} of its scores")
-    if model.proba is not None:
+    probabilities = model.predict_proba(scores)  # None where SEI does not reproduce predict_proba
+    if probabilities is not None:
         expected = _call(estimator, "predict_proba", X, model)
-        _check_close(expected, model.predict_proba(scores), model, 1e-6, "predict_proba")
+        _check_close(expected, probabilities, model, 1e-6, "predict_proba")
 
 
 def _call(estimator: Any, method: str, X: np.ndarray, model: LinearModel) -> Any:

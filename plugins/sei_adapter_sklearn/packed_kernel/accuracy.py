@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..tail_bounds import NOISE_PROXY, bernstein_bound, subgaussian_bound  # 4 tail events: < 2^-60 per score
 from .params import RESPONSE_BITS, Params, coeff_modulus_bits, ring_degree
@@ -153,7 +154,7 @@ class Plan:
         return self.analysis.error_bound
 
 
-def _check_inputs(W, b, lo, hi, tolerance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_inputs(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     W = np.asarray(W, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     if W.ndim != 2 or b.shape != (W.shape[0],):
@@ -170,7 +171,7 @@ def _check_inputs(W, b, lo, hi, tolerance) -> tuple[np.ndarray, np.ndarray, np.n
     return W, b, lo, hi
 
 
-def plan(W, b, lo, hi, mode: str, tolerance: float, max_abs_score: float | None = None,
+def plan(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, mode: str, tolerance: float, max_abs_score: float | None = None,
          response_bits: tuple[int, ...] = RESPONSE_BITS) -> Plan:
     """Scales (and response width) that serve `x @ W.T + b` for every x in [lo, hi] within `tolerance`.
 

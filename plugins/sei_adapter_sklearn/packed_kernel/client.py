@@ -58,7 +58,7 @@ class ClientKeys:
         self._s = s
         self._enc = seal.Encryptor(c.ctx, self._sk)
         self._zero_pt = _zero_plaintext(c)
-        self._dec_rows_cache = {}
+        self._dec_rows_cache: dict[tuple[int, ...], np.ndarray] = {}
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -167,11 +167,11 @@ class ClientKeys:
 
     def encrypt_row(self, x: Sequence[float]) -> bytes:
         p = self.params
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if x.size != p.n_features:
-            raise ValueError(f"expected {p.n_features} features, got {x.size}")
+        row = np.asarray(x, dtype=np.float64).reshape(-1)
+        if row.size != p.n_features:
+            raise ValueError(f"expected {p.n_features} features, got {row.size}")
         poly = np.zeros((1, p.poly_modulus_degree), dtype=np.int64)
-        poly[0, :x.size] = self._quantize_x(x)
+        poly[0, :row.size] = self._quantize_x(row)
         seeds, c0 = self._encrypt_polys(poly)
         return _pack_header(_KIND_REQ_ROW, p, 1, 1) + seeds[0] + c0.astype("<u4").tobytes()
 
@@ -241,8 +241,8 @@ class ClientKeys:
             if len(blob) != exp:
                 raise KernelInputError(f"batch response has {len(blob)} bytes, expected {exp}")
             body = np.frombuffer(blob, dtype="<u4", offset=_HDR.size).reshape(K, L * (rows + N))
-            c0 = body[:, :L * rows].reshape(K, L, rows).transpose(1, 0, 2).astype(np.int64)   # (L, K, rows)
-            c1 = body[:, L * rows:].reshape(K, L, N).transpose(1, 0, 2).astype(np.int64)      # (L, K, N)
+            c0: np.ndarray = body[:, :L * rows].reshape(K, L, rows).transpose(1, 0, 2).astype(np.int64)   # (L, K, rows)
+            c1: np.ndarray = body[:, L * rows:].reshape(K, L, N).transpose(1, 0, 2).astype(np.int64)      # (L, K, N)
             if not p.switches_modulus:
                 _check_words(c0, c1, c.q)
             prods = [_negacyclic_ternary(c1[j], self._s, mods[j])[:, :rows] for j in range(L)]
@@ -297,8 +297,8 @@ def _negacyclic_ternary(c: np.ndarray, s: np.ndarray, modulus: int = 2 ** 32) ->
     for sh in (0, 11, 22):
         limb = ((c >> sh) & 0x7FF).astype(np.float64)
         full = np.fft.irfft(np.fft.rfft(limb, n=2 * N, axis=-1) * fs, n=2 * N, axis=-1)
-        full = np.rint(full).astype(np.int64)
-        neg = full[..., :N] - full[..., N:]
+        exact = np.rint(full).astype(np.int64)
+        neg = exact[..., :N] - exact[..., N:]
         if modulus == 2 ** 32:
             total = (total + (neg << sh)) & 0xFFFFFFFF
         else:
@@ -306,12 +306,12 @@ def _negacyclic_ternary(c: np.ndarray, s: np.ndarray, modulus: int = 2 ** 32) ->
     return total
 
 
-def _zero_plaintext(c: _Ctx):
+def _zero_plaintext(c: _Ctx) -> seal.Plaintext:
     # NTT-form zero plaintext at the data level (scale 1)
     return seal.CKKSEncoder(c.ctx).encode(np.zeros(c.N // 2), 1.0)
 
 
-def _load_secret_key(c: _Ctx, skb: bytes):
+def _load_secret_key(c: _Ctx, skb: bytes) -> seal.SecretKey:
     Lk = len(c.qk)
     if len(skb) != _SK_DATA_OFF + 8 * Lk * c.N:
         raise KernelInputError("secret key has wrong size for these parameters")

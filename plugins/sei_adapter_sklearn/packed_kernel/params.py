@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import seal
@@ -42,7 +42,7 @@ def coeff_modulus_bits(N: int) -> tuple[int, ...]:
     return (31, 31, 16) if N <= 4096 else (31, 31, 17)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _primes(N: int, bits: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(m.value()) for m in seal.CoeffModulus.Create(N, list(bits)))
 

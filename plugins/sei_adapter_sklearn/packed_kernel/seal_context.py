@@ -51,7 +51,7 @@ class _Ctx:
         if self.L == 2:
             self.crt_inv = pow(q[0], -1, q[1])
 
-    def _check_templates(self):
+    def _check_templates(self) -> None:
         N, L = self.N, self.L
         t = self._ct_tmpl
         if t[:4] != bytes.fromhex("5ea11004") and t[:2] != bytes.fromhex("5ea1"):
@@ -70,7 +70,7 @@ class _Ctx:
         c.load_bytes(self.ctx, self._ct_bytes(arr, ntt))
         return c
 
-    def ct_to_array(self, ct) -> np.ndarray:
+    def ct_to_array(self, ct: seal.Ciphertext) -> np.ndarray:
         b = ct.to_string()
         L = ct.coeff_modulus_size()
         return np.frombuffer(b, dtype=np.uint64, offset=_CT_DATA_OFF).reshape(ct.size(), L, self.N)

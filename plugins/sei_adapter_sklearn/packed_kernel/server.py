@@ -29,7 +29,7 @@ __all__ = ["PublicMaterial", "ServerModel"]
 class PublicMaterial:
     """What the server caches per client key: SEAL PublicKey + Encryptor."""
 
-    def __init__(self, c: _Ctx, pk):
+    def __init__(self, c: _Ctx, pk: seal.PublicKey) -> None:
         self.encryptor = seal.Encryptor(c.ctx, pk)
 
 
@@ -63,7 +63,7 @@ class ServerModel:
             for k in range(K):
                 j, t = divmod(k, m)
                 polys[j, t * d: t * d + d] = self.Wq[k, ::-1]
-            self.P = c.poly_to_ntt(polys)                         # (nb, L, N)
+            self.P: np.ndarray | None = c.poly_to_ntt(polys)      # (nb, L, N)
         else:
             self.P = None
         # --- bulk: the widest limbs whose float64 products and sums are all exact (< 2^53), or none
@@ -175,7 +175,7 @@ class ServerModel:
         acc = np.empty((K, 2, L, N), dtype=np.uint64)
         for half, M in ((0, c0), (1, A)):
             M2 = M.reshape(d, L * N)
-            tot = None
+            tot: np.ndarray | None = None
             for li in range(self.n_limbs):
                 sh = li * self.limb_bits
                 limb = ((M2 >> sh) & ((1 << self.limb_bits) - 1)).astype(np.float64)
@@ -184,6 +184,8 @@ class ServerModel:
                 # (S * 2^sh) mod q exactly: S < 2^31 and sh < 31
                 S = (S << np.uint64(sh)) % c.q[None, :, None]
                 tot = S if tot is None else (tot + S) % c.q[None, :, None]
+            if tot is None:  # not reached: bulk mode has at least one limb (checked above)
+                raise KernelInputError("model not set up for bulk mode (no exact limb width)")
             acc[:, half] = tot
         out = [_pack_header(_KIND_RESP_BATCH, p, n_rows, K)]
         for k in range(K):
