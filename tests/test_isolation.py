@@ -150,17 +150,23 @@ def test_a_result_that_is_not_data_fails_in_the_child_and_runs_nothing_in_the_pa
 
 
 def _pipes() -> dict[int, int]:
-    """The writable pipes this process holds, by fd: their inodes."""
-    pipes = {}
+    """The pipes this process holds only the write end of (another process reads them), by fd: their
+    inodes. A pipe whose read end is here too (a library's wake-up pipe, remade after a fork) is not a
+    channel to anyone, and writing much to it would block."""
+    writable, readable = {}, set()
     for fd in map(int, os.listdir("/proc/self/fd")):
         try:
             info = os.fstat(fd)
-            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+            mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         except OSError:
             continue
-        if stat.S_ISFIFO(info.st_mode) and writable:
-            pipes[fd] = info.st_ino
-    return pipes
+        if not stat.S_ISFIFO(info.st_mode):
+            continue
+        if mode == os.O_WRONLY:
+            writable[fd] = info.st_ino
+        else:
+            readable.add(info.st_ino)
+    return {fd: inode for fd, inode in writable.items() if inode not in readable}
 
 
 def hostile(data: bytes):
