@@ -73,6 +73,9 @@ class Client:
     the client's credentials or files (`azure-blob`, `local-dir`) never takes its destination
     from the service by default: a spoofed service could collect the token or direct the writes.
 
+    A model whose description states no proven accuracy (an older or hand-made build) is refused
+    (`unproven_model`): its rows and scores could not be checked. `allow_unproven` serves it anyway.
+
     The endpoint's headers (a bearer token, a service key) go over plain http only to a loopback
     address unless `allow_insecure_http`; redirects are never followed.
 
@@ -95,7 +98,9 @@ class Client:
         trust_service_transport: bool = False,
         allow_insecure_http: bool = False,
         description: dict[str, Any] | None = None,
+        allow_unproven: bool = False,
     ) -> None:
+        self.allow_unproven = allow_unproven  # AdapterClient.allow_unproven: serve a model with no proven accuracy
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
         self.trust_service_transport = trust_service_transport
         self.allow_insecure_http = allow_insecure_http
@@ -326,6 +331,7 @@ class Client:
             description = models[name]
             adapter = self.plugins.model_adapters().get(description["adapter"])
             client = adapter.client(description)
+            client.allow_unproven = self.allow_unproven
             scheme = client.key_scheme
 
             def generate() -> tuple[bytes, bytes]:

@@ -20,7 +20,8 @@ from .common import SklearnOptions
 
 __all__ = [
     "DEFAULT_FEATURE_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
-    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "refusal", "score_limit",
+    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "output_grid", "proven_accuracy",
+    "refusal", "round_scores", "score_limit",
 ]
 
 Bound = tuple[FiniteFloat, FiniteFloat]
@@ -157,8 +158,26 @@ def check_scores(scores: np.ndarray, limit: float) -> None:
         )
 
 
+def proven_accuracy(description: dict[str, Any], allow_unproven: bool) -> Any:
+    """The description's `accuracy`; None only when the caller opted in to a model without one.
+
+    Without it nothing bounds the rows (none refused) nor the scores (a wrapped score reads as a
+    prediction), so such a description (an older build, or a hand-made one) is refused by default.
+    """
+    accuracy = description.get("accuracy")
+    if accuracy is None and not allow_unproven:
+        raise InvalidRequest(
+            "the model's description states no proven accuracy (built by an older SEI, or written by hand): its "
+            "rows cannot be checked against feature bounds nor its scores against a proven range, so a wrapped "
+            "score would read as a prediction; rebuild the model, or opt in with Client(..., allow_unproven=True)",
+            code="unproven_model",
+        )
+    return accuracy
+
+
 def score_limit(accuracy: Any, fallback: float) -> float:
-    """|decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (older services)."""
+    """|decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (no accuracy:
+    only when the caller opted in, `proven_accuracy`)."""
     if accuracy is None:
         return fallback
     try:
@@ -168,6 +187,33 @@ def score_limit(accuracy: Any, fallback: float) -> float:
     if not (math.isfinite(limit) and limit > 0):
         raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
     return limit
+
+
+UNPROVEN_GRID = 2.0 ** -10
+"""The output grid of a model without a proven error bound (the caller opted in): ~ the default tolerance."""
+
+
+def output_grid(accuracy: Any) -> float:
+    """The step decoded scores are rounded to: the smallest power of two >= the proven error bound.
+
+    A CKKS decryption is the score plus noise that depends on the secret key; published at full
+    precision with the response ciphertexts it lets anyone solve for the key (Li and Micciancio,
+    2021). Rounded to a grid no finer than the error bound, it keeps only what the proof vouches for.
+    """
+    if accuracy is None:
+        return UNPROVEN_GRID
+    try:
+        bound = float(accuracy["error_bound"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response") from None
+    if not (math.isfinite(bound) and bound > 0):
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
+    return 2.0 ** math.ceil(math.log2(bound))
+
+
+def round_scores(scores: np.ndarray, grid: float) -> np.ndarray:
+    """Scores rounded to multiples of `grid` (a power of two: exact in float64); within grid / 2 of the input."""
+    return np.round(np.asarray(scores, dtype=np.float64) / grid) * grid
 
 
 def describe_bounds(lo: np.ndarray, hi: np.ndarray, origin: str) -> str:
@@ -200,8 +246,9 @@ def accuracy_entry(tolerance: float, error_bound: float, max_abs_score: float, l
 
 
 def check_described_rows(accuracy: Any, rows: np.ndarray, n_features: int) -> None:
-    """Refuse rows outside the feature bounds of a described `accuracy` (no accuracy: an older service)."""
-    if accuracy is None:  # a service built before the bounds were proven: nothing to check against
+    """Refuse rows outside the feature bounds of a described `accuracy` (None: the caller opted in to
+    a model without one, `proven_accuracy`; nothing to check against)."""
+    if accuracy is None:
         return
 
     def unreadable(message: str) -> InvalidRequest:

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, Stric
 from sei_framework import InvalidRequest, PluginError, RequestSize
 
 from .bounds import (
-    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, output_grid, proven_accuracy,
+    refusal, round_scores, score_limit,
 )
 from .common import SERVICE_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .packed_kernel import (
@@ -220,6 +221,7 @@ class PackedClient(LinearClient):
         return {"n_features": int(rows.shape[1]), "n_rows": len(rows), "ciphertexts": [_b64(b) for b in blobs]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
+        accuracy = proven_accuracy(self.description, self.allow_unproven)
         if not isinstance(result, list):
             raise InvalidRequest("the service's result is not a list of ciphertexts", code="invalid_response")
         outputs = self.model.n_outputs
@@ -234,10 +236,10 @@ class PackedClient(LinearClient):
         except (KernelInputError, InvalidRequest) as exc:
             raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
         scores = np.vstack(parts).reshape(n_rows, outputs)
-        accuracy = self.description.get("accuracy")
         check_scores(scores, score_limit(accuracy, self.params.max_abs_score()))
-        return scores
+        return round_scores(scores, output_grid(accuracy))  # nothing finer than the proof leaves the client
 
     def check_inputs(self, rows: np.ndarray) -> None:
         """Rows outside the feature bounds the service proved its accuracy for are refused (InvalidRequest)."""
-        check_described_rows(self.description.get("accuracy"), rows, self.model.n_features)
+        accuracy = proven_accuracy(self.description, self.allow_unproven)
+        check_described_rows(accuracy, rows, self.model.n_features)
