@@ -8,8 +8,9 @@ decoded scores outside the proven score bound (plus the tolerance) after decrypt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import Field, FiniteFloat, field_validator
@@ -19,9 +20,9 @@ from sei_framework import ConfigPath, InvalidRequest, PluginError
 from .common import SklearnOptions
 
 __all__ = [
-    "DEFAULT_FEATURE_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
+    "DEFAULT_FEATURE_BOUNDS", "WIDEN_STEPS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
     "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "output_grid", "proven_accuracy",
-    "refusal", "round_scores", "score_limit",
+    "refusal", "round_scores", "score_limit", "widest_bounds",
 ]
 
 Bound = tuple[FiniteFloat, FiniteFloat]
@@ -37,8 +38,13 @@ class BoundsOptions(SklearnOptions):
     Neither this nor calibration_data: every feature in [-1, 1]."""
     calibration_data: ConfigPath | None = None
     """A .npy or .csv file of representative rows (the training rows), relative to the config file:
-    the bounds are their per-feature range widened by calibration_margin of it on each side."""
+    the bounds are their per-feature range widened on each side by the widest share of it, from
+    calibration_margin to calibration_max_margin, for which the build proves the tolerance."""
     calibration_margin: FiniteFloat = Field(0.1, ge=0)
+    """The least share of each feature's calibration range added on each side (the build refuses the
+    model if the tolerance cannot be proven for it)."""
+    calibration_max_margin: FiniteFloat = Field(1.0, ge=0)
+    """The most: the build proves the widest margin up to this that the tolerance allows (`widest_bounds`)."""
 
     @field_validator("feature_bounds")
     @classmethod
@@ -86,7 +92,7 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
     """Per-feature (lo, hi) the build proves its accuracy for, and where they come from.
 
     `feature_bounds` as given; else the calibration rows' range widened by `calibration_margin` of
-    it on each side (a constant feature by that share of max(|value|, 1)); else the default.
+    it on each side (the least; `widest_bounds` widens further) (a constant feature by that share of max(|value|, 1)); else the default.
     `calibration_data` is absolute by now (a `ConfigPath`: relative to the config file). With both
     options, every calibration row must lie within feature_bounds.
     """
@@ -99,12 +105,55 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
             raise PluginError("calibration_data has rows outside feature_bounds (the client would refuse them)")
         return lo, hi, "feature_bounds"
     if rows is not None:
-        lo, hi = rows.min(axis=0), rows.max(axis=0)
-        span = hi - lo
-        pad = options.calibration_margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
-        return lo - pad, hi + pad, "calibration_data"
+        lo, hi = _widened(rows.min(axis=0), rows.max(axis=0), options.calibration_margin)
+        return lo, hi, "calibration_data"
     lo, hi = DEFAULT_FEATURE_BOUNDS
     return np.full(n_features, lo), np.full(n_features, hi), "default"
+
+
+def _widened(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] widened by `margin` of the span on each side (a constant feature: of max(|value|, 1))."""
+    span = hi - lo
+    pad = margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
+    return lo - pad, hi + pad
+
+
+WIDEN_STEPS = 8
+"""Bisection steps between calibration_margin and calibration_max_margin (the margin found is within
+(max - min) / 2^8 of the widest provable one)."""
+
+P = TypeVar("P")
+
+
+def widest_bounds(n_features: int, options: Any, lo: np.ndarray, hi: np.ndarray, proof: P,
+                  prove: Callable[[np.ndarray, np.ndarray], P],
+                  refused: tuple[type[Exception], ...]) -> tuple[np.ndarray, np.ndarray, P, float | None]:
+    """Bounds from calibration_data widened as far as the tolerance allows, with their proof, and the margin.
+
+    `lo, hi` are `input_bounds` (calibration_margin) and `proof` their proof. Each wider margin up to
+    calibration_max_margin is proven with `prove` (raising one of `refused` when it does not hold):
+    the margin served is one that was proven, never an extrapolation. Other bound origins: unchanged.
+    """
+    if options.calibration_data is None or options.feature_bounds is not None:
+        return lo, hi, proof, None
+    rows = load_calibration(Path(options.calibration_data), n_features)
+    low, high = rows.min(axis=0), rows.max(axis=0)
+    good, bad = float(options.calibration_margin), float(options.calibration_max_margin)
+    best = (lo, hi, proof)
+    for step in range(WIDEN_STEPS + 1):
+        if bad <= good:
+            break
+        margin = bad if step == 0 else (good + bad) / 2.0
+        wide_lo, wide_hi = _widened(low, high, margin)
+        try:
+            best = (wide_lo, wide_hi, prove(wide_lo, wide_hi))
+        except refused:
+            bad = margin
+            continue
+        good = margin
+        if step == 0:
+            break
+    return best[0], best[1], best[2], good
 
 
 def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
@@ -234,14 +283,16 @@ def refusal(estimator: str, adapter: str, tolerance: float, lo: np.ndarray, hi: 
 
 
 def accuracy_entry(tolerance: float, error_bound: float, max_abs_score: float, lo: np.ndarray, hi: np.ndarray,
-                   origin: str) -> dict[str, Any]:
-    """What describe() states as `accuracy`, and what the client checks rows and scores against."""
+                   origin: str, margin: float | None = None) -> dict[str, Any]:
+    """What describe() states as `accuracy`, and what the client checks rows and scores against;
+    `calibration_margin`: the share of the calibration range the proven bounds add on each side."""
     return {
         "tolerance": tolerance,
         "error_bound": error_bound,
         "max_abs_score": max_abs_score,
         "feature_bounds": compact_bounds(lo, hi),
         "bounds_from": origin,
+        **({"calibration_margin": margin} if margin is not None else {}),
     }
 
 

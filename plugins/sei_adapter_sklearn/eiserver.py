@@ -17,7 +17,7 @@ from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolat
 
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, output_grid, proven_accuracy,
-    refusal, round_scores, score_limit,
+    refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import SERVICE_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
@@ -95,7 +95,11 @@ class EIServerAdapter(LinearAdapter):
             raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
-        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)
+        lo, hi, proof, margin = widest_bounds(
+            model.n_features, options, lo, hi, proof,
+            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance), (ValueError,),
+        )
+        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         return {**metadata, "accuracy": accuracy}
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: EIServerOptions) -> None:

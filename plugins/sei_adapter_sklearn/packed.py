@@ -19,11 +19,11 @@ from sei_framework import InvalidRequest, PluginError, RequestSize
 
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, output_grid, proven_accuracy,
-    refusal, round_scores, score_limit,
+    refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import SERVICE_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .packed_kernel import (
-    AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan, public_key_size, request_size,
+    AccuracyError, ClientKeys, KernelInputError, Params, Plan, ServerModel, plan, public_key_size, request_size,
 )
 
 __all__ = ["PackedAdapter", "PackedClient", "PackedOptions"]
@@ -67,18 +67,24 @@ class PackedAdapter(LinearAdapter):
         """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
         lo, hi, origin = input_bounds(model.n_features, options)
-        try:
+
+        def prove(lo: np.ndarray, hi: np.ndarray) -> Plan:
             proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
             ServerModel(model.coef, model.intercept, proof.params)  # the same weights: bulk limbs exact
+            if not proof.params.security_bits_ok():
+                raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")
+            return proof
+
+        try:
+            proof = prove(lo, hi)
         except AccuracyError as exc:
             adapter = f"{cls.name} ({options.mode})"
             reason = refusal(model.estimator, adapter, options.tolerance, lo, hi, origin, exc, "fewer or smaller weights")
             raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
-        if not proof.params.security_bits_ok():
-            raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")
-        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)
+        lo, hi, proof, margin = widest_bounds(model.n_features, options, lo, hi, proof, prove, (ValueError, PluginError))
+        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}
 
     @classmethod
