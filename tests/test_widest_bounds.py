@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import yaml
 from conftest import keyed_request
+from sei_adapter_sklearn.bounds import WIDEN_STEPS, output_grid, widest_bounds
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sei_adapter_sklearn.bounds import WIDEN_STEPS, output_grid, widest_bounds
 from sei_framework import Deployment, InvalidRequest
 from sei_framework.serving import ScoringService
 
@@ -70,7 +70,7 @@ def test_held_out_rows_refused_by_the_ten_percent_bounds_are_served(cancer, adap
     assert accuracy["bounds_from"] == "calibration_data" and accuracy["calibration_margin"] == 1.0  # the cap
     assert accuracy["error_bound"] <= accuracy["tolerance"] == 1e-3  # still a proof at the wider bounds
     assert not outside(X_test, accuracy["feature_bounds"]).any()
-    rows = X_test[refused] if adapter == "eiserver" else np.vstack([X_test[refused], X_test[:50]])  # EIServer: ~1 s a row
+    rows = X_test[refused] if adapter == "eiserver" else np.vstack([X_test[refused], X_test[:50]])  # EIServer: slow
     client, body, publish, _ = keyed_request(service, adapter, rows)
     answer, status = service.handle(json.dumps({**body, **publish}))
     assert status == 200, answer

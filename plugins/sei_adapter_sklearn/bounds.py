@@ -20,9 +20,9 @@ from sei_framework import ConfigPath, InvalidRequest, PluginError
 from .common import SklearnOptions
 
 __all__ = [
-    "DEFAULT_FEATURE_BOUNDS", "WIDEN_STEPS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
-    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "output_grid", "proven_accuracy",
-    "refusal", "round_scores", "score_limit", "widest_bounds",
+    "DEFAULT_FEATURE_BOUNDS", "WIDEN_STEPS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows",
+    "check_scores", "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration",
+    "output_grid", "proven_accuracy", "refusal", "round_scores", "score_limit", "widest_bounds",
 ]
 
 Bound = tuple[FiniteFloat, FiniteFloat]

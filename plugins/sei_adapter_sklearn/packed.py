@@ -83,8 +83,10 @@ class PackedAdapter(LinearAdapter):
             raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
-        lo, hi, proof, margin = widest_bounds(model.n_features, options, lo, hi, proof, prove, (ValueError, PluginError))
-        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
+        refused = (ValueError, PluginError)  # AccuracyError is a ValueError
+        lo, hi, proof, margin = widest_bounds(model.n_features, options, lo, hi, proof, prove, refused)
+        entry = (options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
+        accuracy = accuracy_entry(*entry)
         return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}
 
     @classmethod
