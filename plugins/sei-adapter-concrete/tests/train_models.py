@@ -97,7 +97,7 @@ def save_compiled(out: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -
 
     from concrete.ml.sklearn import LogisticRegression as ConcreteLogistic
 
-    logistic = ConcreteLogistic(n_bits=8).fit(X, y)  # saved without classes_: the adapter needs the `classes` option
+    logistic = ConcreteLogistic(n_bits=8).fit(X, y)  # both saved without classes_: the adapter needs `classes`
     logistic.compile(X)
     FHEModelDev(str(out / "compiled_logistic"), logistic).save(via_mlir=True)
     network = NeuralNetClassifier(module__n_layers=2, module__n_w_bits=3, module__n_a_bits=3, module__n_accum_bits=8,
@@ -110,7 +110,7 @@ def save_compiled(out: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -
     FHEModelDev(str(out / "compiled_forest"), forest).save(via_mlir=True)
     simulated = network.predict(X_test.astype(np.float32), fhe="simulate")
     return {
-        "compiled_network": {"original": None, "simulated": simulated.tolist(), "options": {}},
+        "compiled_network": {"original": None, "simulated": simulated.tolist(), "options": {"classes": [0, 1]}},
         "compiled_logistic": {"original": None, "simulated": logistic.predict(X_test, fhe="simulate").tolist(),
                               "options": {"classes": [0, 1]}},
     }
