@@ -92,10 +92,9 @@ def save_compiled(out: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -
     """Models trained and compiled with Concrete ML itself, saved with FHEModelDev: a small neural
     network and a logistic regression (served), and a forest that sums its trees in the clear (refused)."""
     from concrete.ml.deployment import FHEModelDev
+    from concrete.ml.sklearn import LogisticRegression as ConcreteLogistic
     from concrete.ml.sklearn import NeuralNetClassifier
     from concrete.ml.sklearn import RandomForestClassifier as ConcreteForest
-
-    from concrete.ml.sklearn import LogisticRegression as ConcreteLogistic
 
     logistic = ConcreteLogistic(n_bits=8).fit(X, y)  # both saved without classes_: the adapter needs `classes`
     logistic.compile(X)
