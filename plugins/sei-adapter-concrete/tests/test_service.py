@@ -166,5 +166,5 @@ def test_probabilities_that_differ_from_concrete_mls_are_refused():
 
 def test_a_compiled_model_without_class_labels_is_refused(trained, tmp_path):
     """HEAD labelled it 0..k-1, and its check compared SEI's arithmetic with itself."""
-    with pytest.raises(SeiError, match=r"has no class labels \(classes_\): give them .* `classes` option"):
+    with pytest.raises(SeiError, match=r"has no class labels \(classes_\): give them, .* `classes` option"):
         Deployment.from_file(write_config(tmp_path, [concrete_model(trained, "compiled_logistic")])).build(tmp_path / "b")
