@@ -104,7 +104,7 @@ lint: install-test
 test: install-test azurite floors concrete lint
 	SEI_NO_SKIPS=1 $(PY) -m pytest
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
-	SEI_NO_SKIPS=1 SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider $(CONCRETE_DIST)/tests
+	SEI_NO_SKIPS=1 PYTHONPATH=$(CURDIR)/tests SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider -p no_skips $(CONCRETE_DIST)/tests
 
 bench: install
 	$(PY) -m bench.mnist

@@ -14,14 +14,18 @@ import gzip
 import json
 import os
 import statistics
+import sys
 import time
 import warnings
 
 import numpy as np
 
-from sei_adapter_sklearn import packed_kernel as K
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+sys.path.insert(0, os.path.dirname(HERE))  # run as a script: the repository root, for bench.kernel_params
+from bench.kernel_params import choose_params  # noqa: E402
+from sei_adapter_sklearn import packed_kernel as K  # noqa: E402
+
 DATA = os.path.join(HERE, "..", "data")  # shipped in the repository (data/README.md)
 
 
@@ -63,7 +67,7 @@ def main():
     R = {}
 
     # ---------------- single row -------------------------------------------
-    p = K.choose_params(784, 10, "single")
+    p = choose_params(784, 10, "single")
     R["params_single"] = json.loads(p.to_json())
     R["security_single"] = {"total_bits": p.total_coeff_modulus_bits(),
                             "hes_max": K.HES_MAX_BITS[p.poly_modulus_degree], "ok": p.security_bits_ok()}
@@ -96,7 +100,7 @@ def main():
     }
 
     # ---------------- bulk -------------------------------------------------
-    pb = K.choose_params(784, 10, "bulk")
+    pb = choose_params(784, 10, "bulk")
     R["params_bulk"] = json.loads(pb.to_json())
     kb = K.ClientKeys.generate(pb)
     sb = K.ServerModel(W, b, pb)

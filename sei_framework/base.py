@@ -99,6 +99,11 @@ class AdapterClient(ABC):
 
     max_rows_per_request: int = 16
 
+    allow_unproven: bool = False
+    """Serve a model whose description states no proven accuracy (an older or hand-made build) without
+    its input and score checks; `Client(allow_unproven=True)` sets it. Adapters that prove bounds refuse
+    such a model otherwise."""
+
     def __init__(self, description: dict[str, Any]) -> None:
         self.description = description
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import yaml
 from sei_adapter_sklearn.packed import PackedAdapter
-from sei_adapter_sklearn.packed_kernel import ClientKeys, choose_params, public_key_size, request_size
+from sei_adapter_sklearn.packed_kernel import ClientKeys, public_key_size, request_size
 from sklearn.linear_model import LinearRegression
 
+from bench.kernel_params import choose_params
 from sei_framework import BuildError, Client, Deployment, ServiceError
 from sei_framework.limits import MB, request_bytes
 from sei_framework.serving import ScoringService

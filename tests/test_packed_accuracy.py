@@ -26,6 +26,7 @@ from sei_adapter_sklearn.packed_kernel.accuracy import exact_limb_bits
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression
 
+from bench.kernel_params import choose_params
 from sei_framework import Deployment, InvalidRequest, PluginError
 from sei_framework.serving import ScoringService
 
@@ -165,7 +166,7 @@ def test_bulk_products_are_proven_exact():
     """Every float64 partial sum of Wq @ limb is an integer <= 2^53: the limb width follows from
     max ||Wq_k||_1, with no floor (HEAD kept 4-bit limbs where 2^53 was passed)."""
     W = 1e5 * pattern(2048)
-    srv = K.ServerModel(W, np.zeros(1), K.choose_params(2048, 1, "bulk"))
+    srv = K.ServerModel(W, np.zeros(1), choose_params(2048, 1, "bulk"))
     l1 = float(np.abs(srv.Wq).sum(axis=1).max())
     assert (2 ** srv.limb_bits - 1) * l1 <= 2 ** 53 < (2 ** (srv.limb_bits + 1) - 1) * l1
     # the bound is what float64 needs: all-ones limbs at the proven width are exact, one bit more is not

@@ -12,6 +12,8 @@ from conftest import load_mnist, load_seed_model
 
 from sei_adapter_sklearn import packed_kernel as K
 
+from bench.kernel_params import choose_params
+
 
 @pytest.fixture(scope="module", params=["mnist", "synthetic"])
 def data(request):
@@ -46,7 +48,7 @@ def bulk(data):
 
 def test_params_security():
     for mode in ("single", "bulk"):
-        p = K.choose_params(784, 10, mode)
+        p = choose_params(784, 10, mode)
         assert p.security_bits_ok()
         assert p.total_coeff_modulus_bits() <= K.HES_MAX_BITS[p.poly_modulus_degree]
         assert p.max_abs_score() > 100
@@ -54,7 +56,7 @@ def test_params_security():
         K.Params(poly_modulus_degree=1024).validate()
     for bad in (0.0, -1.0, float("nan"), float("inf")):  # HEAD turned 0 and negatives into 1
         with pytest.raises(ValueError, match="max_abs_score must be a finite number > 0"):
-            K.choose_params(784, 10, "single", max_abs_score=bad)
+            choose_params(784, 10, "single", max_abs_score=bad)
 
 
 def test_single_rows_exact(data, single):
@@ -82,7 +84,7 @@ def test_full_modulus_responses(data):
     """Responses that keep both residues (no switch to 2^32) decode exactly as well, row and bulk."""
     W, b, X, REF = data
     for mode in ("single", "bulk"):
-        p = dataclasses.replace(K.choose_params(784, 10, mode), response_bits=62)
+        p = dataclasses.replace(choose_params(784, 10, mode), response_bits=62)
         keys, srv = K.ClientKeys.generate(p), K.ServerModel(W, b, p)
         pub = srv.load_public(keys.public_bytes())
         if mode == "single":
@@ -148,7 +150,7 @@ def test_row_response_holds_the_scores_and_nothing_more(n_features, n_outputs):
     rng = np.random.default_rng(n_features)
     W, b = rng.normal(0, 0.3, (n_outputs, n_features)), rng.normal(0, 1, n_outputs)
     x = rng.random(n_features)
-    p = K.choose_params(n_features, n_outputs, "single")
+    p = choose_params(n_features, n_outputs, "single")
     keys = K.ClientKeys.generate(p)
     srv = K.ServerModel(W, b, p)
     resp = srv.predict_row(keys.encrypt_row(x), srv.load_public(keys.public_bytes()))

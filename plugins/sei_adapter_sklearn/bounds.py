@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import Field, FiniteFloat, field_validator
@@ -20,8 +20,9 @@ from sei_framework import ConfigPath, InvalidRequest, PluginError
 from .common import SklearnOptions
 
 __all__ = [
-    "NO_BOUNDS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows", "check_scores",
-    "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration", "refusal", "score_limit",
+    "NO_BOUNDS", "WIDEN_STEPS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows",
+    "check_scores", "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration",
+    "output_grid", "proven_accuracy", "refusal", "round_scores", "score_limit", "widest_bounds",
 ]
 
 Bound = tuple[FiniteFloat, FiniteFloat]
@@ -37,8 +38,13 @@ class BoundsOptions(SklearnOptions):
     One of this and calibration_data is required: the build refuses a model with neither."""
     calibration_data: ConfigPath | None = None
     """A .npy or .csv file of representative rows (the training rows), relative to the config file:
-    the bounds are their per-feature range widened by calibration_margin of it on each side."""
+    the bounds are their per-feature range widened on each side by the widest share of it, from
+    calibration_margin to calibration_max_margin, for which the build proves the tolerance."""
     calibration_margin: FiniteFloat = Field(0.1, ge=0)
+    """The least share of each feature's calibration range added on each side (the build refuses the
+    model if the tolerance cannot be proven for it)."""
+    calibration_max_margin: FiniteFloat = Field(1.0, ge=0)
+    """The most: the build proves the widest margin up to this that the tolerance allows (`widest_bounds`)."""
 
     @field_validator("feature_bounds")
     @classmethod
@@ -90,7 +96,8 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
     """Per-feature (lo, hi) the build proves its accuracy for, and where they come from.
 
     `feature_bounds` as given; else the calibration rows' range widened by `calibration_margin` of
-    it on each side (a constant feature by that share of max(|value|, 1)); with neither, a PluginError.
+    it on each side (the least; `widest_bounds` widens further) (a constant feature by that share of
+    max(|value|, 1)); with neither, a PluginError.
     `calibration_data` is absolute by now (a `ConfigPath`: relative to the config file). With both
     options, every calibration row must lie within feature_bounds.
     """
@@ -103,11 +110,54 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
             raise PluginError("calibration_data has rows outside feature_bounds (the client would refuse them)")
         return lo, hi, "feature_bounds"
     if rows is not None:
-        lo, hi = rows.min(axis=0), rows.max(axis=0)
-        span = hi - lo
-        pad = options.calibration_margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
-        return lo - pad, hi + pad, "calibration_data"
+        lo, hi = _widened(rows.min(axis=0), rows.max(axis=0), options.calibration_margin)
+        return lo, hi, "calibration_data"
     raise PluginError(NO_BOUNDS)
+
+
+def _widened(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] widened by `margin` of the span on each side (a constant feature: of max(|value|, 1))."""
+    span = hi - lo
+    pad = margin * np.where(span > 0, span, np.maximum(np.abs(lo), 1.0))
+    return lo - pad, hi + pad
+
+
+WIDEN_STEPS = 8
+"""Bisection steps between calibration_margin and calibration_max_margin (the margin found is within
+(max - min) / 2^8 of the widest provable one)."""
+
+P = TypeVar("P")
+
+
+def widest_bounds(n_features: int, options: Any, lo: np.ndarray, hi: np.ndarray, proof: P,
+                  prove: Callable[[np.ndarray, np.ndarray], P],
+                  refused: tuple[type[Exception], ...]) -> tuple[np.ndarray, np.ndarray, P, float | None]:
+    """Bounds from calibration_data widened as far as the tolerance allows, with their proof, and the margin.
+
+    `lo, hi` are `input_bounds` (calibration_margin) and `proof` their proof. Each wider margin up to
+    calibration_max_margin is proven with `prove` (raising one of `refused` when it does not hold):
+    the margin served is one that was proven, never an extrapolation. Other bound origins: unchanged.
+    """
+    if options.calibration_data is None or options.feature_bounds is not None:
+        return lo, hi, proof, None
+    rows = load_calibration(Path(options.calibration_data), n_features)
+    low, high = rows.min(axis=0), rows.max(axis=0)
+    good, bad = float(options.calibration_margin), float(options.calibration_max_margin)
+    best = (lo, hi, proof)
+    for step in range(WIDEN_STEPS + 1):
+        if bad <= good:
+            break
+        margin = bad if step == 0 else (good + bad) / 2.0
+        wide_lo, wide_hi = _widened(low, high, margin)
+        try:
+            best = (wide_lo, wide_hi, prove(wide_lo, wide_hi))
+        except refused:
+            bad = margin
+            continue
+        good = margin
+        if step == 0:
+            break
+    return best[0], best[1], best[2], good
 
 
 def compact_bounds(lo: np.ndarray, hi: np.ndarray) -> list:
@@ -161,8 +211,26 @@ def check_scores(scores: np.ndarray, limit: float) -> None:
         )
 
 
+def proven_accuracy(description: dict[str, Any], allow_unproven: bool) -> Any:
+    """The description's `accuracy`; None only when the caller opted in to a model without one.
+
+    Without it nothing bounds the rows (none refused) nor the scores (a wrapped score reads as a
+    prediction), so such a description (an older build, or a hand-made one) is refused by default.
+    """
+    accuracy = description.get("accuracy")
+    if accuracy is None and not allow_unproven:
+        raise InvalidRequest(
+            "the model's description states no proven accuracy (built by an older SEI, or written by hand): its "
+            "rows cannot be checked against feature bounds nor its scores against a proven range, so a wrapped "
+            "score would read as a prediction; rebuild the model, or opt in with Client(..., allow_unproven=True)",
+            code="unproven_model",
+        )
+    return accuracy
+
+
 def score_limit(accuracy: Any, fallback: float) -> float:
-    """|decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (older services)."""
+    """|decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (no accuracy:
+    only when the caller opted in, `proven_accuracy`)."""
     if accuracy is None:
         return fallback
     try:
@@ -172,6 +240,33 @@ def score_limit(accuracy: Any, fallback: float) -> float:
     if not (math.isfinite(limit) and limit > 0):
         raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
     return limit
+
+
+UNPROVEN_GRID = 2.0 ** -10
+"""The output grid of a model without a proven error bound (the caller opted in): ~ the default tolerance."""
+
+
+def output_grid(accuracy: Any) -> float:
+    """The step decoded scores are rounded to: the smallest power of two >= the proven error bound.
+
+    A CKKS decryption is the score plus noise that depends on the secret key; published at full
+    precision with the response ciphertexts it lets anyone solve for the key (Li and Micciancio,
+    2021). Rounded to a grid no finer than the error bound, it keeps only what the proof vouches for.
+    """
+    if accuracy is None:
+        return UNPROVEN_GRID
+    try:
+        bound = float(accuracy["error_bound"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response") from None
+    if not (math.isfinite(bound) and bound > 0):
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
+    return 2.0 ** math.ceil(math.log2(bound))
+
+
+def round_scores(scores: np.ndarray, grid: float) -> np.ndarray:
+    """Scores rounded to multiples of `grid` (a power of two: exact in float64); within grid / 2 of the input."""
+    return np.round(np.asarray(scores, dtype=np.float64) / grid) * grid
 
 
 def describe_bounds(lo: np.ndarray, hi: np.ndarray, origin: str) -> str:
@@ -191,20 +286,23 @@ def refusal(estimator: str, adapter: str, tolerance: float, lo: np.ndarray, hi: 
 
 
 def accuracy_entry(tolerance: float, error_bound: float, max_abs_score: float, lo: np.ndarray, hi: np.ndarray,
-                   origin: str) -> dict[str, Any]:
-    """What describe() states as `accuracy`, and what the client checks rows and scores against."""
+                   origin: str, margin: float | None = None) -> dict[str, Any]:
+    """What describe() states as `accuracy`, and what the client checks rows and scores against;
+    `calibration_margin`: the share of the calibration range the proven bounds add on each side."""
     return {
         "tolerance": tolerance,
         "error_bound": error_bound,
         "max_abs_score": max_abs_score,
         "feature_bounds": compact_bounds(lo, hi),
         "bounds_from": origin,
+        **({"calibration_margin": margin} if margin is not None else {}),
     }
 
 
 def check_described_rows(accuracy: Any, rows: np.ndarray, n_features: int) -> None:
-    """Refuse rows outside the feature bounds of a described `accuracy` (no accuracy: an older service)."""
-    if accuracy is None:  # a service built before the bounds were proven: nothing to check against
+    """Refuse rows outside the feature bounds of a described `accuracy` (None: the caller opted in to
+    a model without one, `proven_accuracy`; nothing to check against)."""
+    if accuracy is None:
         return
 
     def unreadable(message: str) -> InvalidRequest:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAda
 from sei_framework import InvalidRequest, KeyringError, PluginError, call_isolated, validation_problems
 
 from .bounds import (
-    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, output_grid, proven_accuracy,
+    refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
@@ -89,7 +90,11 @@ class EIServerAdapter(LinearAdapter):
             raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
-        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)
+        lo, hi, proof, margin = widest_bounds(
+            model.n_features, options, lo, hi, proof,
+            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance), (ValueError,),
+        )
+        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         return {**metadata, "accuracy": accuracy}
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: EIServerOptions) -> None:
@@ -173,14 +178,16 @@ class EIServerClient(LinearClient):
 
     def encrypt(self, rows: np.ndarray) -> Any:
         """Rows outside the feature bounds the service proved its accuracy for are refused first."""
-        check_described_rows(self.description.get("accuracy"), rows, self.model.n_features)
+        accuracy = proven_accuracy(self.description, self.allow_unproven)
+        check_described_rows(accuracy, rows, self.model.n_features)
         client = self.keyed(self._client)
         return {"n_features": int(rows.shape[1]), "rows": [client.encrypt(row) for row in rows]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
+        accuracy = proven_accuracy(self.description, self.allow_unproven)
         if not isinstance(result, list) or len(result) != n_rows:
             raise InvalidRequest(f"expected {n_rows} result rows from the service", code="invalid_response")
         client = self.keyed(self._client)
         scores = np.array([client.decrypt(row) for row in result], dtype=np.float64).reshape(n_rows, -1)
-        check_scores(scores, score_limit(self.description.get("accuracy"), RANGE_LIMIT))  # older services: 2^57
-        return scores
+        check_scores(scores, score_limit(accuracy, RANGE_LIMIT))  # opted in to no accuracy: 2^57
+        return round_scores(scores, output_grid(accuracy))  # nothing finer than the proof leaves the client

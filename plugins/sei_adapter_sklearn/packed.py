@@ -17,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, Stric
 from sei_framework import InvalidRequest, PluginError, RequestSize, decode_base64, validation_problems
 
 from .bounds import (
-    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, refusal, score_limit,
+    BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, output_grid, proven_accuracy,
+    refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
 from .packed_kernel import (
-    AccuracyError, ClientKeys, KernelInputError, Params, ServerModel, plan, public_key_size, request_size,
+    AccuracyError, ClientKeys, KernelInputError, Params, Plan, ServerModel, plan, public_key_size, request_size,
 )
 
 __all__ = ["PackedAdapter", "PackedClient", "PackedOptions"]
@@ -59,18 +60,26 @@ class PackedAdapter(LinearAdapter):
         """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
         lo, hi, origin = input_bounds(model.n_features, options)
-        try:
+
+        def prove(lo: np.ndarray, hi: np.ndarray) -> Plan:
             proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
             ServerModel(model.coef, model.intercept, proof.params)  # the same weights: bulk limbs exact
+            if not proof.params.security_bits_ok():
+                raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")
+            return proof
+
+        try:
+            proof = prove(lo, hi)
         except AccuracyError as exc:
             adapter = f"{cls.name} ({options.mode})"
             reason = refusal(model.estimator, adapter, options.tolerance, lo, hi, origin, exc, "fewer or smaller weights")
             raise PluginError(reason) from None
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
-        if not proof.params.security_bits_ok():
-            raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")
-        accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin)
+        refused = (ValueError, PluginError)  # AccuracyError is a ValueError
+        lo, hi, proof, margin = widest_bounds(model.n_features, options, lo, hi, proof, prove, refused)
+        entry = (options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
+        accuracy = accuracy_entry(*entry)
         return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}
 
     @classmethod
@@ -210,6 +219,7 @@ class PackedClient(LinearClient):
         return {"n_features": int(rows.shape[1]), "n_rows": len(rows), "ciphertexts": [_b64(b) for b in blobs]}
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
+        accuracy = proven_accuracy(self.description, self.allow_unproven)
         if not isinstance(result, list):
             raise InvalidRequest("the service's result is not a list of ciphertexts", code="invalid_response")
         outputs = self.model.n_outputs
@@ -225,10 +235,10 @@ class PackedClient(LinearClient):
         except (KernelInputError, InvalidRequest) as exc:
             raise InvalidRequest(f"the service's result cannot be decrypted: {exc}", code="invalid_response") from None
         scores = np.vstack(parts).reshape(n_rows, outputs)
-        accuracy = self.description.get("accuracy")
         check_scores(scores, score_limit(accuracy, self.params.max_abs_score()))
-        return scores
+        return round_scores(scores, output_grid(accuracy))  # nothing finer than the proof leaves the client
 
     def check_inputs(self, rows: np.ndarray) -> None:
         """Rows outside the feature bounds the service proved its accuracy for are refused (InvalidRequest)."""
-        check_described_rows(self.description.get("accuracy"), rows, self.model.n_features)
+        accuracy = proven_accuracy(self.description, self.allow_unproven)
+        check_described_rows(accuracy, rows, self.model.n_features)

@@ -38,6 +38,9 @@ class Client:
     the client's credentials or files (`azure-blob`, `local-dir`) never takes its destination
     from the service by default: a spoofed service could collect the token or direct the writes.
 
+    A model whose description states no proven accuracy (an older or hand-made build) is refused
+    (`unproven_model`): its rows and scores could not be checked. `allow_unproven` serves it anyway.
+
     The endpoint's headers (a bearer token, a service key) go over plain http only to a loopback
     address unless `allow_insecure_http`; redirects are never followed; a header value HTTP cannot
     carry (a token outside latin-1) is refused. Credentials in the URI never show in messages or logs.
@@ -61,7 +64,9 @@ class Client:
         trust_service_transport: bool = False,
         allow_insecure_http: bool = False,
         description: dict[str, Any] | None = None,
+        allow_unproven: bool = False,
     ) -> None:
+        self.allow_unproven = allow_unproven  # AdapterClient.allow_unproven: serve a model with no proven accuracy
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
         self.trust_service_transport = trust_service_transport
         self.policy = EndpointPolicy(allow_insecure_http=allow_insecure_http)
@@ -140,7 +145,9 @@ class Client:
     def session(self, name: str) -> ModelSession:
         """Model `name`'s adapter client and key pair (from the keyring, made on first use, checked)."""
         if name not in self._models:
-            self._models[name] = open_session(name, self.describe()["models"], self.plugins, self.keyring)
+            self._models[name] = open_session(
+                name, self.describe()["models"], self.plugins, self.keyring, allow_unproven=self.allow_unproven
+            )
         return self._models[name]
 
     def _publish(self, session: ModelSession) -> None:

@@ -25,7 +25,9 @@ class ModelSession:
     public_keys: bytes
 
 
-def open_session(name: str, models: dict[str, Any], plugins: SeiPlugins, keyring: Keyring) -> ModelSession:
+def open_session(
+    name: str, models: dict[str, Any], plugins: SeiPlugins, keyring: Keyring, *, allow_unproven: bool = False
+) -> ModelSession:
     """Model `name`'s adapter client (from the described `models`) with its scheme's key pair from
     `keyring`: made on first use, and checked to belong together."""
     if name not in models:
@@ -33,6 +35,7 @@ def open_session(name: str, models: dict[str, Any], plugins: SeiPlugins, keyring
     description = models[name]
     adapter = plugins.model_adapters().get(description["adapter"])
     client = adapter.client(description)
+    client.allow_unproven = allow_unproven
     scheme = client.key_scheme
 
     def generate() -> tuple[bytes, bytes]:

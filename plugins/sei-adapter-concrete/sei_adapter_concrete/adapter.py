@@ -56,6 +56,9 @@ class ConcreteOptions(PluginOptions):
     """The share of calibration rows on which the compiled model must predict what the original does."""
     regression_tolerance: float = Field(0.05, gt=0)
     """Regressors: a row agrees when within this fraction of the original predictions' range."""
+    classes: list[StrictStr] | list[StrictInt] | None = None
+    """A model compiled with FHEModelDev that has no `classes_`: its class labels, in the order of its
+    outputs (such a model is refused without them)."""
     compiler: str | None = None
     """The Python of Concrete ML's environment; default $SEI_CONCRETE_PYTHON, else this Python."""
     compile_timeout_s: float = Field(3600, gt=0)
@@ -84,7 +87,8 @@ def _compiler(options: ConcreteOptions) -> str:
 def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
     """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
     request = {"model": str(source), "calibration": str(options.calibration_data), "out": str(out),
-               "n_bits": options.n_bits, "rounding_bits": options.rounding_bits, "precompiled": source.is_dir()}  # fmt: skip
+               "n_bits": options.n_bits, "rounding_bits": options.rounding_bits, "precompiled": source.is_dir(),
+               "classes": options.classes}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="sei-concrete-") as work:
         path = Path(work) / "request.json"
         path.write_text(json.dumps(request))
@@ -114,6 +118,25 @@ def _agreement(report: dict[str, Any], predicted: np.ndarray, tolerance: float) 
     return float(np.mean(np.abs(predicted - original) <= tolerance * spread))
 
 
+PROBABILITY_TOLERANCE = 1e-6
+"""The most SEI's probabilities may differ from Concrete ML's `predict_proba` on a calibration row
+(both read the same integer outputs; they differ only by float rounding)."""
+
+
+def check_probabilities(scores: np.ndarray, activation: str, expected: Any, name: str) -> dict[str, Any]:
+    """SEI's client's probabilities must be Concrete ML's `predict_proba` (within PROBABILITY_TOLERANCE);
+    what was checked, for the build's metadata."""
+    ours, theirs = numerics.probabilities(scores, activation), np.asarray(expected, dtype=np.float64)
+    if ours.shape != theirs.shape:
+        raise PluginError(f"{name}: SEI's client reads {ours.shape[1]} class probabilities, Concrete ML "
+                          f"{theirs.shape[-1]}; refusing to serve it")
+    worst = float(np.abs(ours - theirs).max(initial=0.0))
+    if not worst <= PROBABILITY_TOLERANCE:
+        raise PluginError(f"{name}: SEI's client's probabilities differ from Concrete ML's predict_proba by up to "
+                          f"{worst:.3g} (more than {PROBABILITY_TOLERANCE:g}); refusing to serve it")
+    return {"rows": len(ours), "max_difference": worst, "tolerance": PROBABILITY_TOLERANCE}
+
+
 def check_report(report: dict[str, Any], options: ConcreteOptions, name: str) -> dict[str, Any]:
     """The client's arithmetic must reproduce Concrete ML exactly, and the compiled model must agree
     with the original often enough; the figures go into the build's metadata."""
@@ -128,8 +151,11 @@ def check_report(report: dict[str, Any], options: ConcreteOptions, name: str) ->
         same = np.array_equal(predicted, expected) if report["task"] == "classifier" else np.allclose(predicted, expected, rtol=1e-9, atol=1e-9)
         if not same:
             raise PluginError(f"{name}: SEI's client would read the outputs differently from Concrete ML; refusing to serve it")
+    probabilities = None  # an MLP compiled from scikit-learn: Concrete ML has no predict_proba for its torch module
+    if report["has_probabilities"] and calibration["concrete_probabilities"] is not None:
+        probabilities = check_probabilities(scores, report["activation"], calibration["concrete_probabilities"], name)
     if calibration["original_predictions"] is None:  # a compiled model: Concrete ML's own readout was checked
-        return {"rows": calibration["rows"], "agreement": None, "min_agreement": None,
+        return {"rows": calibration["rows"], "agreement": None, "min_agreement": None, "probabilities": probabilities,
                 "checked": "the readout of rows run for real against Concrete ML's; no original model to compare"}  # fmt: skip
     agreement = _agreement(report, predicted, options.regression_tolerance)
     if agreement < options.min_agreement:
@@ -138,7 +164,8 @@ def check_report(report: dict[str, Any], options: ConcreteOptions, name: str) ->
             f"{calibration['rows']} calibration rows, under min_agreement ({options.min_agreement:.1%}); raise n_bits "
             "or give calibration data closer to what the model will see"
         )
-    return {"rows": calibration["rows"], "agreement": round(agreement, 6), "min_agreement": options.min_agreement}
+    return {"rows": calibration["rows"], "agreement": round(agreement, 6), "min_agreement": options.min_agreement,
+            "probabilities": probabilities}  # fmt: skip
 
 
 class ConcreteData(BaseModel):

@@ -86,10 +86,25 @@ class ConcreteClient(AdapterClient):
         rows = np.asarray(rows, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != self.n_features or not np.isfinite(rows).all():
             raise InvalidRequest(f"rows must be finite, with {self.n_features} features each", code="wrong_features")
+        self.check_range(rows)
         q_rows = numerics.quantize(rows, self.input_quantizers)
         client = self.keyed(self._client)
         ciphertexts = [client.encrypt(q_rows[i : i + 1]).serialize() for i in range(len(q_rows))]
         return {"n_features": self.n_features, "rows": [base64.b64encode(c).decode("ascii") for c in ciphertexts]}
+
+    def check_range(self, rows: np.ndarray) -> None:
+        """Refuse rows Concrete ML would clip into the quantised range the circuit was compiled for (the
+        calibration rows' range): their answer would be another row's. No values in the message."""
+        bad = numerics.clipped(rows, self.input_quantizers)
+        if np.any(bad):
+            row, feature = (int(i) for i in np.argwhere(bad)[0])
+            raise InvalidRequest(
+                f"row {row}, feature {feature}: outside the range the model was compiled for (its calibration "
+                f"data); {int(bad.any(axis=1).sum())} of {len(rows)} rows are. Concrete ML would clip them into "
+                "the range and answer for other inputs, so they are refused: rebuild the model with calibration "
+                "data covering these inputs",
+                code="input_out_of_bounds",
+            )
 
     def decrypt(self, result: Any, n_rows: int) -> np.ndarray:
         from concrete import fhe

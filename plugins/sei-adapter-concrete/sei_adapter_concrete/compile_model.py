@@ -18,6 +18,7 @@ A refusal (a family it cannot serve, features that do not match) is written as r
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import json
 import sys
@@ -156,21 +157,44 @@ class Compiled:
         self.concrete_proba = concrete_proba
 
 
+def indexed_classes(model: Any) -> tuple[Any, np.ndarray | None]:
+    """A classifier whose labels are not 0..k-1 (strings, say) as a copy labelled 0..k-1, which Concrete ML
+    compiles (its forests take integer labels only), and the labels to map its predictions back with.
+
+    scikit-learn keeps the labels in `classes_` only: the trees' values and the coefficients are
+    already per class index, so relabelling changes nothing else. Other models: (model, None)."""
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return model, None
+    classes = np.asarray(classes)
+    if np.issubdtype(classes.dtype, np.integer) and np.array_equal(classes, np.arange(len(classes))):
+        return model, None
+    relabelled = copy.deepcopy(model)
+    relabelled.classes_ = np.arange(len(classes))
+    return relabelled, classes
+
+
 def compile_estimator(model: Any, family: str, X: np.ndarray, request: dict) -> Compiled:
     import concrete.ml.sklearn as cml_sklearn
 
     cml_name = (TREES.get(family) or LINEAR[family])[0]
     cml_cls = getattr(cml_sklearn, cml_name)
     n_bits = int(request["n_bits"])
+    model, labels = indexed_classes(model)
     cml = import_trees(cml_cls, model, X, n_bits) if family in TREES else cml_cls.from_sklearn_model(model, X, n_bits=n_bits)
     cml.compile(X)
     has_proba = hasattr(model, "predict_proba")
+
+    def concrete_predict(rows: np.ndarray) -> np.ndarray:
+        predicted = cml.predict(rows, fhe="simulate")
+        return predicted if labels is None else labels[np.asarray(predicted, dtype=np.int64)]
+
     return Compiled(
         cml,
         cml.quantize_input,
         cml.dequantize_output,
         cml.fhe_circuit,
-        lambda rows: cml.predict(rows, fhe="simulate"),
+        concrete_predict,
         (lambda rows: cml.predict_proba(rows, fhe="simulate")) if has_proba else None,
     )
 
@@ -346,6 +370,23 @@ ENSEMBLES = {"RandomForestClassifier", "RandomForestRegressor", "XGBClassifier",
 FHE_CHECKED_ROWS = 3  # a compiled model comes without its circuit's simulation: these rows run for real
 
 
+def compiled_classes(model: Any, given: list | None, count: int) -> np.ndarray:
+    """A compiled classifier's labels: its `classes_`, else the adapter's `classes` option; never guessed
+    (labels 0..k-1 in place of the real ones would be wrong answers that every check passes)."""
+    own = getattr(model, "classes_", None)
+    if own is None and given is None:
+        raise Refused(
+            f"this compiled {type(model).__name__} has no class labels (classes_): give them, in the order of "
+            "its outputs, in the adapter's `classes` option"
+        )
+    if own is not None and given is not None and as_json_list(own) != list(given):
+        raise Refused(f"the `classes` option {list(given)} differs from the model's own labels {as_json_list(own)}")
+    classes = np.asarray(own if own is not None else given)
+    if len(classes) != count:
+        raise Refused(f"{len(classes)} class labels for a model with {count} classes")
+    return classes
+
+
 def inspect_compiled(request: dict) -> dict:
     """A model the user compiled and saved with FHEModelDev: its readout checked on a few calibration
     rows run for real (there is no original model to measure agreement against)."""
@@ -376,12 +417,13 @@ def inspect_compiled(request: dict) -> dict:
     q_inputs = np.asarray(model.quantize_input(X.astype(np.float32) if name.startswith("NeuralNet") else X), dtype=np.int64)
     serving, run = measure_serving(out, q_inputs[:1])
     q_outputs = np.concatenate([run(q_inputs[i : i + 1]) for i in range(min(FHE_CHECKED_ROWS, len(X)))])
-    values = model.post_processing(model.dequantize_output(q_outputs))
-    classes = getattr(model, "classes_", None)
+    values = model.post_processing(model.dequantize_output(q_outputs))  # Concrete ML's own readout
+    probabilities = None
+    classes = None
     if task == "classifier":
-        if classes is None:
-            classes = np.arange(values.shape[1] if values.ndim == 2 and values.shape[1] > 1 else 2)
-        predicted = np.asarray(classes)[np.argmax(values if values.ndim == 2 and values.shape[1] > 1 else np.stack([1 - values.ravel(), values.ravel()], axis=1), axis=1)]
+        probabilities = values if values.ndim == 2 and values.shape[1] > 1 else np.stack([1 - values.ravel(), values.ravel()], axis=1)
+        classes = compiled_classes(model, request.get("classes"), probabilities.shape[1])
+        predicted = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     else:
         predicted = values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
     report = {
@@ -410,7 +452,7 @@ def inspect_compiled(request: dict) -> dict:
             "q_outputs": q_outputs.tolist(),
             "original_predictions": None,
             "concrete_predictions": as_json_list(predicted),
-            "concrete_probabilities": None,
+            "concrete_probabilities": probabilities.tolist() if probabilities is not None else None,
         },
     }
     (out / "report.json").write_text(json.dumps(report))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["quantize", "dequantize", "probabilities", "predictions"]
+__all__ = ["quantize", "dequantize", "probabilities", "predictions", "clipped"]
 
 
 def _quantize_column(values: np.ndarray, q: dict[str, Any]) -> np.ndarray:
@@ -22,6 +22,22 @@ def _quantize_column(values: np.ndarray, q: dict[str, Any]) -> np.ndarray:
         low = -q["offset"] + (1 if q["is_narrow"] else 0)
         qvalues = qvalues.clip(low, 2 ** q["n_bits"] - 1 - q["offset"])
     return qvalues.astype(np.int64)
+
+
+def _clipped_column(values: np.ndarray, q: dict[str, Any]) -> np.ndarray:
+    """Where `_quantize_column` would clip: the value lies outside the range the circuit was compiled for."""
+    if q["no_clipping"]:
+        return np.zeros(np.shape(values), dtype=bool)
+    qvalues = np.rint(values / np.asarray(q["scale"]) + np.asarray(q["zero_point"]))
+    low = -q["offset"] + (1 if q["is_narrow"] else 0)
+    return (qvalues < low) | (qvalues > 2 ** q["n_bits"] - 1 - q["offset"])
+
+
+def clipped(rows: np.ndarray, quantizers: Sequence[dict[str, Any]]) -> np.ndarray:
+    """(n, features) True where quantizing would clip the value (Concrete ML clips silently)."""
+    if len(quantizers) == 1:
+        return _clipped_column(rows, quantizers[0])
+    return np.stack([_clipped_column(rows[:, j], q) for j, q in enumerate(quantizers)], axis=1)
 
 
 def quantize(rows: np.ndarray, quantizers: Sequence[dict[str, Any]]) -> np.ndarray:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import concrete_model, write_config
 
-from sei_framework import Deployment, key_id_for
+from sei_framework import Deployment, InvalidRequest, SeiError, key_id_for
 from sei_framework.serving import ScoringService
 
-MODELS = ("tree", "forest", "boosted", "logistic", "mlp", "tree_regressor", "compiled_network")
+MODELS = ("tree", "forest", "boosted", "logistic", "mlp", "tree_regressor", "compiled_network", "forest_labels",
+          "compiled_logistic")
 ROWS = 3
 
 
@@ -64,7 +65,8 @@ def test_encrypted_predictions_are_concrete_mls_simulated_ones(service, trained,
         assert first.probabilities.shape == (ROWS, 2)
         if name not in ("boosted", "compiled_network"):  # two outputs: a sigmoid each, as Concrete ML reads them
             np.testing.assert_allclose(first.probabilities.sum(axis=1), 1.0, atol=1e-9)
-        assert first.predictions.tolist() == np.argmax(first.probabilities, axis=1).tolist()
+        classes = np.asarray(service.describe()["models"][name]["classes"])
+        assert first.predictions.tolist() == classes[np.argmax(first.probabilities, axis=1)].tolist()
     again = keyed.predict(trained.X[ROWS : ROWS + 1])  # the keys stay with the service: this request has none
     assert again.predictions.tolist() == np.asarray(trained.expected[name]["simulated"][ROWS : ROWS + 1]).tolist()
     assert keyed.republished == 0
@@ -163,3 +165,45 @@ def test_a_ciphertext_that_is_not_of_this_circuits_type_never_reaches_an_engine(
     assert f"is {len(blob) + 8} bytes; this model's are {len(blob)}" in answer["error"]["message"]
     assert honest.predict(trained.X[1:2]).predictions.tolist() == trained.expected["tree"]["simulated"][1:2]
     assert service.adapters["tree"].engine_pids()["trusted"] == trusted_pid
+
+
+def test_a_forest_with_string_labels_is_served_with_its_labels(service, trained):
+    """HEAD: "Random Forest Classifier translation only supports integer class labels" at build."""
+    assert service.describe()["models"]["forest_labels"]["classes"] == ["benign", "malignant"]
+    got = KeyedClient(service, "forest_labels").predict(trained.X[:ROWS]).predictions.tolist()
+    assert got == trained.expected["forest_labels"]["simulated"][:ROWS]
+    assert set(got) <= {"benign", "malignant"}
+
+
+@pytest.mark.parametrize("name", ["tree", "logistic", "mlp"])
+def test_rows_outside_the_compiled_range_are_refused_not_clipped(service, trained, name):
+    """HEAD clipped them into the calibration range silently and answered for other inputs."""
+    client = service.adapters[name].client(service.describe()["models"][name])
+    calibration = np.load(trained.calibration)
+    rows = trained.X[:3].copy()
+    rows[1, 4] = calibration[:, 4].max() + np.ptp(calibration[:, 4])
+    with pytest.raises(InvalidRequest, match="row 1, feature 4: outside the range the model was compiled for") as caught:
+        client.encrypt(rows)
+    assert caught.value.code == "input_out_of_bounds"
+    client.check_range(calibration)  # the calibration rows themselves are inside
+
+
+@pytest.mark.parametrize("name", ["tree", "forest", "boosted", "logistic", "forest_labels"])
+def test_probabilities_were_checked_against_concrete_mls_predict_proba(service, name):
+    checked = service.describe()["models"][name]["agreement"]["probabilities"]
+    assert checked["rows"] == 400 and checked["max_difference"] <= checked["tolerance"] == 1e-6
+
+
+def test_probabilities_that_differ_from_concrete_mls_are_refused():
+    from sei_adapter_concrete.adapter import check_probabilities
+
+    scores = np.array([[0.25, 0.75], [0.5, 0.5]])
+    check_probabilities(scores, "none", scores.tolist(), "m")
+    with pytest.raises(SeiError, match="differ from Concrete ML's predict_proba by up to 0.01"):
+        check_probabilities(scores, "none", (scores + [[0.01, -0.01], [0, 0]]).tolist(), "m")
+
+
+def test_a_compiled_model_without_class_labels_is_refused(trained, tmp_path):
+    """HEAD labelled it 0..k-1, and its check compared SEI's arithmetic with itself."""
+    with pytest.raises(SeiError, match=r"has no class labels \(classes_\): give them, .* `classes` option"):
+        Deployment.from_file(write_config(tmp_path, [concrete_model(trained, "compiled_logistic")])).build(tmp_path / "b")

@@ -26,6 +26,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sei_adapter_concrete"
 # Per model adapter options: the MLP at 4 bits has 63 MB of keys instead of 330 at the default 6; the
 # regression tree at 6 bits is within 5 % of the original's range on only 93 % of the rows.
 OPTIONS = {"mlp": {"n_bits": 4, "rounding_bits": 4}, "tree_regressor": {"n_bits": 8}}
+LABELS = np.array(["malignant", "benign"])  # forest_labels: Concrete ML's forests take integer labels only
 
 
 def load(name: str):
@@ -52,11 +53,14 @@ def main(out: Path) -> None:
         "logistic": LogisticRegression(max_iter=2000),
         "mlp": MLPClassifier(hidden_layer_sizes=(6,), max_iter=3000, random_state=0),
         "tree_regressor": DecisionTreeRegressor(max_depth=3, random_state=0),
+        "forest_labels": RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0),  # string labels
         "neighbors": KNeighborsClassifier(3),
     }
     expected = {}
     for name, model in models.items():
         target = X[train] @ np.arange(1, 11) if name == "tree_regressor" else y[train]
+        if name == "forest_labels":
+            target = LABELS[y[train]]
         model.fit(X[train], target)
         joblib.dump(model, out / f"{name}.joblib")
         family = f"{type(model).__module__}.{type(model).__name__}"
@@ -86,11 +90,15 @@ def main(out: Path) -> None:
 
 def save_compiled(out: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> dict:
     """Models trained and compiled with Concrete ML itself, saved with FHEModelDev: a small neural
-    network (served), and a forest that sums its trees in the clear (refused)."""
+    network and a logistic regression (served), and a forest that sums its trees in the clear (refused)."""
     from concrete.ml.deployment import FHEModelDev
+    from concrete.ml.sklearn import LogisticRegression as ConcreteLogistic
     from concrete.ml.sklearn import NeuralNetClassifier
     from concrete.ml.sklearn import RandomForestClassifier as ConcreteForest
 
+    logistic = ConcreteLogistic(n_bits=8).fit(X, y)  # both saved without classes_: the adapter needs `classes`
+    logistic.compile(X)
+    FHEModelDev(str(out / "compiled_logistic"), logistic).save(via_mlir=True)
     network = NeuralNetClassifier(module__n_layers=2, module__n_w_bits=3, module__n_a_bits=3, module__n_accum_bits=8,
                                   max_epochs=5, verbose=0)  # fmt: skip
     network.fit(X.astype(np.float32), y)
@@ -100,7 +108,11 @@ def save_compiled(out: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -
     forest.compile(X)
     FHEModelDev(str(out / "compiled_forest"), forest).save(via_mlir=True)
     simulated = network.predict(X_test.astype(np.float32), fhe="simulate")
-    return {"compiled_network": {"original": None, "simulated": simulated.tolist(), "options": {}}}
+    return {
+        "compiled_network": {"original": None, "simulated": simulated.tolist(), "options": {"classes": [0, 1]}},
+        "compiled_logistic": {"original": None, "simulated": logistic.predict(X_test, fhe="simulate").tolist(),
+                              "options": {"classes": [0, 1]}},
+    }
 
 
 if __name__ == "__main__":

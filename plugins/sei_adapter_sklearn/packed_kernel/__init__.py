@@ -38,7 +38,7 @@ Accuracy (``accuracy``): ``plan(W, b, lo, hi, mode, tolerance)`` chooses the sca
 response width from the model and its input bounds, and proves the score range, the exactness
 of every bulk float64 product and the error bound, or raises ``AccuracyError`` naming the bound.
 
-Modules: ``params`` (Params, choose_params), ``accuracy`` (plan), ``wire`` (message format,
+Modules: ``params`` (Params), ``accuracy`` (plan), ``wire`` (message format,
 KernelInputError), ``seal_context`` (SEAL plumbing), ``client`` (ClientKeys),
 ``server`` (PublicMaterial, ServerModel).
 """
@@ -46,11 +46,11 @@ from __future__ import annotations
 
 from .accuracy import AccuracyError, Plan, analyse, plan
 from .client import ClientKeys
-from .params import HES_MAX_BITS, Params, choose_params
+from .params import HES_MAX_BITS, Params
 from .server import PublicMaterial, ServerModel
 from .wire import KernelInputError, public_key_size, request_size
 
 __all__ = [
-    "KernelInputError", "Params", "choose_params", "ClientKeys", "ServerModel",
+    "KernelInputError", "Params", "ClientKeys", "ServerModel",
     "PublicMaterial", "HES_MAX_BITS", "AccuracyError", "Plan", "analyse", "plan", "public_key_size", "request_size",
 ]

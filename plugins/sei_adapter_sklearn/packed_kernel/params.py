@@ -1,17 +1,16 @@
-"""Kernel parameters: the `Params` record, `choose_params`, the HES bound and the NTT primes."""
+"""Kernel parameters: the `Params` record, the HES bound and the NTT primes (`accuracy.plan` chooses them)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from functools import cache
 
 import numpy as np
 import seal
 
-__all__ = ["HES_MAX_BITS", "MAX_SINGLE_FEATURES", "RESPONSE_BITS", "Params", "choose_params", "coeff_modulus_bits", "ring_degree"]
+__all__ = ["HES_MAX_BITS", "MAX_SINGLE_FEATURES", "RESPONSE_BITS", "Params", "coeff_modulus_bits", "ring_degree"]
 
 # Homomorphic Encryption Standard, 128-bit classical security, ternary secret.
 HES_MAX_BITS = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
@@ -137,28 +136,3 @@ class Params:
         if self.log_scale_x < 0 or self.log_scale_w < 0 or self.log_scale_x + self.log_scale_w > 62:
             raise ValueError("log_scale_x and log_scale_w must be >= 0 with a sum <= 62")
         # Accuracy is not a property of Params alone: `accuracy.plan` proves it for a model and its inputs.
-
-
-def choose_params(n_features: int, n_outputs: int, mode: str = "single",
-                  max_abs_score: float = 512.0) -> Params:
-    """Model-independent parameters: smallest N for the layout, scales from a score bound alone.
-
-    ``max_abs_score`` bounds |x.w_k + b_k|. Nothing here checks a model's accuracy: for that,
-    `accuracy.plan(W, b, lo, hi, mode, tolerance)` chooses the scales from the model and its inputs
-    and proves the bounds (what the `sklearn-packed` adapter uses).
-    """
-    if n_features < 1 or n_outputs < 1:
-        raise ValueError("n_features and n_outputs must be >= 1")
-    if not (math.isfinite(max_abs_score) and max_abs_score > 0):
-        raise ValueError(f"max_abs_score must be a finite number > 0, got {max_abs_score!r}")
-    N = ring_degree(n_features, mode)
-    # Q ~ 2^62; keep Q/4 > max_abs_score * 2^(lx+lw)
-    budget = 60 - max(0, math.ceil(math.log2(max_abs_score)))
-    if budget < 2:
-        raise ValueError(f"max_abs_score {max_abs_score:g} leaves no precision (Q ~ 2^62)")
-    lw = min(23, budget // 2)
-    lx = budget - lw
-    p = Params(poly_modulus_degree=N, coeff_modulus_bits=coeff_modulus_bits(N), log_scale_x=lx,
-               log_scale_w=lw, mode=mode, n_features=int(n_features), n_outputs=int(n_outputs))
-    p.validate()
-    return p

@@ -6,7 +6,7 @@ import numpy as np
 import seal
 
 from .accuracy import INT64_SAFE, exact_limb_bits
-from .params import Params, choose_params
+from .params import Params
 from .seal_context import _Ctx, _ctx_for, _expand_a_key, _mulmod
 from .wire import (
     _HDR,
@@ -34,7 +34,7 @@ class PublicMaterial:
 
 
 class ServerModel:
-    def __init__(self, W: np.ndarray, b: np.ndarray, params: Params | None = None, mode: str = "single"):
+    def __init__(self, W: np.ndarray, b: np.ndarray, params: Params):
         W = np.asarray(W, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64).reshape(-1)
         if W.ndim != 2 or b.shape[0] != W.shape[0]:
@@ -42,7 +42,7 @@ class ServerModel:
         if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
             raise ValueError("non-finite weights")
         K, d = W.shape
-        self.params = params or choose_params(d, K, mode)
+        self.params = params  # proven for W, b and the input bounds by `accuracy.plan`
         p = self.params
         if (p.n_features, p.n_outputs) != (d, K):
             raise ValueError("params do not match W shape")
