@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import with_bounds
 
 from sei_framework import Deployment, get_plugin_manager
 
@@ -19,7 +20,7 @@ BACKENDS = {"sklearn-eiserver": "encrypted-inference", "sklearn-packed": "seal-p
 def build_for(adapter: str, model: str, tmp_path):
     config = {
         "name": f"req-{adapter.split('-')[1]}",
-        "models": [{"name": "m", "adapter": adapter, "path": model}],
+        "models": [with_bounds({"name": "m", "adapter": adapter, "path": model})],
         "key_transport": {"name": "inline"},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))

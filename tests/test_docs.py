@@ -110,7 +110,7 @@ def test_client_batch_defaults_are_the_clients_own():
     client's own batch, not the service's 64."""
     from sei_adapter_sklearn.eiserver import EIServerClient
     from sei_adapter_sklearn.packed import PackedClient
-    from sei_adapter_sklearn.packed_kernel import choose_params
+    from bench.kernel_params import choose_params
 
     def packed(mode: str) -> int:
         params = choose_params(3, 2, mode)

@@ -19,6 +19,7 @@ PATTERNS = (
 LOCAL_ONLY = {
     "sei_error", "invalid_config", "plugin_load_error", "plugin_error", "unknown_plugin", "duplicate_plugin",
     "build_error", "deploy_error", "batch_error", "missing_dependency", "unusable_keys", "model_file_error",
+    "missing_extra", "bad_frame",
 }  # fmt: skip
 
 

@@ -140,10 +140,11 @@ def test_a_build_without_the_sklearn_extra_names_it(tmp_path, packed_config):
 
 
 def test_the_sklearn_adapters_without_their_backends_name_the_extras(tmp_path, packed_config):
-    result = sei(tmp_path, ["seal", "encrypted_inference"], "validate", str(packed_config))
+    """Each adapter needs only its own backend; using one whose backend is missing names the extra."""
+    result = sei(tmp_path, ["seal", "encrypted"], "build", str(packed_config), "--out", str(tmp_path / "build"))
     assert result.returncode != 0
-    assert "the scikit-learn adapters need the `sklearn` extra of sei-framework (`client`" in result.stderr
-    assert "not importable: encrypted_inference, seal)" in result.stderr and "pip install -e '.[sklearn]'" in result.stderr
+    assert "the sklearn-packed adapter needs the Python module 'seal'" in result.stderr, result.stderr
+    assert "the `sklearn` extra of sei-framework" in result.stderr and "pip install -e '.[sklearn]'" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
 
 
