@@ -97,10 +97,10 @@ def encrypt(
     from .batch import encrypt_dataset
     from .client import Client
 
-    if bool(endpoint) == bool(description_path):
-        raise click.UsageError("name the service with exactly one of --endpoint and --describe")
-    if endpoint:
+    if endpoint and not description_path:
         client = Client(endpoint_with_headers(endpoint, headers, token_env), plugins=load_plugins())
+    elif description_path and not endpoint:
+        client = _offline_client(_described(description_path))
     else:
         raise click.UsageError("name the service with exactly one of --endpoint and --describe")
     with _bar(None, "encrypt") as bar:

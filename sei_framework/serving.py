@@ -180,7 +180,6 @@ class ScoringService:
                 f"unknown model {name!r}; this service has: {', '.join(sorted(self.adapters))}",
                 code="unknown_model",
             )
-        adapter = self.adapters[name]
         key_id = check_key_id(request.get("key_id"))
         if "data" not in request:
             raise InvalidRequest("request has no 'data' field", code="missing_data")
