@@ -233,7 +233,7 @@ def test_bounds_options_and_unservable_models_at_build(tmp_path):
     np.save(tmp_path / "train.npy", np.array([[0.0, 0, 0, 0], [10, 10, 10, 10]]))
     path = linear_file(tmp_path / "m.joblib", BASE_W, BASE_B)
     service = serve(tmp_path, [
-        {"name": "calibrated", "path": str(path), "options": {"calibration_data": "train.npy"}},
+        {"name": "calibrated", "path": str(path), "options": {"calibration_data": "train.npy", "calibration_max_margin": 0.1}},
         {"name": "bounded", "path": str(path), "options": {"feature_bounds": [[0, 1], [0, 2], [0, 3], [0, 4]]}},
     ])
     calibrated = service.describe()["models"]["calibrated"]["accuracy"]
