@@ -194,7 +194,7 @@ def test_an_mlflow_folder_without_the_mlflow_extra_names_it(monkeypatch, tmp_pat
     from sei_adapter_sklearn.model_files import ModelFileError
 
     (tmp_path / "MLmodel").write_text("flavors: {}\n")
-    monkeypatch.setitem(sys.modules, "mlflow", None)
-    monkeypatch.setitem(sys.modules, "mlflow.sklearn", None)
+    for name in ("mlflow", "mlflow.models", "mlflow.sklearn"):  # each, as earlier tests may have imported them
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ModelFileError, match=r"the `mlflow` extra of sei-framework: pip install -e '\.\[mlflow\]'"):
         load_mlflow_model(tmp_path)
