@@ -82,8 +82,8 @@ def test_the_online_endpoints_environment_for_that_build_installs_and_resolves(m
     online.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(cli, ["deploy", str(online), "--dry-run", str(tmp_path / "dry")])
     assert result.exit_code == 0, result.output
-    # the image context (its requirements.txt), not the build folder's own Dockerfile inside it
-    [context] = {p.parent for p in (tmp_path / "dry").rglob("Dockerfile") if (p.parent / "requirements.txt").is_file()}
+    # the endpoint environment's image context, not the build folder's own container files
+    [context] = {p.parent for p in (tmp_path / "dry").rglob("Dockerfile") if not (p.parent / "image-requirements.txt").exists()}
     requirements = (context / "requirements.txt").read_text().split()
     assert any("sei_adapter_concrete" in r for r in requirements) and "concrete-python==2.10.0" in requirements
     local = [str(context / "wheels" / r.removeprefix("/tmp/sei/wheels/")) if r.startswith("/tmp/sei/wheels/") else r
