@@ -82,7 +82,8 @@ export class Client {
    *   allowInsecureHttp?: boolean, retries?: number, timeout?: number, description?: Record<string, any> }} [options]
    */
   constructor(scoringUri, options = {}) {
-    this.scoringUri = scoringUri;
+    /** The scoring URI, absolute (a relative one is resolved against the page). */
+    this.scoringUri = scoringUri && globalThis.location ? new URL(scoringUri, globalThis.location.href).href : scoringUri;
     this.headers = { ...(options.headers ?? {}) };
     this.allowInsecureHttp = options.allowInsecureHttp ?? false;
     this.allowUnproven = options.allowUnproven ?? false;
@@ -98,7 +99,7 @@ export class Client {
     this.pending = new Map();
     /** Bytes of the last request bodies sent (what left the page). */
     this.bytesSent = 0;
-    if (scoringUri) checkEndpoint(scoringUri, this.headers, this.allowInsecureHttp);
+    if (this.scoringUri) checkEndpoint(this.scoringUri, this.headers, this.allowInsecureHttp);
   }
 
   /** POST one request; an error answer throws SeiError with its code. */
