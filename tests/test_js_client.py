@@ -123,3 +123,18 @@ def test_a_failing_js_test_is_reported(chromium, site, vectors):
     page = chromium.open(site.url("/sei/test/failing.html"))
     result = chromium.wait_result(page)
     assert result["passed"] == [] and [f["name"] for f in result["failed"]] == ["fails on purpose"]
+
+
+def test_the_library_a_page_loads_is_at_most_3_mb(chromium, site, vectors):
+    """What a page fetches for the library (its modules, node-seal's JS and wasm, the hash modules), by the bytes
+    the site served, within the issue's 3 MB budget; nothing comes from elsewhere (the site is the only origin)."""
+    site.requests.clear()
+    page = chromium.open(site.url("/sei/test/blank.html"))
+    chromium.wait_result(page)
+    page.evaluate("async () => { await sei.loadSeal(); }")
+    paths = {path for method, path, _ in site.requests if method == "GET" and path.startswith(("/sei/src/", "/sei/node_modules/"))}
+    assert any(p.endswith(".wasm") for p in paths) and "/sei/src/index.js" in paths
+    files = [site.file_for(p) for p in paths]
+    assert all(files), paths
+    total = sum(f.stat().st_size for f in files if f is not None)
+    assert total <= 3 * 1024 * 1024, f"{total} bytes"
