@@ -1,6 +1,7 @@
 // The client: describe, keys (kept in this origin), the inline key transport, encrypt, call, decrypt, read scores.
 import { KernelInputError, SeiError } from './errors.js';
 import { checkEndpoint, post, redactUri } from './http.js';
+import { FINGERPRINT_FIELD, descriptionFingerprint } from './fingerprint.js';
 import { ClientKeys } from './keys.js';
 import { indexedDbKeyStore, memoryKeyStore } from './keystore.js';
 import { Params } from './params.js';
@@ -9,12 +10,6 @@ import { fromBase64, keyIdFor, toBase64 } from './ring.js';
 
 /** @typedef {import('./keystore.js').KeyStore} KeyStore */
 /** @typedef {{ scores: number[][], predictions: any[], probabilities: number[][] | null }} Prediction */
-
-/** Fields a request carries besides model, key_id, data and the keys: the hook for the description fingerprint. */
-export function describedFields(/** @type {Record<string, any>} */ _description) {
-  // HOOK (description fingerprint): wt/fingerprint adds one to requests; not on main yet, so nothing is added here.
-  return {};
-}
 
 /** One model's key pair and its encrypt / decrypt with the Python client's checks (packed.py PackedClient). */
 export class PackedModel {
@@ -79,7 +74,8 @@ export class Client {
    * A client of one SEI service; the secret keys stay in this origin (IndexedDB by default).
    * @param {string} scoringUri the service's scoring URI
    * @param {{ headers?: Record<string, string>, keyStore?: KeyStore | 'indexeddb' | 'memory', allowUnproven?: boolean,
-   *   allowInsecureHttp?: boolean, retries?: number, timeout?: number, description?: Record<string, any> }} [options]
+   *   allowInsecureHttp?: boolean, retries?: number, timeout?: number, description?: Record<string, any>,
+   *   descriptionText?: string }} [options]
    */
   constructor(scoringUri, options = {}) {
     /** The scoring URI, absolute (a relative one is resolved against the page). */
@@ -92,7 +88,9 @@ export class Client {
     this.keyStore = store === 'memory' ? memoryKeyStore() : store === 'indexeddb' ? indexedDbKeyStore() : store;
     this.http = { retries: options.retries ?? 4, timeout: options.timeout ?? 600 };
     /** @type {Record<string, any> | null} */
-    this.description = options.description ?? null;
+    this.description = options.description ?? (options.descriptionText ? JSON.parse(options.descriptionText) : null);
+    /** @type {string | undefined} the describe answer as the service wrote it (for the fingerprint) */
+    this.descriptionText = options.descriptionText;
     /** @type {Map<string, Promise<PackedModel>>} */
     this.models = new Map();
     /** @type {Map<string, Record<string, string>>} key id -> fields to send once */
@@ -104,6 +102,10 @@ export class Client {
 
   /** POST one request; an error answer throws SeiError with its code. */
   async call(/** @type {Record<string, any>} */ body) {
+    return (await this.send(body)).json;
+  }
+
+  async send(/** @type {Record<string, any>} */ body) {
     if (!this.scoringUri) throw new SeiError('this client has no service endpoint: it encrypts and decrypts only', 'sei_error');
     checkEndpoint(this.scoringUri, this.headers, this.allowInsecureHttp);
     this.bytesSent += new TextEncoder().encode(JSON.stringify(body)).length;
@@ -112,10 +114,29 @@ export class Client {
 
   /** The service's models, parameters and key transport (cached). */
   async describe() {
-    this.description ??= await this.call({ op: 'describe' });
+    if (this.description === null) {
+      const { json, text } = await this.send({ op: 'describe' });
+      this.description = json;
+      this.descriptionText = text;
+    }
     const d = /** @type {Record<string, any>} */ (this.description);
     if (typeof d.models !== 'object' || d.models === null) throw new SeiError("the service's description has no models", 'invalid_response');
     return d;
+  }
+
+  /**
+   * The fingerprint of model `name`'s description (sei_framework/fingerprint.py), sent with every request so the
+   * service refuses one made for another version of the model. It is computed from the describe answer's own text
+   * (the `descriptionText` option where a description was handed over); without that text, none is sent.
+   */
+  fingerprint(/** @type {string} */ name) {
+    const text = this.descriptionText;
+    if (typeof text !== 'string') return null;
+    try {
+      return descriptionFingerprint(text, name);
+    } catch {
+      throw new SeiError("the service's description is not JSON", 'invalid_response');
+    }
   }
 
   /** The inline transport, the only one a page can use: the service must describe it. */
@@ -171,7 +192,8 @@ export class Client {
   /** Encrypt `rows`, score them on the service, return the decrypted, checked scores. */
   async predictEncrypted(/** @type {string} */ name, /** @type {number[][]} */ rows) {
     const model = await this.model(name);
-    const body = { model: name, key_id: model.keyId, data: model.encrypt(rows), ...describedFields(model.description) };
+    const fingerprint = this.fingerprint(name);
+    const body = { model: name, key_id: model.keyId, data: model.encrypt(rows), ...(fingerprint ? { [FINGERPRINT_FIELD]: fingerprint } : {}) };
     let publishedNow = false;
     if (!this.pending.has(model.keyId)) {
       await this.checkTransport();
@@ -198,6 +220,43 @@ export class Client {
    * @returns {Promise<Prediction>}
    */
   async predict(name, X, { batchSize = /** @type {number | undefined} */ (undefined), progress = /** @type {((n: number) => void) | undefined} */ (undefined) } = {}) {
+    let reported = 0;
+    let scored = 0;
+    const report = (/** @type {number} */ n) => { // a second pass reports only the rows the first did not
+      scored += n;
+      if (scored > reported) {
+        progress?.(scored - reported);
+        reported = scored;
+      }
+    };
+    const attempt = () => {
+      scored = 0;
+      return this.predictOnce(name, X, batchSize, report);
+    };
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!(error instanceof SeiError) || error.code !== 'description_changed' || !this.scoringUri) throw error;
+    }
+    // the model was rebuilt or redeployed since it was described: describe again (same checks) and score again, once
+    this.description = null;
+    this.descriptionText = undefined;
+    this.models.clear();
+    this.pending.clear();
+    try {
+      return await attempt();
+    } catch (error) {
+      if (error instanceof SeiError && error.code === 'description_changed') {
+        throw new SeiError(`model ${JSON.stringify(name)} changed on the service again after the client described it anew: no ` +
+          'answer was read; retry once the service serves one version', 'description_changed', error.status);
+      }
+      throw error;
+    }
+  }
+
+  /** @returns {Promise<Prediction>} */
+  async predictOnce(/** @type {string} */ name, /** @type {ArrayLike<number>[] | ArrayLike<number>} */ X,
+    /** @type {number | undefined} */ batchSize, /** @type {(n: number) => void} */ progress) {
     const model = await this.model(name);
     const described = (await this.describe()).models[name];
     const rows = toRows(X);
@@ -211,7 +270,7 @@ export class Client {
     for (let start = 0; start < rows.length; start += size) {
       const batch = rows.slice(start, start + size);
       scores.push(...(await this.predictEncrypted(name, batch)));
-      progress?.(batch.length);
+      progress(batch.length);
     }
     return model.interpret(scores);
   }

@@ -49,7 +49,7 @@ export function checkEndpoint(/** @type {string} */ uri, /** @type {Record<strin
 }
 
 /**
- * POST `body` as JSON; the JSON answer, or a SeiError with the service's code (http.py HttpCaller.post).
+ * POST `body` as JSON; the JSON answer and its text, or a SeiError with the service's code (http.py HttpCaller.post).
  * Network errors and 502/503/504 are retried `retries` times after a full-jitter wait.
  */
 export async function post(/** @type {string} */ uri, /** @type {Record<string, string>} */ headers, /** @type {unknown} */ body,
@@ -109,5 +109,5 @@ async function answer(/** @type {Response} */ response, /** @type {number} */ at
     }
     throw new SeiError(`service answered ${response.status} http_error: ${raw.slice(0, 200)}${after}`, 'http_error', response.status);
   }
-  return parsed;
+  return { json: parsed, text: raw };
 }

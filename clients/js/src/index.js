@@ -1,5 +1,6 @@
 // SEI's browser client for sklearn-packed models (clients/js/README.md).
-export { Client, PackedModel, describedFields } from './client.js';
+export { Client, PackedModel } from './client.js';
+export { FINGERPRINT_FIELD, descriptionFingerprint } from './fingerprint.js';
 export { ClientKeys, ctxFor } from './keys.js';
 export { SeiError } from './errors.js';
 export { Params } from './params.js';
