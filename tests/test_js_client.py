@@ -14,6 +14,7 @@ from browser import chromium_fixture, site_fixture  # noqa: F401
 from conftest import with_bounds
 
 from sei_framework import Deployment, key_id_for
+from sei_framework.fingerprint import description_fingerprint
 from sei_framework.serving import ScoringService
 
 
@@ -55,6 +56,8 @@ def _hostile(service: ScoringService, kind: str):
             return _json(200, {"result": [b64(bytes(100))] * len(answer["result"])})
         if kind == "wrong_count":
             return _json(200, {"result": answer["result"] + answer["result"]})
+        if kind == "changed":  # a model rebuilt between describe and predict, and again after the client re-described
+            return _json(409, {"error": {"code": "description_changed", "message": "model 'digits' is not the version"}})
         if kind == "tampered":  # a high bit of the first score's word flipped: decrypts to a wrapped value
             blob = bytearray(base64.b64decode(answer["result"][0]))
             blob[24 + 3] ^= 0x40
@@ -91,6 +94,7 @@ def vectors(service, site, tmp_path_factory, model_files):
         "expanded_tail": expanded[:, -4:].tolist(),
         "scores": scores.tolist(), "predictions": readout.predictions.tolist(),
         "probabilities": readout.probabilities.tolist(), "rows": X[:2].tolist(),
+        "description_sha256": description_fingerprint(described),
     }  # fmt: skip
     folder = tmp_path_factory.mktemp("vectors")
     (folder / "vectors.json").write_text(json.dumps(data))
@@ -101,7 +105,7 @@ def vectors(service, site, tmp_path_factory, model_files):
         return _json(status, answer)
 
     site.route("/score", score)
-    for kind in ("garbage", "redirect", "error", "wrong_size", "wrong_count", "tampered"):
+    for kind in ("garbage", "redirect", "error", "wrong_size", "wrong_count", "tampered", "changed"):
         site.route(f"/hostile/{kind}", _hostile(service, kind))
     return data
 
@@ -111,9 +115,11 @@ def test_unit_tests_pass_in_chromium(chromium, site, vectors):
     result = chromium.wait_result(page)
     assert result["failed"] == [], result["failed"]
     assert len(result["passed"]) >= 15, result["passed"]
-    # the browser logs each 4xx answer itself; the hostile error route's 400 is the only one expected
-    expected = "the server responded with a status of 400"
-    assert [e for e in chromium.errors_of(page) if expected not in e] == []
+    # description_changed: described again once and sent again once (describe, predict, describe, predict), then failed
+    assert [p for m, p, _ in site.requests if p == "/hostile/changed"] == ["/hostile/changed"] * 4
+    # the browser logs each 4xx answer itself; the hostile error routes' 400 and 409 are the only ones expected
+    expected = ("the server responded with a status of 400 (Bad Request)", "the server responded with a status of 409 (Conflict)")
+    assert [e for e in chromium.errors_of(page) if not e.endswith(expected)] == []
 
 
 def test_a_failing_js_test_is_reported(chromium, site, vectors):
