@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import yaml
-from browser import chromium_fixture, site_fixture  # noqa: F401
+from browser import JS_CLIENT, chromium_fixture, site_fixture  # noqa: F401
 from conftest import with_bounds
 
 from sei_framework import Deployment, key_id_for
@@ -144,3 +145,12 @@ def test_the_library_a_page_loads_is_at_most_3_mb(chromium, site, vectors):
     assert all(files), paths
     total = sum(f.stat().st_size for f in files if f is not None)
     assert total <= 3 * 1024 * 1024, f"{total} bytes"
+
+
+def test_the_library_type_checks():
+    """tsc (a pinned devDependency, `make js-client`) checks the JSDoc types of clients/js/src, strict."""
+    tsc = JS_CLIENT / "node_modules" / ".bin" / "tsc"
+    if not tsc.is_file():
+        pytest.skip("TypeScript is not installed in clients/js (run `make js-client`)")
+    done = subprocess.run([str(tsc), "-p", "tsconfig.json"], cwd=JS_CLIENT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

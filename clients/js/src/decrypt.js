@@ -16,7 +16,7 @@ function centered(/** @type {ClientKeys} */ keys, /** @type {number[]} */ c0, /*
   return Number(m > Q / 2n ? m - Q : m);
 }
 
-/** (c1 * s)[k] mod `modulus` (negacyclic; s ternary: exact below 2^53). @param {Int8Array} s @param {Uint32Array} c1 @param {number} k */
+/** (c1 * s)[k] mod `modulus` (negacyclic; s ternary: exact below 2^53). @param {Int8Array} s @param {Uint32Array} c1 @param {number} k @param {number} modulus */
 function sDot(s, c1, k, modulus) {
   const N = s.length;
   let acc = 0;
