@@ -111,9 +111,11 @@ def vectors(service, site, tmp_path_factory, model_files):
     return data
 
 
-def test_unit_tests_pass_in_chromium(chromium, site, vectors):
+def test_unit_tests_pass_in_chromium(chromium, site, vectors, tmp_path):
     page = chromium.open(site.url("/sei/test/index.html"))
     result = chromium.wait_result(page)
+    shot = chromium.screenshot(page, tmp_path / "shots" / "unit.png")  # the harness's helper, for the page tests
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["failed"] == [], result["failed"]
     assert len(result["passed"]) >= 15, result["passed"]
     # description_changed: described again once and sent again once (describe, predict, describe, predict), then failed
