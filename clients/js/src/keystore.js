@@ -1,4 +1,5 @@
 // Where the key pairs live: IndexedDB (the default: kept across visits, readable only by this origin) or memory.
+import { SeiError } from './errors.js';
 
 /** @typedef {{ secret: Uint8Array, public: Uint8Array }} KeyPair */
 /** @typedef {{ get(scheme: string): Promise<KeyPair | undefined>, put(scheme: string, pair: KeyPair): Promise<void>, delete(scheme: string): Promise<void> }} KeyStore */
@@ -24,10 +25,15 @@ export function indexedDbKeyStore(name = 'sei-keys') {
   let opening = null;
   const db = () => {
     opening ??= new Promise((resolve, reject) => {
-      const request = indexedDB.open(name, 1);
+      const refused = () => {
+        opening = null;
+        reject(new SeiError("this page cannot use IndexedDB (a private window, or storage blocked): keep the keys in memory, new Client(uri, { keyStore: 'memory' })", 'unusable_keys'));
+      };
+      if (typeof globalThis.indexedDB === 'undefined') return refused();
+      const request = globalThis.indexedDB.open(name, 1);
       request.onupgradeneeded = () => request.result.createObjectStore('keys');
       request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
+      request.onerror = refused;
     });
     return opening;
   };

@@ -174,6 +174,19 @@ export const tests = {
     await throwsCode(async () => (await pythonKeyed('/hostile/changed')).predict('digits', V.rows), 'description_changed');
   },
 
+  async 'without IndexedDB the key store says so and how to do without'() {
+    const own = Object.getOwnPropertyDescriptor(globalThis, 'indexedDB'); // the global's own accessor (WebIDL)
+    Object.defineProperty(globalThis, 'indexedDB', { value: undefined, configurable: true });
+    try {
+      const error = await throwsCode(async () => new Client('/score').model('digits'), 'unusable_keys');
+      assert(error.message.includes("keyStore: 'memory'"), error.message);
+    } finally {
+      if (own) Object.defineProperty(globalThis, 'indexedDB', own);
+      else delete (/** @type {any} */ (globalThis)).indexedDB;
+    }
+    assert(typeof indexedDB !== 'undefined', 'restored');
+  },
+
   'SeiError carries its code'() {
     const error = new SeiError('m', 'redirect', 302);
     assert(error instanceof Error && error.code === 'redirect' && error.status === 302 && error.name === 'SeiError', 'fields');
