@@ -174,9 +174,9 @@ export class Client {
     let pair = await this.keyStore.get(scheme);
     if (pair === undefined) {
       const fresh = await ClientKeys.generate(params);
-      pair = { secret: fresh.secretBytes(), public: fresh.publicBytes() };
+      const made = { secret: fresh.secretBytes(), public: fresh.publicBytes() };
       fresh.delete();
-      await this.keyStore.put(scheme, pair);
+      pair = await this.keyStore.add(scheme, made); // the pair another page of this origin stored meanwhile, if any
     }
     let keys;
     try {

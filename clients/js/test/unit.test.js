@@ -155,6 +155,9 @@ export const tests = {
     const second = new Client('/score', { keyStore: indexedDbKeyStore(name) });
     const b = await second.model('digits');
     assert(a.keyId === b.keyId, 'the stored pair is used again');
+    const other = await ClientKeys.generate(a.params);
+    const kept = await indexedDbKeyStore(name).add(a.params.keyScheme, { secret: other.secretBytes(), public: other.publicBytes() });
+    assert(keyIdFor(kept.public) === a.keyId, 'add keeps the pair stored first');
     const memory = await new Client('/score', { keyStore: 'memory' }).model('digits');
     assert(memory.keyId !== a.keyId, 'a memory store makes its own pair');
     indexedDB.deleteDatabase(name);
