@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import requests
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sei_framework import (
+    CORS_ENV,
     Build,
     ConfigPath,
     DeployError,
@@ -24,6 +25,8 @@ from sei_framework import (
     DeployTarget,
     Endpoint,
     PluginOptions,
+    check_cors_origins,
+    cors_environment,
     require_extra,
     sei_home,
 )
@@ -53,6 +56,9 @@ class LocalOptions(PluginOptions):
     python: ConfigPath | None = None
     """The interpreter whose azmlinfsrv serves (default: this one), a path relative to the config file;
     e.g. a venv made from a dry run's requirements, to try the environment a cloud target would build."""
+    cors_origins: list[str] = []
+    """Web page origins (`https://app.example.com`, `http://127.0.0.1:8000`) whose scripts may call the service
+    from a browser (CORS, azmlinfsrv's AML_CORS_ORIGINS); exact origins, `*` (any) only without auth."""
 
     @field_validator("host")
     @classmethod
@@ -73,6 +79,11 @@ class LocalOptions(PluginOptions):
                 f"in {self.token_env}), or keep host 127.0.0.1"
             )
         return self
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return check_cors_origins(value, auth=bool(info.data.get("auth", True)))  # auth invalid: no wildcard
 
 
 class LocalTarget(DeployTarget):
@@ -127,7 +138,8 @@ class LocalTarget(DeployTarget):
         """The command, its private working folder holding gunicorn.conf.py, its environment and port."""
         self._headers()  # fail before starting anything
         # azmlinfsrv is required; without gevent it serves on sync workers, with a warning in its log
-        require_extra("serve", "the local target", DeployError, self.options.python, ["azureml_inference_server_http"])
+        modules = ["azureml_inference_server_http", *(["flask_cors"] if self.options.cors_origins else [])]
+        require_extra("serve", "the local target", DeployError, self.options.python, modules)
         port = self._port(build.name)
         root = self.options.state_dir or sei_home() / "local"
         if not root.exists():
@@ -139,7 +151,8 @@ class LocalTarget(DeployTarget):
         bind = f"{url_host(self.options.host)}:{port}"
         conf.write_text(render(build.name, bind, str(build.path.resolve()), token_env))
         conf.chmod(0o600)
-        env = {**os.environ, "AML_APP_ROOT": str(build.path.resolve())}
+        env = {k: v for k, v in os.environ.items() if k != CORS_ENV}  # only the config's origins, never inherited
+        env |= {"AML_APP_ROOT": str(build.path.resolve()), **cors_environment(self.options.cors_origins)}
         return self.command(build, port), run_dir, env, port
 
     def deploy(self, build: Build) -> Endpoint:
