@@ -56,6 +56,9 @@ class LocalOptions(PluginOptions):
     python: ConfigPath | None = None
     """The interpreter whose azmlinfsrv serves (default: this one), a path relative to the config file;
     e.g. a venv made from a dry run's requirements, to try the environment a cloud target would build."""
+    page: ConfigPath | None = None
+    """A folder of static files (the browser page, `make page`) served at `/page/` on the service's own origin,
+    without auth (it holds no secret); relative to the config file. See docs/browser.md."""
     cors_origins: list[str] = []
     """Web page origins (`https://app.example.com`, `http://127.0.0.1:8000`) whose scripts may call the service
     from a browser (CORS, azmlinfsrv's AML_CORS_ORIGINS); exact origins, `*` (any) only without auth."""
@@ -149,11 +152,21 @@ class LocalTarget(DeployTarget):
         token_env = self.options.token_env if self.options.auth else None
         conf = run_dir / "gunicorn.conf.py"
         bind = f"{url_host(self.options.host)}:{port}"
-        conf.write_text(render(build.name, bind, str(build.path.resolve()), token_env))
+        page = self._page_dir()
+        conf.write_text(render(build.name, bind, str(build.path.resolve()), token_env, page))
         conf.chmod(0o600)
         env = {k: v for k, v in os.environ.items() if k != CORS_ENV}  # only the config's origins, never inherited
         env |= {"AML_APP_ROOT": str(build.path.resolve()), **cors_environment(self.options.cors_origins)}
         return self.command(build, port), run_dir, env, port
+
+    def _page_dir(self) -> str | None:
+        """The page folder, resolved; DeployError when it has no index.html (not built: `make page`)."""
+        if self.options.page is None:
+            return None
+        folder = Path(self.options.page).resolve()
+        if not (folder / "index.html").is_file():
+            raise DeployError(f"page: {folder} has no index.html; build the page there first (make page)")
+        return str(folder)
 
     def deploy(self, build: Build) -> Endpoint:
         self.delete(build.name)
@@ -294,6 +307,8 @@ class LocalTarget(DeployTarget):
     def serve(self, build: Build) -> None:
         command, run_dir, env, port = self._prepare(build)
         print(f"serving {build.name} at {self._base_url(port)}/score (Ctrl+C stops)", flush=True)
+        if self.options.page is not None:
+            print(f"the page: {self._base_url(port)}/page/", flush=True)
         try:
             subprocess.run(command, cwd=run_dir, env=env, check=False)
         except KeyboardInterrupt:
