@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite js-client chromium demo test bench bench-batch bench-concrete example-concrete dist lint clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -74,6 +74,23 @@ $(AZURITE_DIR)/node_modules/.installed: $(AZURITE_DIR)/package.json $(AZURITE_DI
 	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The browser client's node-seal (clients/js), at the version of its lockfile; the browser tests serve it to Chromium.
+JS_CLIENT_DIR := clients/js
+$(JS_CLIENT_DIR)/node_modules/.installed: $(JS_CLIENT_DIR)/package.json $(JS_CLIENT_DIR)/package-lock.json
+	npm ci --prefix $(JS_CLIENT_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Chromium for the browser tests: the system's (CHROMIUM=path, else chromium or chromium-browser on PATH), else
+# Debian's package through apt-get where apt-get and root are available; otherwise a clear failure.
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+chromium:
+	@if [ -n "$(CHROMIUM)" ] && [ -x "$(CHROMIUM)" ]; then echo "chromium: $(CHROMIUM)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && command -v chromium; \
+	else echo "make chromium: no Chromium found (set CHROMIUM=/path/to/chromium, or install Debian's chromium package as root)" >&2; exit 1; fi
+
+js-client: $(JS_CLIENT_DIR)/node_modules/.installed
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
@@ -101,7 +118,7 @@ lint: install-test
 
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
 # MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
-test: install-test azurite floors concrete lint
+test: install-test azurite js-client chromium floors concrete lint
 	SEI_NO_SKIPS=1 $(PY) -m pytest
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
 	SEI_NO_SKIPS=1 PYTHONPATH=$(CURDIR)/tests SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider -p no_skips $(CONCRETE_DIST)/tests
@@ -122,4 +139,4 @@ bench-concrete: concrete
 	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m bench.concrete
 
 clean:
-	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules dist
+	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules $(JS_CLIENT_DIR)/node_modules dist
