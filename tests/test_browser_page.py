@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 from browser import StaticSite, chromium_fixture  # noqa: F401  (fixture chromium)
-from conftest import ROOT, SEED_MODEL, load_mnist, load_seed_model
+from conftest import ROOT, SEED_MODEL, load_mnist, load_seed_model, with_bounds
 
 sys.path.insert(0, str(ROOT / "tools"))
 from build_page import build_page  # noqa: E402
@@ -34,13 +34,14 @@ def page_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mnist_service(tmp_path_factory, page_dir):
-    """The tutorial's MNIST model, packed, in the local target that serves the page at /page/."""
+def mnist_service(tmp_path_factory, page_dir, model_files):
+    """The tutorial's MNIST model and a diabetes regressor, packed, in the local target serving the page at /page/."""
     tmp = tmp_path_factory.mktemp("mnist-page")
     config = {
         "name": "mnist-page",
         "models": [{"name": "mnist", "adapter": "sklearn-packed", "path": str(SEED_MODEL),
-                    "options": {"feature_bounds": [0, 1]}}],
+                    "options": {"feature_bounds": [0, 1]}},
+                   with_bounds({"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])})],
         "key_transport": {"name": "inline"},
         "deploy": {"target": "local", "options": {"state_dir": str(tmp / "state"), "page": str(page_dir)}},
     }  # fmt: skip
@@ -62,6 +63,9 @@ def open_page(chromium, url: str):
 def test_ten_drawn_digits_match_plaintext_predict(chromium, mnist_service, tmp_path):
     X, _ = load_mnist(DIGITS)
     page = open_page(chromium, mnist_service + "page/")
+    assert page.evaluate("() => window.seiPage.connect()") is True
+    page.select_option("#model", "mnist")
+    assert page.is_visible("#draw") and not page.is_visible("#features")
     drawn, answers = [], []
     for pixels in X:
         page.evaluate("(pixels) => window.seiPage.setPixels(pixels)", pixels.tolist())
@@ -84,6 +88,27 @@ def test_ten_drawn_digits_match_plaintext_predict(chromium, mnist_service, tmp_p
     shot = chromium.screenshot(page, tmp_path / "page.png")
     SCREENSHOT_COPY.write_bytes(shot.read_bytes())  # for the closing note; git ignores it
     assert chromium.errors_of(page) == []
+
+
+def test_the_features_form_of_another_packed_model(chromium, mnist_service, model_files):
+    _, model, X = model_files["diabetes"]
+    page = open_page(chromium, mnist_service + "page/")
+    assert page.evaluate("() => window.seiPage.connect()") is True
+    page.select_option("#model", "diabetes")
+    assert page.is_visible("#features") and not page.is_visible("#draw")
+    inputs = page.locator("#features input")
+    assert inputs.count() == 10
+    for row in X[:2]:
+        for i, value in enumerate(row):
+            inputs.nth(i).fill(repr(float(value)))
+        answer = page.evaluate("() => window.seiPage.predict()")
+        assert "error" not in answer, answer["error"]
+        assert answer["features"] == row.tolist() and answer["probabilities"] is None  # a regressor
+        assert abs(answer["prediction"] - model.predict(row[None])[0]) < 0.05
+    inputs.nth(3).fill("")
+    answer = page.evaluate("() => window.seiPage.predict()")
+    assert "Error (invalid_input): feature f3 is not a number" in answer["error"]
+    assert not page.is_visible("#answer")
 
 
 def test_the_page_is_served_with_its_policy_and_nothing_else(mnist_service):
@@ -151,6 +176,8 @@ def test_hostile_answers_show_a_clear_error_and_never_a_number(chromium, hostile
     site, state = hostile_site
     X, _ = load_mnist(1)
     page = open_page(chromium, site.url("/page/index.html"))  # the test site serves no folder index
+    assert page.evaluate("() => window.seiPage.connect()") is True
+    page.select_option("#model", "mnist")
     page.evaluate("(pixels) => window.seiPage.setPixels(pixels)", X[0].tolist())
     for mode in HOSTILE:
         state["mode"] = "honest"
@@ -165,3 +192,22 @@ def test_hostile_answers_show_a_clear_error_and_never_a_number(chromium, hostile
         assert page.text_content("#prediction") == "" and page.text_content("#bytes") == "", mode
         assert page.locator("#probabilities tbody tr").count() == 0, mode
     assert chromium.screenshot(page, tmp_path / "hostile.png").is_file()
+
+
+def test_the_page_option_needs_a_built_page(tmp_path, model_files):
+    """`sei serve` and `sei deploy` share _prepare: the page folder must hold index.html, and reaches the workers."""
+    from sei_deploy_local import LocalOptions, LocalTarget
+
+    from sei_framework import DeployError
+
+    data = {"name": "p", "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-packed",
+                                                 "path": str(model_files["diabetes"][0])})]}  # fmt: skip
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    build = Deployment.from_file(tmp_path / "p.yaml").build(tmp_path / "build")
+    (tmp_path / "empty").mkdir()
+    target = LocalTarget(LocalOptions(state_dir=tmp_path / "state", page=tmp_path / "empty"))
+    with pytest.raises(DeployError, match="has no index.html; build the page there first"):
+        target._prepare(build)
+    (tmp_path / "empty" / "index.html").write_text("<!doctype html>")
+    _, run_dir, _, _ = target._prepare(build)
+    assert f"page={str((tmp_path / 'empty').resolve())!r}" in (run_dir / "gunicorn.conf.py").read_text()
