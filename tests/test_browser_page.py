@@ -107,7 +107,7 @@ def test_the_features_form_of_another_packed_model(chromium, mnist_service, mode
         assert abs(answer["prediction"] - model.predict(row[None])[0]) < 0.05
     inputs.nth(3).fill("")
     answer = page.evaluate("() => window.seiPage.predict()")
-    assert "Error (invalid_input): feature f3 is not a number" in answer["error"]
+    assert "Error (invalid_request): feature f3 is not a number" in answer["error"]
     assert not page.is_visible("#answer")
 
 

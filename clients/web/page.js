@@ -143,7 +143,7 @@ function buildForm(/** @type {any} */ model) {
 function formFeatures() {
   return Array.from($('features').querySelectorAll('input'), (/** @type {HTMLInputElement} */ input) => {
     const value = Number(input.value);
-    if (input.value.trim() === '' || !Number.isFinite(value)) throw Object.assign(new Error(`feature ${input.parentElement?.firstChild?.textContent} is not a number`), { code: 'invalid_input' });
+    if (input.value.trim() === '' || !Number.isFinite(value)) throw Object.assign(new Error(`feature ${input.parentElement?.firstChild?.textContent} is not a number`), { code: 'invalid_request' });
     return value;
   });
 }
@@ -188,7 +188,7 @@ async function predict() {
   try {
     features = model.n_features === SIDE * SIDE ? canvasFeatures() : formFeatures();
   } catch (error) {
-    showError({ code: /** @type {any} */ (error).code ?? 'invalid_input', message: String(/** @type {any} */ (error).message) });
+    showError({ code: /** @type {any} */ (error).code ?? 'invalid_request', message: String(/** @type {any} */ (error).message) });
     return { error: $('error').textContent };
   }
   $('predict').disabled = true;
