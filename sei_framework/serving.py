@@ -12,6 +12,7 @@ from typing import Any
 from .base import KeyTransport, ModelAdapter
 from .build import Build, model_dir_from_environment
 from .errors import InvalidRequest, SeiError, UnknownKey
+from .fingerprint import FINGERPRINT_FIELD, check_fingerprint, description_fingerprint
 from .keys import check_key_id, key_id_for
 from .plugins import SeiPlugins, get_plugin_manager
 from .state import OPAQUE_FACTOR, KeyCache, ServiceState, measure_keys, open_state
@@ -90,6 +91,7 @@ class ScoringService:
         if state is None:
             state = open_state(build.manifest.get("state"), limits, build.name, models=len(adapters))
         self.state = state
+        self._fingerprints: dict[str, str] = {}
 
     @property
     def keys(self) -> KeyCache:
@@ -170,8 +172,15 @@ class ScoringService:
             "state": self.state.describe(),
         }
 
+    def fingerprint(self, name: str) -> str:
+        """The fingerprint of model `name`'s description (fingerprint.py), computed once."""
+        if name not in self._fingerprints:
+            self._fingerprints[name] = description_fingerprint(model_description(self.adapters[name]))
+        return self._fingerprints[name]
+
     def predict(self, request: dict[str, Any]) -> Any:
-        """Score one request; a request without `model` (the tutorial's) gets the bare result back."""
+        """Score one request; a request without `model` (the tutorial's) gets the bare result back. A request
+        made for another version of the model (its `description_sha256`) is refused (`description_changed`)."""
         bare = "model" not in request and len(self.adapters) == 1
         name = next(iter(self.adapters)) if bare else request.get("model")
         adapter = self.adapters.get(name) if isinstance(name, str) else None
@@ -180,6 +189,7 @@ class ScoringService:
                 f"unknown model {name!r}; this service has: {', '.join(sorted(self.adapters))}",
                 code="unknown_model",
             )
+        check_fingerprint(request.get(FINGERPRINT_FIELD), self.fingerprint(name), name)
         key_id = check_key_id(request.get("key_id"))
         if "data" not in request:
             raise InvalidRequest("request has no 'data' field", code="missing_data")

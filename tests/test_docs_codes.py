@@ -15,6 +15,8 @@ PATTERNS = (
     r'\b[1-5]\d\d,\s*"([a-z_]+)"',  # status, code: the local target's HTTP layer
     r'return "([a-z_]+)", ',  # (code, message) pairs of the HTTP layer
 )
+JS_SOURCES = ("clients/js/src",)
+JS_PATTERN = r",\s*'([a-z_]+)'(?:,\s*[\w.]+)?\)"  # new SeiError(message, 'code') or (message, 'code', status)
 # Raised on the machine that runs `sei`/the build, never answered by a service.
 LOCAL_ONLY = {
     "sei_error", "invalid_config", "plugin_load_error", "plugin_error", "unknown_plugin", "duplicate_plugin",
@@ -34,6 +36,10 @@ def defined_codes() -> dict[str, set[str]]:
             for pattern in PATTERNS:
                 for match in re.finditer(pattern, text):
                     found.setdefault(match.group(1), set()).add(str(path.relative_to(ROOT)))
+    for root in JS_SOURCES:  # the browser client raises the Python client's codes, and its own
+        for path in (ROOT / root).rglob("*.js"):
+            for match in re.finditer(JS_PATTERN, path.read_text()):
+                found.setdefault(match.group(1), set()).add(str(path.relative_to(ROOT)))
     return found
 
 
@@ -53,6 +59,8 @@ def test_the_scan_finds_codes_of_every_kind():
     for code in ("invalid_config", "unknown_model", "busy", "uri_too_long", "key_sas_expired", "score_out_of_range",
                  "invalid_key_sas_url", "internal_error", "unauthorized", "rejected_input"):  # fmt: skip
         assert code in codes, code
+    assert "clients/js/src/seal.js" in codes["unsupported_browser"]  # the JS client's own
+    assert "clients/js/src/readout.js" in codes["score_out_of_range"]
 
 
 def test_every_defined_code_is_in_troubleshooting():

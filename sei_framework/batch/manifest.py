@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import BatchError, InvalidRequest
+from ..fingerprint import description_fingerprint
 from ..keys import check_key_id
 from ..validation import validation_problems
 from .storage import JobStore
@@ -41,13 +41,6 @@ def result_file(shard_id: str) -> str:
 
 def key_file(key_id: str) -> str:
     return f"keys/{key_id}.pub"
-
-
-def description_fingerprint(description: dict[str, Any]) -> str:
-    """A hash of what a client encrypts for (adapter, parameters, features); the service's per-model
-    limits are left out, so a redeploy with other limits still scores the same shards."""
-    relevant = {key: value for key, value in description.items() if key != "limits"}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class Shard(BaseModel):

@@ -7,6 +7,7 @@ per model) and `results` (batching and reading the scores).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..base import AdapterClient, Endpoint, KeyTransport, Prediction
 from ..errors import SeiError, ServiceError
+from ..fingerprint import FINGERPRINT_FIELD, DescriptionChanged
 from ..keys import Keyring
 from ..net import is_loopback_host, redact_uri
 from ..plugins import SeiPlugins, get_plugin_manager
@@ -24,6 +26,8 @@ from .sessions import ModelSession, open_session, publish_keys
 from .transports import check_transport, transport_from_service
 
 __all__ = ["RETRY_STATUSES", "Client", "ModelSession", "is_loopback_host"]
+
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -48,6 +52,11 @@ class Client:
     Requests are idempotent, so connection errors, timeouts and 502/503/504 answers are retried up
     to `retries` times, after a random wait of up to `backoff` * 2**attempt seconds (at most
     `max_backoff`; full jitter, so many clients do not retry in step).
+
+    Every request carries the fingerprint of the model's description the client encrypts for and reads
+    answers with. When the model was rebuilt since (`description_changed`), the client describes the
+    service again once, checks the new description as on first use, encrypts again and resends; a
+    second mismatch is an error. No answer is ever read with another version's labels, bounds or readout.
     """
 
     def __init__(
@@ -79,6 +88,7 @@ class Client:
         self._models: dict[str, ModelSession] = {}
         self._pending: dict[str, dict[str, Any]] = {}  # key_id -> fields to send once
         self._transport_checked = False
+        self._transport_from_service = False
 
     @classmethod
     def offline(cls, description: dict[str, Any], **kwargs: Any) -> Client:
@@ -128,6 +138,7 @@ class Client:
             shown = redact_uri(self.endpoint.scoring_uri)
             trusted = self.trust_service_transport
             self._transport = transport_from_service(self.describe(), self.plugins, shown, trusted=trusted)
+            self._transport_from_service = True
         return self._transport
 
     def _checked_transport(self) -> KeyTransport:
@@ -154,25 +165,14 @@ class Client:
         self._pending[session.key_id] = publish_keys(self._checked_transport(), session)
 
     def predict_encrypted(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Encrypt `rows`, score them on the service, return the decrypted scores."""
-        session = self.session(name)
-        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        body = {"model": name, "key_id": session.key_id, "data": session.adapter.encrypt(rows)}
-        published_now = False
-        if session.key_id not in self._pending:
-            self._publish(session)
-            published_now = True
+        """Encrypt `rows`, score them on the service, return the decrypted scores. If the model changed on
+        the service since it was described, describe again once and resend (see the class docstring);
+        read the scores with `client.model(name)` as it is now."""
         try:
-            answer = self.call({**body, **self._pending[session.key_id]})
-        except ServiceError as exc:
-            if exc.code not in ("unknown_key_id", "key_mismatch") or published_now:
-                raise
-            # the service forgot our keys (restart, eviction), or the published copy was replaced
-            # (key_mismatch: what the transport holds under our key id is not our keys): publish again
-            self._publish(session)
-            answer = self.call({**body, **self._pending[session.key_id]})
-        self._pending[session.key_id] = {}
-        return session.adapter.decrypt(answer["result"], len(rows))
+            return self._score(name, rows)
+        except DescriptionChanged:
+            self._describe_again(name)
+        return self._score_again(name, lambda: self._score(name, rows))
 
     def predict(
         self,
@@ -182,10 +182,87 @@ class Client:
         batch_size: int | None = None,
         progress: Callable[[int], object] | None = None,
     ) -> Prediction:
-        """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each."""
+        """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each. If the model
+        changed on the service meanwhile, every batch is scored again with the new description (once)."""
+        counts = [0, 0]  # rows reported to `progress`, rows scored in this pass
+
+        def report(n: int) -> None:  # a second pass reports only the rows the first did not
+            counts[1] += n
+            if counts[1] > counts[0] and progress is not None:
+                progress(counts[1] - counts[0])
+                counts[0] = counts[1]
+
+        def attempt() -> Prediction:
+            counts[1] = 0
+            return self._predict(name, X, batch_size, report)
+
+        try:
+            return attempt()
+        except DescriptionChanged:
+            self._describe_again(name)
+        return self._score_again(name, attempt)
+
+    def _predict(self, name: str, X: Any, batch_size: int | None, progress: Callable[[int], object]) -> Prediction:
         adapter = self.model(name)
         described = self.describe()["models"][name]
         rows = check_rows(name, adapter, X, described.get("n_features"))
         limit = described_row_limit(described, self.describe(), adapter.max_rows_per_request)
         size = request_rows(limit, adapter, batch_size)
-        return score_in_batches(adapter, rows, size, lambda batch: self.predict_encrypted(name, batch), progress)
+        return score_in_batches(adapter, rows, size, lambda batch: self._score(name, batch), progress)
+
+    def _score(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """One request for `rows`, bound to the session's description; DescriptionChanged if the service's differs."""
+        session = self.session(name)
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        data = session.adapter.encrypt(rows)
+        body = {"model": name, "key_id": session.key_id, FINGERPRINT_FIELD: session.fingerprint, "data": data}
+        published_now = False
+        if session.key_id not in self._pending:
+            self._publish(session)
+            published_now = True
+        try:
+            answer = self._call_model(body, session)
+        except ServiceError as exc:
+            if exc.code not in ("unknown_key_id", "key_mismatch") or published_now:
+                raise
+            # the service forgot our keys (restart, eviction), or the published copy was replaced
+            # (key_mismatch: what the transport holds under our key id is not our keys): publish again
+            self._publish(session)
+            answer = self._call_model(body, session)
+        self._pending[session.key_id] = {}
+        return session.adapter.decrypt(answer["result"], len(rows))
+
+    def _call_model(self, body: dict[str, Any], session: ModelSession) -> dict[str, Any]:
+        try:
+            return self.call({**body, **self._pending[session.key_id]})
+        except ServiceError as exc:
+            if exc.code == DescriptionChanged.code:
+                raise DescriptionChanged(exc.message) from None
+            raise
+
+    def _describe_again(self, name: str) -> None:
+        """Forget the service's description (and what was made from it), describe it again, and open model
+        `name`'s session with the same checks as on first use."""
+        if not self.endpoint.scoring_uri:
+            raise DescriptionChanged(f"model {name!r} changed, and an offline client cannot describe it again")
+        log.warning("model %r changed on the service (rebuilt or redeployed): describing it again", name)
+        self._description = None
+        self._models.clear()
+        self._pending.clear()  # a new build has likely not seen our keys: publish them with the next request
+        self._transport_checked = False
+        if self._transport_from_service:
+            self._transport, self._transport_from_service = None, False
+        self.session(name)
+
+    def _score_again(self, name: str, attempt: Callable[[], Any]) -> Any:
+        """`attempt()` once more after describing again; a second mismatch is an error, not a third try."""
+        try:
+            return attempt()
+        except DescriptionChanged:
+            raise ServiceError(
+                f"model {name!r} changed on the service again after the client described it anew (a deployment "
+                "still rolling out, or replicas serving different builds?): no answer was read; retry once the "
+                "service serves one version",
+                code=DescriptionChanged.code,
+                status=DescriptionChanged.status,
+            ) from None

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..base import AdapterClient, KeyTransport
 from ..errors import InvalidRequest, KeyringError, KeyTransportError
+from ..fingerprint import description_fingerprint
 from ..keys import Keyring, key_id_for
 from ..plugins import SeiPlugins
 
@@ -18,11 +19,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelSession:
-    """One model's adapter client, with the key pair it uses: its key id and public key bytes."""
+    """One model's adapter client, with the key pair it uses (its key id and public key bytes), and the
+    fingerprint of the description it was made from (sent with every request: fingerprint.py)."""
 
     adapter: AdapterClient
     key_id: str
     public_keys: bytes
+    fingerprint: str = ""
 
 
 def open_session(
@@ -51,7 +54,7 @@ def open_session(
             f"({type(exc).__name__}: {exc}); move that scheme's folder "
             f"{keyring.folder_for(scheme)} away to make new keys"
         ) from None
-    return ModelSession(client, key_id_for(pair[1]), pair[1])
+    return ModelSession(client, key_id_for(pair[1]), pair[1], description_fingerprint(description))
 
 
 def publish_keys(transport: KeyTransport, session: ModelSession) -> dict[str, Any]:

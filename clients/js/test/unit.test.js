@@ -1,6 +1,22 @@
-// Unit tests of the JS client, run in Chromium by tests/test_js_client.py.
+// Unit tests of the JS client, run in Chromium by tests/test_js_client.py, which serves /vectors/vectors.json
+// (what the Python side computes), a real service at /score and hostile ones at /hostile/<kind>.
 import initialize from 'node-seal';
-import { assert } from './runner.js';
+import { Client, ClientKeys, Params, SeiError, fromBase64, indexedDbKeyStore, keyIdFor, memoryKeyStore, toBase64 } from '../src/index.js';
+import { expandA } from '../src/ring.js';
+import { Readout } from '../src/readout.js';
+import { assert, throwsCode } from './runner.js';
+
+const V = await (await fetch('/vectors/vectors.json')).json();
+const D = V.description;
+const DIGITS = D.models.digits;
+const close = (/** @type {number} */ a, /** @type {number} */ b, tol = 1e-12) => Math.abs(a - b) <= tol;
+
+/** A client of the real service whose key store holds the Python-made pair. */
+async function pythonKeyed(uri = '/score', publicKey = V.public) {
+  const store = memoryKeyStore();
+  await store.put(V.key_scheme, { secret: fromBase64(V.secret), public: fromBase64(publicKey) });
+  return new Client(uri, { keyStore: store });
+}
 
 export const tests = {
   async 'node-seal loads and makes a CKKS context'() {
@@ -8,7 +24,144 @@ export const tests = {
     const parms = new seal.EncryptionParameters(seal.SchemeType.ckks);
     parms.setPolyModulusDegree(4096);
     parms.setCoeffModulus(seal.CoeffModulus.Create(4096, Int32Array.from([31, 31, 16])));
-    const context = new seal.SEALContext(parms, true, seal.SecLevelType.tc128);
-    assert(context.parametersSet(), 'parameters set');
+    assert(new seal.SEALContext(parms, true, seal.SecLevelType.tc128).parametersSet(), 'parameters set');
+  },
+
+  'params: the fingerprint and key scheme are Python\'s'() {
+    const params = Params.fromJson(DIGITS.encryption.params);
+    assert(params.fingerprintHex === V.fingerprint, `${params.fingerprintHex} != ${V.fingerprint}`);
+    assert(params.keyScheme === V.key_scheme, params.keyScheme);
+  },
+
+  async 'params: unknown fields and bad values are refused'() {
+    const good = JSON.parse(DIGITS.encryption.params);
+    for (const bad of [{ ...good, extra: 1 }, { ...good, mode: 'fast' }, { ...good, coeff_modulus_bits: [40, 40, 16] },
+      { ...good, poly_modulus_degree: 1024 }, { ...good, response_bits: 48 }]) {
+      await throwsCode(() => new Params(bad), 'invalid_response');
+    }
+    await throwsCode(() => Params.fromJson('{'), 'invalid_response');
+  },
+
+  'expandA: the same residues as Python\'s _expand_a'() {
+    const rows = expandA(fromBase64(V.seed), V.primes, JSON.parse(DIGITS.encryption.params).poly_modulus_degree);
+    V.expanded_head.forEach((head, j) => head.forEach((v, i) => assert(rows[j][i] === v, `prime ${j} word ${i}`)));
+    V.expanded_tail.forEach((tail, j) => tail.forEach((v, i) => assert(rows[j][rows[j].length - 4 + i] === v, `prime ${j} tail ${i}`)));
+  },
+
+  'key ids and base64 as Python\'s'() {
+    assert(keyIdFor(fromBase64(V.public)) === V.key_id, 'key id');
+    const bytes = Uint8Array.from({ length: 300 }, (_, i) => (i * 37) % 256);
+    assert(fromBase64(toBase64(bytes)).every((b, i) => b === bytes[i]), 'round trip');
+    for (const bad of ['abc', 'ab!=', 'a b=', 12, null]) assert(fromBase64(bad) === null, `refused ${bad}`);
+  },
+
+  async 'keys: Python\'s pair passes the key-pair check, another public key does not'() {
+    const keys = await ClientKeys.fromSecretBytes(fromBase64(V.secret));
+    keys.verifyPublic(fromBase64(V.public));
+    let refused = false;
+    try {
+      keys.verifyPublic(fromBase64(V.other_public));
+    } catch (error) {
+      refused = /** @type {Error} */ (error).name === 'KernelInputError';
+    }
+    assert(refused, 'a public key of another pair is refused');
+    await throwsCode(async () => (await pythonKeyed('/score', V.other_public)).model('digits'), 'unusable_keys');
+  },
+
+  async 'keys: a JS pair survives secretBytes and is checked'() {
+    const params = Params.fromJson(DIGITS.encryption.params);
+    const keys = await ClientKeys.generate(params);
+    const again = await ClientKeys.fromSecretBytes(keys.secretBytes());
+    again.verifyPublic(keys.publicBytes());
+    const damaged = keys.secretBytes().slice(0, 200);
+    let refused = false;
+    try {
+      await ClientKeys.fromSecretBytes(damaged);
+    } catch (error) {
+      refused = /** @type {Error} */ (error).name === 'KernelInputError';
+    }
+    assert(refused, 'a truncated secret blob is refused');
+  },
+
+  'readout: predictions and probabilities as Python\'s'() {
+    const readout = new Readout(DIGITS);
+    const predictions = readout.predict(V.scores);
+    const probabilities = /** @type {number[][]} */ (readout.predictProba(V.scores));
+    assert(JSON.stringify(predictions) === JSON.stringify(V.predictions), 'predictions');
+    V.probabilities.forEach((row, r) => row.forEach((p, k) => assert(close(p, probabilities[r][k]), `probability ${r} ${k}`)));
+  },
+
+  async 'predict through the service, scores on the proven grid'() {
+    const client = await pythonKeyed();
+    const result = await client.predict('digits', V.rows);
+    const grid = 2 ** Math.ceil(Math.log2(DIGITS.accuracy.error_bound));
+    assert(result.scores.flat().every((s) => Number.isInteger(s / grid)), 'scores are multiples of the output grid');
+    assert(result.predictions.length === 2 && result.probabilities?.length === 2, 'labels and probabilities');
+    assert(client.bytesSent > 0, 'bytes sent are counted');
+  },
+
+  async 'rows outside the feature bounds are refused before anything is sent'() {
+    const client = await pythonKeyed('/hostile/error');
+    const row = [...V.rows[0]];
+    row[5] = 2.0;
+    await throwsCode(() => client.predict('digits', [row]), 'input_out_of_bounds');
+    row[5] = NaN;
+    await throwsCode(() => client.predict('digits', [row]), 'input_out_of_bounds');
+    await throwsCode(() => client.predict('digits', [V.rows[0].slice(1)]), 'wrong_features');
+    await throwsCode(() => client.predict('nope', V.rows), 'unknown_model');
+  },
+
+  async 'a model without proven accuracy is refused'() {
+    const { accuracy, ...unproven } = DIGITS;
+    const description = { ...D, models: { digits: unproven } };
+    const client = new Client('', { keyStore: memoryKeyStore(), description });
+    await throwsCode(async () => (await client.model('digits')).encrypt(V.rows), 'unproven_model');
+    void accuracy;
+  },
+
+  async 'hostile: garbage is http_error, never a number'() {
+    await throwsCode(async () => (await pythonKeyed('/hostile/garbage')).predict('digits', V.rows), 'http_error');
+  },
+
+  async 'hostile: a redirect is refused, not followed'() {
+    await throwsCode(async () => (await pythonKeyed('/hostile/redirect')).predict('digits', V.rows), 'redirect');
+  },
+
+  async 'hostile: an error body keeps its code'() {
+    await throwsCode(async () => (await pythonKeyed('/hostile/error')).predict('digits', V.rows), 'invalid_data');
+  },
+
+  async 'hostile: wrong sizes and counts are invalid_response'() {
+    await throwsCode(async () => (await pythonKeyed('/hostile/wrong_size')).predict('digits', V.rows), 'invalid_response');
+    await throwsCode(async () => (await pythonKeyed('/hostile/wrong_count')).predict('digits', V.rows), 'invalid_response');
+  },
+
+  async 'hostile: a tampered ciphertext is score_out_of_range'() {
+    await throwsCode(async () => (await pythonKeyed('/hostile/tampered')).predict('digits', [V.rows[0]]), 'score_out_of_range');
+  },
+
+  async 'credentials go over plain http to loopback only, headers HTTP can carry'() {
+    await throwsCode(() => new Client('http://198.51.100.7/score', { headers: { Authorization: 'Bearer t' } }), 'insecure_http');
+    await throwsCode(() => new Client('/score', { headers: { Authorization: 'Bearer \u20ac' } }), 'invalid_header');
+    await throwsCode(() => new Client('/score', { headers: { 'Bad Name': 'x' } }), 'invalid_header');
+    new Client('https://example.org/score', { headers: { Authorization: 'Bearer t' } });
+    new Client('http://198.51.100.7/score', { headers: { Authorization: 'Bearer t' }, allowInsecureHttp: true });
+  },
+
+  async 'IndexedDB keeps the key pair across clients of this origin'() {
+    const name = `sei-keys-test-${Math.random()}`;
+    const first = new Client('/score', { keyStore: indexedDbKeyStore(name) });
+    const a = await first.model('digits');
+    const second = new Client('/score', { keyStore: indexedDbKeyStore(name) });
+    const b = await second.model('digits');
+    assert(a.keyId === b.keyId, 'the stored pair is used again');
+    const memory = await new Client('/score', { keyStore: 'memory' }).model('digits');
+    assert(memory.keyId !== a.keyId, 'a memory store makes its own pair');
+    indexedDB.deleteDatabase(name);
+  },
+
+  'SeiError carries its code'() {
+    const error = new SeiError('m', 'redirect', 302);
+    assert(error instanceof Error && error.code === 'redirect' && error.status === 302 && error.name === 'SeiError', 'fields');
   },
 };
