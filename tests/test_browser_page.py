@@ -64,7 +64,7 @@ def test_ten_drawn_digits_match_plaintext_predict(chromium, mnist_service, tmp_p
     X, _ = load_mnist(DIGITS)
     page = open_page(chromium, mnist_service + "page/")
     assert page.evaluate("() => window.seiPage.connect()") is True
-    page.select_option("#model", "mnist")
+    assert page.input_value("#model") == "mnist"  # the model the canvas feeds comes first
     assert page.is_visible("#draw") and not page.is_visible("#features")
     drawn, answers = [], []
     for pixels in X:

@@ -190,3 +190,14 @@ def test_actual_requests_and_seis_own_errors_carry_the_header_for_the_page(cors_
     assert shaped.headers["Access-Control-Allow-Origin"] == PAGE
     stranger = requests.post(cors_service, json={"op": "describe"}, headers={"Origin": OTHER}, timeout=30)
     assert stranger.status_code == 401 and "Access-Control-Allow-Origin" not in stranger.headers
+
+
+def test_the_container_command_takes_origins_with_the_same_checks(tmp_path):
+    from sei_deploy_local.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path), "--auth", "--cors-origin", "*"])
+    assert "cors_origins" in str(info.value) and "requires auth" in str(info.value)
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path), "--cors-origin", "https://app.example.com/"])
+    assert "no path" in str(info.value)

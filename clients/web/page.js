@@ -172,6 +172,8 @@ async function connect() {
   description = answer.description;
   const names = Object.keys(description.models).filter((n) => description.models[n]?.adapter === 'sklearn-packed').sort();
   $('model').replaceChildren(...names.map((n) => new Option(n, n)));
+  const drawn = names.find((n) => description?.models[n].n_features === SIDE * SIDE);
+  if (drawn) $('model').value = drawn; // a model the canvas can feed comes first
   $('model').disabled = names.length === 0;
   if (names.length === 0) showError({ code: 'unknown_model', message: 'the service serves no sklearn-packed model, the only kind this page speaks' });
   else $('status').textContent = `Connected: ${names.length} model${names.length > 1 ? 's' : ''}.`;
