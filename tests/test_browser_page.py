@@ -211,3 +211,59 @@ def test_the_page_option_needs_a_built_page(tmp_path, model_files):
     (tmp_path / "empty" / "index.html").write_text("<!doctype html>")
     _, run_dir, _, _ = target._prepare(build)
     assert f"page={str((tmp_path / 'empty').resolve())!r}" in (run_dir / "gunicorn.conf.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def cross_origin(tmp_path_factory, page_dir, model_files):
+    """The page on two static sites (two origins); a service with auth that allows only the first one."""
+    import os
+
+    allowed, other = StaticSite(), StaticSite()
+    for site in (allowed, other):
+        site.mount("/page/", page_dir)
+        site.start()
+    tmp = tmp_path_factory.mktemp("cross-origin")
+    options = {"state_dir": str(tmp / "state"), "auth": True, "token_env": "SEI_TEST_PAGE_TOKEN",
+               "cors_origins": [allowed.origin]}  # fmt: skip
+    config = {
+        "name": "cross-origin",
+        "models": [with_bounds({"name": "diabetes", "adapter": "sklearn-packed", "path": str(model_files["diabetes"][0])})],
+        "key_transport": {"name": "inline"},
+        "deploy": {"target": "local", "options": options},
+    }
+    (tmp / "cross-origin.yaml").write_text(yaml.safe_dump(config))
+    os.environ["SEI_TEST_PAGE_TOKEN"] = "page-token-value"
+    deployment = Deployment.from_file(tmp / "cross-origin.yaml")
+    try:
+        yield deployment.deploy(tmp / "build").scoring_uri, allowed, other
+    finally:
+        deployment.delete()
+        os.environ.pop("SEI_TEST_PAGE_TOKEN", None)
+        allowed.stop()
+        other.stop()
+
+
+def test_a_page_on_an_allowed_origin_calls_a_service_with_auth(chromium, cross_origin, model_files):
+    uri, allowed, other = cross_origin
+    _, model, X = model_files["diabetes"]
+
+    def attempt(site: StaticSite, token: str) -> tuple:
+        page = open_page(chromium, site.url("/page/index.html"))
+        page.fill("#uri", uri)
+        page.fill("#token", token)
+        page.select_option("#store", "memory")
+        return page, page.evaluate("() => window.seiPage.connect()")
+
+    page, connected = attempt(allowed, "page-token-value")
+    assert connected is True
+    inputs = page.locator("#features input")
+    for i, value in enumerate(X[0]):
+        inputs.nth(i).fill(repr(float(value)))
+    answer = page.evaluate("() => window.seiPage.predict()")
+    assert "error" not in answer, answer["error"]
+    assert abs(answer["prediction"] - model.predict(X[:1])[0]) < 0.05
+    page, connected = attempt(allowed, "wrong-token")  # SEI's 401 carries the CORS header: the page says why
+    assert connected is False and "Error (unauthorized)" in page.text_content("#error")
+    page, connected = attempt(other, "page-token-value")  # the browser withholds the answer from this origin
+    assert connected is False and "Error (unreachable)" in page.text_content("#error")
+    assert page.text_content("#prediction") == "" and not page.is_visible("#answer")
