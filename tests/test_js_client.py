@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import yaml
-from browser import chromium_fixture, site_fixture  # noqa: F401
+from browser import JS_CLIENT, chromium_fixture, site_fixture  # noqa: F401
 from conftest import with_bounds
 
 from sei_framework import Deployment, key_id_for
+from sei_framework.fingerprint import description_fingerprint
 from sei_framework.serving import ScoringService
 
 
@@ -55,6 +57,8 @@ def _hostile(service: ScoringService, kind: str):
             return _json(200, {"result": [b64(bytes(100))] * len(answer["result"])})
         if kind == "wrong_count":
             return _json(200, {"result": answer["result"] + answer["result"]})
+        if kind == "changed":  # a model rebuilt between describe and predict, and again after the client re-described
+            return _json(409, {"error": {"code": "description_changed", "message": "model 'digits' is not the version"}})
         if kind == "tampered":  # a high bit of the first score's word flipped: decrypts to a wrapped value
             blob = bytearray(base64.b64decode(answer["result"][0]))
             blob[24 + 3] ^= 0x40
@@ -91,6 +95,7 @@ def vectors(service, site, tmp_path_factory, model_files):
         "expanded_tail": expanded[:, -4:].tolist(),
         "scores": scores.tolist(), "predictions": readout.predictions.tolist(),
         "probabilities": readout.probabilities.tolist(), "rows": X[:2].tolist(),
+        "description_sha256": description_fingerprint(described),
     }  # fmt: skip
     folder = tmp_path_factory.mktemp("vectors")
     (folder / "vectors.json").write_text(json.dumps(data))
@@ -101,19 +106,23 @@ def vectors(service, site, tmp_path_factory, model_files):
         return _json(status, answer)
 
     site.route("/score", score)
-    for kind in ("garbage", "redirect", "error", "wrong_size", "wrong_count", "tampered"):
+    for kind in ("garbage", "redirect", "error", "wrong_size", "wrong_count", "tampered", "changed"):
         site.route(f"/hostile/{kind}", _hostile(service, kind))
     return data
 
 
-def test_unit_tests_pass_in_chromium(chromium, site, vectors):
+def test_unit_tests_pass_in_chromium(chromium, site, vectors, tmp_path):
     page = chromium.open(site.url("/sei/test/index.html"))
     result = chromium.wait_result(page)
+    shot = chromium.screenshot(page, tmp_path / "shots" / "unit.png")  # the harness's helper, for the page tests
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["failed"] == [], result["failed"]
     assert len(result["passed"]) >= 15, result["passed"]
-    # the browser logs each 4xx answer itself; the hostile error route's 400 is the only one expected
-    expected = "the server responded with a status of 400"
-    assert [e for e in chromium.errors_of(page) if expected not in e] == []
+    # description_changed: described again once and sent again once (describe, predict, describe, predict), then failed
+    assert [p for m, p, _ in site.requests if p == "/hostile/changed"] == ["/hostile/changed"] * 4
+    # the browser logs each 4xx answer itself; the hostile error routes' 400 and 409 are the only ones expected
+    expected = ("the server responded with a status of 400 (Bad Request)", "the server responded with a status of 409 (Conflict)")
+    assert [e for e in chromium.errors_of(page) if not e.endswith(expected)] == []
 
 
 def test_a_failing_js_test_is_reported(chromium, site, vectors):
@@ -138,3 +147,12 @@ def test_the_library_a_page_loads_is_at_most_3_mb(chromium, site, vectors):
     assert all(files), paths
     total = sum(f.stat().st_size for f in files if f is not None)
     assert total <= 3 * 1024 * 1024, f"{total} bytes"
+
+
+def test_the_library_type_checks():
+    """tsc (a pinned devDependency, `make js-client`) checks the JSDoc types of clients/js/src, strict."""
+    tsc = JS_CLIENT / "node_modules" / ".bin" / "tsc"
+    if not tsc.is_file():
+        pytest.skip("TypeScript is not installed in clients/js (run `make js-client`)")
+    done = subprocess.run([str(tsc), "-p", "tsconfig.json"], cwd=JS_CLIENT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -18,7 +18,11 @@ from browser import chromium_fixture, site_fixture  # noqa: F401
 from conftest import with_bounds
 
 from sei_framework import Deployment
+from sei_framework.fingerprint import FINGERPRINT_FIELD, description_fingerprint
 from sei_framework.serving import ScoringService
+
+SENT: list[tuple[str, str | None]] = []
+"""(model, description fingerprint) of each predict request the service received."""
 
 
 def b64(data: bytes) -> str:
@@ -42,6 +46,9 @@ def service(tmp_path_factory, model_files, site) -> ScoringService:
     scoring = ScoringService.from_build(Deployment.from_file(folder / "svc.yaml").build(folder / "build").path)
 
     def score(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        request = json.loads(body)
+        if request.get("op") != "describe":
+            SENT.append((request.get("model"), request.get(FINGERPRINT_FIELD)))
         answer, status = scoring.handle(body)
         return status, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
@@ -124,6 +131,7 @@ def test_js_predict_end_to_end_single_and_bulk(page, service, model_files, site)
     """The JS client's predict() through the service: describe, keys, inline publishing, both modes."""
     _, digits, X = model_files["digits"]
     _, diabetes, Xd = model_files["diabetes"]
+    SENT.clear()
     out = page.evaluate(
         """async ([uri, digits, diabetes]) => {
           const client = new sei.Client(uri, { keyStore: 'memory' });
@@ -138,3 +146,6 @@ def test_js_predict_end_to_end_single_and_bulk(page, service, model_files, site)
     np.testing.assert_allclose(out["a"]["probabilities"], digits.predict_proba(X[:20]), atol=1e-3)
     np.testing.assert_allclose(out["b"]["predictions"], diabetes.predict(Xd[:5]), atol=1e-3)
     assert out["b"]["probabilities"] is None
+    # every request carried the fingerprint of the description it was made for, as the Python client computes it
+    models = service.describe()["models"]
+    assert sorted(set(SENT)) == sorted((name, description_fingerprint(models[name])) for name in ("digits", "diabetes"))

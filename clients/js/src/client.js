@@ -44,10 +44,12 @@ export class PackedModel {
   decrypt(/** @type {unknown} */ result, /** @type {number} */ nRows) {
     const accuracy = provenAccuracy(this.description, this.allowUnproven);
     if (!Array.isArray(result)) throw new SeiError("the service's result is not a list of ciphertexts", 'invalid_response');
+    /** @type {number[]} */
     const sizes = [];
     if (this.params.mode === 'bulk') for (let s = 0; s < nRows; s += this.batchRows) sizes.push(Math.min(this.batchRows, nRows - s));
     else for (let i = 0; i < nRows; i += 1) sizes.push(1);
     if (result.length !== sizes.length) throw new SeiError(`expected ${sizes.length} result ciphertexts, got ${result.length}`, 'invalid_response');
+    /** @type {number[][]} */
     const scores = [];
     try {
       result.forEach((text, i) => {
@@ -172,9 +174,9 @@ export class Client {
     let pair = await this.keyStore.get(scheme);
     if (pair === undefined) {
       const fresh = await ClientKeys.generate(params);
-      pair = { secret: fresh.secretBytes(), public: fresh.publicBytes() };
+      const made = { secret: fresh.secretBytes(), public: fresh.publicBytes() };
       fresh.delete();
-      await this.keyStore.put(scheme, pair);
+      pair = await this.keyStore.add(scheme, made); // the pair another page of this origin stored meanwhile, if any
     }
     let keys;
     try {

@@ -40,6 +40,7 @@ export function parseKeepingNumbers(text) {
     }
     if (c === '[') {
       at += 1;
+      /** @type {any[]} */
       const out = [];
       space();
       if (text[at] === ']') { at += 1; return out; }
@@ -78,7 +79,7 @@ function pythonString(s) {
   return `"${s.replace(/["\\\x00-\x1f\x7f-\uffff]/g, (ch) => named[ch] ?? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
 }
 
-/** Python's json.dumps(value, sort_keys=True, separators=(",", ":")) of a parseKeepingNumbers value. */
+/** Python's json.dumps(value, sort_keys=True, separators=(",", ":")) of a parseKeepingNumbers value. @returns {string} */
 function canonical(/** @type {any} */ v) {
   if (v instanceof Lexeme) return v.text;
   if (v === null) return 'null';

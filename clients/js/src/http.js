@@ -81,6 +81,7 @@ export async function post(/** @type {string} */ uri, /** @type {Record<string, 
   }
 }
 
+/** @param {number} attempt @param {number} backoff @param {number} maxBackoff @param {number} [retryAfter] */
 async function wait(attempt, backoff, maxBackoff, retryAfter) {
   let delay = Math.random() * Math.min(maxBackoff, backoff * 2 ** attempt);
   if (retryAfter !== undefined) delay = Math.max(delay, Math.min(maxBackoff, retryAfter));
@@ -93,6 +94,7 @@ async function answer(/** @type {Response} */ response, /** @type {number} */ at
       '(they could carry its headers to another host): use the scoring URI it points to, if you trust it', 'redirect', response.status);
   }
   const raw = await response.text();
+  /** @type {any} */
   let parsed = null;
   try {
     parsed = JSON.parse(raw);

@@ -1,7 +1,13 @@
 // Where the key pairs live: IndexedDB (the default: kept across visits, readable only by this origin) or memory.
+import { SeiError } from './errors.js';
 
 /** @typedef {{ secret: Uint8Array, public: Uint8Array }} KeyPair */
-/** @typedef {{ get(scheme: string): Promise<KeyPair | undefined>, put(scheme: string, pair: KeyPair): Promise<void>, delete(scheme: string): Promise<void> }} KeyStore */
+/**
+ * @typedef {{ get(scheme: string): Promise<KeyPair | undefined>, put(scheme: string, pair: KeyPair): Promise<void>,
+ *   add(scheme: string, pair: KeyPair): Promise<KeyPair>, delete(scheme: string): Promise<void> }} KeyStore
+ * `add` stores `pair` unless the scheme has one already, and returns the stored pair: two pages of one origin that
+ * make keys at once end up using the same pair.
+ */
 
 /** Keys for this page's lifetime only: gone on reload. @returns {KeyStore} */
 export function memoryKeyStore() {
@@ -10,6 +16,10 @@ export function memoryKeyStore() {
   return {
     async get(scheme) { return keys.get(scheme); },
     async put(scheme, pair) { keys.set(scheme, pair); },
+    async add(scheme, pair) {
+      if (!keys.has(scheme)) keys.set(scheme, pair);
+      return /** @type {KeyPair} */ (keys.get(scheme));
+    },
     async delete(scheme) { keys.delete(scheme); },
   };
 }
@@ -24,10 +34,15 @@ export function indexedDbKeyStore(name = 'sei-keys') {
   let opening = null;
   const db = () => {
     opening ??= new Promise((resolve, reject) => {
-      const request = indexedDB.open(name, 1);
+      const refused = () => {
+        opening = null;
+        reject(new SeiError("this page cannot use IndexedDB (a private window, or storage blocked): keep the keys in memory, new Client(uri, { keyStore: 'memory' })", 'unusable_keys'));
+      };
+      if (typeof globalThis.indexedDB === 'undefined') return refused();
+      const request = globalThis.indexedDB.open(name, 1);
       request.onupgradeneeded = () => request.result.createObjectStore('keys');
       request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
+      request.onerror = refused;
     });
     return opening;
   };
@@ -45,6 +60,14 @@ export function indexedDbKeyStore(name = 'sei-keys') {
       return found ? { secret: new Uint8Array(found.secret), public: new Uint8Array(found.public) } : undefined;
     },
     async put(scheme, pair) { await run('readwrite', (s) => s.put({ secret: pair.secret, public: pair.public }, scheme)); },
+    async add(scheme, pair) {
+      try {
+        await run('readwrite', (s) => s.add({ secret: pair.secret, public: pair.public }, scheme));
+      } catch (error) {
+        if (/** @type {DOMException} */ (error)?.name !== 'ConstraintError') throw error; // another page stored one first
+      }
+      return /** @type {KeyPair} */ (await this.get(scheme));
+    },
     async delete(scheme) { await run('readwrite', (s) => s.delete(scheme)); },
   };
 }

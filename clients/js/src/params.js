@@ -11,7 +11,8 @@ const whole = (v) => typeof v === 'number' && Number.isInteger(v);
 
 /** Python's json.dumps(asdict(params), sort_keys=True) of these fields (ints and ASCII strings only). */
 function pythonJson(/** @type {Record<string, any>} */ d) {
-  const value = (/** @type {any} */ v) => (Array.isArray(v) ? `[${v.map(value).join(', ')}]` : JSON.stringify(v));
+  /** @type {(v: any) => string} */
+  const value = (v) => (Array.isArray(v) ? `[${v.map(value).join(', ')}]` : JSON.stringify(v));
   return `{${FIELDS.map((k) => `${JSON.stringify(k)}: ${value(d[k])}`).join(', ')}}`;
 }
 

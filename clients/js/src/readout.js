@@ -17,12 +17,15 @@ export class Readout {
     if (typeof readout !== 'object' || readout === null) throw bad('no readout');
     if ((readout.format ?? FORMAT) !== FORMAT) throw bad(`unsupported linear model format ${JSON.stringify(readout.format)}`);
     const { kind, decision, proba = null, classes = null } = readout;
+    /** @type {Record<string, string[]>} */
     const decisions = { classifier: ['sign', 'argmax'], regressor: ['identity', 'multioutput'] };
+    /** @type {Record<string, string[]>} */
     const probas = { sign: ['sigmoid', 'modified-huber'], argmax: ['softmax', 'ovr-normalized', 'modified-huber'] };
     if (!(decisions[kind] ?? []).includes(decision)) throw bad(`decision ${JSON.stringify(decision)} is not valid for kind ${JSON.stringify(kind)}`);
     if ((kind === 'classifier') !== Array.isArray(classes)) throw bad('classifiers need classes and regressors must not have them');
     if (proba !== null && !(probas[decision] ?? []).includes(proba)) throw bad(`proba ${JSON.stringify(proba)} is not valid with decision ${JSON.stringify(decision)}`);
     const nClasses = classes?.length ?? 0;
+    /** @type {Record<string, boolean>} */
     const fits = { sign: nOutputs === 1 && nClasses === 2, argmax: nOutputs === nClasses && nClasses >= 2, identity: nOutputs === 1, multioutput: true };
     if (!fits[decision]) throw bad(`${decision} with ${nClasses} classes cannot have ${nOutputs} outputs`);
     Object.assign(this, { kind, decision, proba, classes, nOutputs, nFeatures });
@@ -65,7 +68,7 @@ export class Readout {
   }
 }
 
-/** The description's `accuracy`; null only when the caller opted in to a model without one (bounds.py proven_accuracy). */
+/** @param {Record<string, any>} description @param {boolean} allowUnproven @returns {any} The description's `accuracy`; null only when the caller opted in to a model without one (bounds.py proven_accuracy). */
 export function provenAccuracy(description, allowUnproven) {
   const accuracy = description.accuracy;
   if ((accuracy === undefined || accuracy === null) && !allowUnproven) {
@@ -79,7 +82,7 @@ export function provenAccuracy(description, allowUnproven) {
 
 const unreadable = (/** @type {string} */ m) => new SeiError(`the service's accuracy description: ${m}`, 'invalid_response');
 
-/** Per-feature [lo, hi] arrays of a compact bounds form ([lo, hi] or one pair per feature). */
+/** Per-feature [lo, hi] arrays of a compact bounds form ([lo, hi] or one pair per feature). @param {any} form @param {number} nFeatures @returns {number[][]} */
 function expandBounds(form, nFeatures) {
   let pairs = form;
   if (Array.isArray(form) && form.length === 2 && form.every((v) => typeof v === 'number')) pairs = Array(nFeatures).fill(form);
@@ -93,7 +96,8 @@ function expandBounds(form, nFeatures) {
 /** Python's {:g} (6 significant digits) of a number, near enough for messages. */
 const g = (/** @type {number} */ v) => String(Number(v.toPrecision(6)));
 
-/** Refuse, before encryption, rows outside the described feature bounds (bounds.py check_described_rows). */
+/** Refuse, before encryption, rows outside the described feature bounds (bounds.py check_described_rows).
+ * @param {any} accuracy @param {number[][]} rows @param {number} nFeatures */
 export function checkDescribedRows(accuracy, rows, nFeatures) {
   if (rows.some((r) => r.length !== nFeatures)) {
     const bad = rows.find((r) => r.length !== nFeatures);
@@ -115,7 +119,8 @@ export function checkDescribedRows(accuracy, rows, nFeatures) {
   }
 }
 
-/** |decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (bounds.py score_limit). */
+/** |decoded score| the client accepts: the proven bound plus the tolerance, or `fallback` (bounds.py score_limit).
+ * @param {any} accuracy @param {number} fallback */
 export function scoreLimit(accuracy, fallback) {
   if (accuracy === null) return fallback;
   const limit = Number(accuracy.max_abs_score) + Number(accuracy.tolerance);
@@ -125,7 +130,7 @@ export function scoreLimit(accuracy, fallback) {
   return limit;
 }
 
-/** A decoded value beyond the proven bound is an error, never a score (bounds.py check_scores). @param {number[][]} scores */
+/** A decoded value beyond the proven bound is an error, never a score (bounds.py check_scores). @param {number[][]} scores @param {number} limit */
 export function checkScores(scores, limit) {
   for (let row = 0; row < scores.length; row += 1) {
     const output = scores[row].findIndex((s) => !Number.isFinite(s) || Math.abs(s) > limit);
@@ -138,7 +143,7 @@ export function checkScores(scores, limit) {
   }
 }
 
-/** The step decoded scores are rounded to: the smallest power of two >= the proven error bound (bounds.py output_grid). */
+/** The step decoded scores are rounded to: the smallest power of two >= the proven error bound (bounds.py output_grid). @param {any} accuracy */
 export function outputGrid(accuracy) {
   if (accuracy === null) return 2 ** -10;
   const bound = accuracy.error_bound;
@@ -148,7 +153,7 @@ export function outputGrid(accuracy) {
   return 2 ** Math.ceil(Math.log2(bound));
 }
 
-/** Scores rounded to multiples of `grid` (half to even, as numpy's round). @param {number[][]} scores */
+/** Scores rounded to multiples of `grid` (half to even, as numpy's round). @param {number[][]} scores @param {number} grid */
 export function roundScores(scores, grid) {
   return scores.map((row) => row.map((s) => rint(s / grid) * grid));
 }

@@ -2,19 +2,20 @@
 import { shake256 } from '@noble/hashes/sha3.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 
-/** (a * b) mod q for a, b < 2^31: b split in 16-bit halves keeps every product below 2^48 (exact). */
+/** (a * b) mod q for a, b < 2^31: b split in 16-bit halves keeps every product below 2^48 (exact).
+ * @param {number} a @param {number} b @param {number} q */
 export function mulmod(a, b, q) {
   const hi = Math.floor(b / 65536);
   return (((a * hi) % q) * 65536 + a * (b % 65536)) % q;
 }
 
-/** x mod q in [0, q) for a whole x with |x| < 2^53. */
+/** x mod q in [0, q) for a whole x with |x| < 2^53. @param {number} x @param {number} q */
 export function mod(x, q) {
   const r = x % q;
   return r < 0 ? r + q : r;
 }
 
-/** Round half to even, as numpy's rint. */
+/** Round half to even, as numpy's rint. @param {number} x */
 export function rint(x) {
   const r = Math.round(x);
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -56,14 +57,16 @@ export function concat(...parts) {
   return out;
 }
 
-/** Little-endian u32 words of `bytes` from `offset` (copied: any alignment). */
+/** Little-endian u32 words of `bytes` from `offset` (copied: any alignment).
+ * @param {Uint8Array} bytes @param {number} offset @param {number} count */
 export function u32At(bytes, offset, count) {
   const copy = bytes.slice(offset, offset + 4 * count);
   if (copy.length !== 4 * count) throw new RangeError('truncated');
   return new Uint32Array(copy.buffer);
 }
 
-/** Low words of little-endian u64 values (which must be < 2^32) of `bytes` from `offset`. */
+/** Low words of little-endian u64 values (which must be < 2^32) of `bytes` from `offset`.
+ * @param {Uint8Array} bytes @param {number} offset @param {number} count */
 export function u64LowAt(bytes, offset, count) {
   const words = u32At(bytes, offset, 2 * count);
   const out = new Uint32Array(count);
@@ -108,7 +111,7 @@ export function fromBase64(text) {
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 
-/** The key id of public key bytes: 32 lowercase base32 characters of their SHA-256 (keys.py key_id_for). */
+/** The key id of public key bytes: 32 lowercase base32 characters of their SHA-256 (keys.py key_id_for). @param {Uint8Array} publicKeys */
 export function keyIdFor(publicKeys) {
   const digest = sha256(publicKeys);
   let bits = 0;

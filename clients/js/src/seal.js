@@ -108,7 +108,7 @@ export class Ctx {
   }
 
   /** Two data-level polynomials' residues to or from NTT form (SEAL's NTT). */
-  transform(/** @type {Uint32Array[][]} */ parts, toNtt) {
+  transform(/** @type {Uint32Array[][]} */ parts, /** @type {boolean} */ toNtt) {
     const ct = this.ctFrom(parts, !toNtt);
     if (toNtt) this.evaluator.cipherTransformToNttInplace(ct);
     else this.evaluator.cipherTransformFromNttInplace(ct);
@@ -125,7 +125,7 @@ export class Ctx {
    */
   polysToNtt(polys) {
     const { q, N } = this;
-    const residues = (/** @type {ArrayLike<number> | undefined} */ poly, plusOne) => q.map((prime) => {
+    const residues = (/** @type {ArrayLike<number> | undefined} */ poly, /** @type {boolean} */ plusOne) => q.map((prime) => {
       const row = new Uint32Array(N);
       if (poly) for (let i = 0; i < N; i += 1) row[i] = ((poly[i] % prime) + prime) % prime;
       if (plusOne) row[0] = (row[0] + 1) % prime;

@@ -1,7 +1,7 @@
 // Unit tests of the JS client, run in Chromium by tests/test_js_client.py, which serves /vectors/vectors.json
 // (what the Python side computes), a real service at /score and hostile ones at /hostile/<kind>.
 import initialize from 'node-seal';
-import { Client, ClientKeys, Params, SeiError, fromBase64, indexedDbKeyStore, keyIdFor, memoryKeyStore, toBase64 } from '../src/index.js';
+import { Client, ClientKeys, Params, SeiError, descriptionFingerprint, fromBase64, indexedDbKeyStore, keyIdFor, memoryKeyStore, toBase64 } from '../src/index.js';
 import { expandA } from '../src/ring.js';
 import { Readout } from '../src/readout.js';
 import { assert, throwsCode } from './runner.js';
@@ -155,9 +155,39 @@ export const tests = {
     const second = new Client('/score', { keyStore: indexedDbKeyStore(name) });
     const b = await second.model('digits');
     assert(a.keyId === b.keyId, 'the stored pair is used again');
+    const other = await ClientKeys.generate(a.params);
+    const kept = await indexedDbKeyStore(name).add(a.params.keyScheme, { secret: other.secretBytes(), public: other.publicBytes() });
+    assert(keyIdFor(kept.public) === a.keyId, 'add keeps the pair stored first');
     const memory = await new Client('/score', { keyStore: 'memory' }).model('digits');
     assert(memory.keyId !== a.keyId, 'a memory store makes its own pair');
     indexedDB.deleteDatabase(name);
+  },
+
+  async 'the description fingerprint is Python\'s, from the service\'s own JSON text'() {
+    const text = await (await fetch('/score', { method: 'POST', body: '{"op": "describe"}' })).text();
+    assert(descriptionFingerprint(text, 'digits') === V.description_sha256, 'fingerprint');
+    assert(descriptionFingerprint(text, 'nope') === null, 'unknown model');
+    // 1.0 and 1 are different JSON to Python: a number's lexeme counts
+    const one = descriptionFingerprint('{"models": {"m": {"a": 1.0, "limits": {"x": 1}}}}', 'm');
+    assert(one !== descriptionFingerprint('{"models": {"m": {"a": 1}}}', 'm'), '1.0 is not 1');
+    assert(one === descriptionFingerprint('{"models":{"m":{"limits":{"x":2},"a":1.0}}}', 'm'), 'limits and order do not count');
+  },
+
+  async 'a model that changes again after describing anew is description_changed'() {
+    await throwsCode(async () => (await pythonKeyed('/hostile/changed')).predict('digits', V.rows), 'description_changed');
+  },
+
+  async 'without IndexedDB the key store says so and how to do without'() {
+    const own = Object.getOwnPropertyDescriptor(globalThis, 'indexedDB'); // the global's own accessor (WebIDL)
+    Object.defineProperty(globalThis, 'indexedDB', { value: undefined, configurable: true });
+    try {
+      const error = await throwsCode(async () => new Client('/score').model('digits'), 'unusable_keys');
+      assert(error.message.includes("keyStore: 'memory'"), error.message);
+    } finally {
+      if (own) Object.defineProperty(globalThis, 'indexedDB', own);
+      else delete (/** @type {any} */ (globalThis)).indexedDB;
+    }
+    assert(typeof indexedDB !== 'undefined', 'restored');
   },
 
   'SeiError carries its code'() {
