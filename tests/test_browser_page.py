@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -267,3 +268,15 @@ def test_a_page_on_an_allowed_origin_calls_a_service_with_auth(chromium, cross_o
     page, connected = attempt(other, "page-token-value")  # the browser withholds the answer from this origin
     assert connected is False and "Error (unreachable)" in page.text_content("#error")
     assert page.text_content("#prediction") == "" and not page.is_visible("#answer")
+
+
+@pytest.mark.parametrize("config", ["tsconfig.json", "tsconfig.worker.json"])
+def test_the_pages_scripts_type_check(config):
+    """tsc (the JS client's pinned devDependency) checks the page's JSDoc types, strict, with the DOM's types
+    for page.js and a Worker's for worker.js, against the client's own sources."""
+    tsc = ROOT / "clients" / "js" / "node_modules" / ".bin" / "tsc"
+    if not tsc.is_file():
+        pytest.skip("TypeScript is not installed in clients/js (run `make js-client`)")
+    done = subprocess.run([str(tsc), "-p", config], cwd=ROOT / "clients" / "web", capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

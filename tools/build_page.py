@@ -3,7 +3,8 @@
 OUT gets the page (clients/web), the JS client (clients/js/src, as lib/) and the two files sets it imports
 from clients/js/node_modules (node-seal's JS and wasm, @noble/hashes' SHA-2/SHA-3), installed by `npm ci`
 (`make js-client`); nothing is fetched. The client's bare imports ('node-seal', '@noble/hashes/...') are
-rewritten to relative paths, as a module Worker has no import map. Serve OUT with the local target's `page`
+rewritten to relative paths, as a module Worker has no import map, and so are the page's imports of the client
+by its place in the repository ('../js/src/...', which lets tsc check the page: clients/web/tsconfig*.json). Serve OUT with the local target's `page`
 option, or from any static host (docs/browser.md).
 """
 
@@ -27,15 +28,20 @@ IMPORTS = {
     "@noble/hashes/sha2.js": "../vendor/noble-hashes/sha2.js",
     "@noble/hashes/sha3.js": "../vendor/noble-hashes/sha3.js",
 }
+LIBRARY = "../js/src/"
+"""How the page's scripts import the client in the repository; `lib/` in the built page."""
 _FROM = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(['"])([^'"]+)\2""")
 
 
-def _relative_imports(text: str, name: str) -> str:
-    """`text` with each bare import of IMPORTS made relative; ValueError for any other bare import."""
+def _relative_imports(text: str, name: str, *, page: bool = False) -> str:
+    """`text` with each bare import of IMPORTS made relative (and, in the page's own scripts, each import of
+    the client from LIBRARY pointed at lib/); ValueError for any other import from outside the folder."""
 
     def swap(match: re.Match[str]) -> str:
         spec = match.group(3)
-        if spec.startswith((".", "/")):
+        if page and spec.startswith(LIBRARY):
+            return f"{match.group(1)}{match.group(2)}./lib/{spec[len(LIBRARY):]}{match.group(2)}"
+        if spec.startswith("./") or (spec.startswith("../") and not page):
             return match.group(0)
         if spec not in IMPORTS:
             raise ValueError(f"{name} imports {spec!r}, which the page build does not ship; add it to IMPORTS")
@@ -54,7 +60,11 @@ def build_page(out: Path) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for source in sorted(WEB.iterdir()):
-        if source.is_file() and not source.name.startswith("."):
+        if not source.is_file() or source.name.startswith(".") or source.suffix == ".json":  # tsconfig stays out
+            continue
+        if source.suffix == ".js":
+            (out / source.name).write_text(_relative_imports(source.read_text(), source.name, page=True))
+        else:
             shutil.copy2(source, out / source.name)
     (out / "lib").mkdir()
     for source in sorted((JS / "src").glob("*.js")):

@@ -62,11 +62,11 @@ function showAnswer(/** @type {any} */ answer, /** @type {any} */ model) {
   const p = result.probabilities?.[0];
   $('probabilities').hidden = !p;
   if (p) {
-    p.forEach((value, i) => {
+    p.forEach((/** @type {number} */ value, /** @type {number} */ i) => {
       const bar = document.createElement('span');
       bar.style.width = `${Math.round(value * 200)}px`;
       const cell = row([String(model.readout.classes[i]), value.toFixed(4), bar]);
-      cell.lastElementChild.className = 'bar';
+      /** @type {Element} */ (cell.lastElementChild).className = 'bar';
       probs.append(cell);
     });
   }
@@ -169,10 +169,11 @@ async function connect() {
     showError(answer.error);
     return false;
   }
+  const models = answer.description.models;
   description = answer.description;
-  const names = Object.keys(description.models).filter((n) => description.models[n]?.adapter === 'sklearn-packed').sort();
+  const names = Object.keys(models).filter((n) => models[n]?.adapter === 'sklearn-packed').sort();
   $('model').replaceChildren(...names.map((n) => new Option(n, n)));
-  const drawn = names.find((n) => description?.models[n].n_features === SIDE * SIDE);
+  const drawn = names.find((n) => models[n].n_features === SIDE * SIDE);
   if (drawn) $('model').value = drawn; // a model the canvas can feed comes first
   $('model').disabled = names.length === 0;
   if (names.length === 0) showError({ code: 'unknown_model', message: 'the service serves no sklearn-packed model, the only kind this page speaks' });

@@ -1,6 +1,6 @@
 // The page's Web Worker: keys, encryption, the call and decryption all run here, so drawing stays responsive.
 // Messages in: {id, op: 'describe' | 'predict', uri, token, store, model?, rows?}; out: {id, ok, ...} or {id, error}.
-import { Client, SeiError } from './lib/index.js';
+import { Client, SeiError } from '../js/src/index.js';
 
 /** @type {Map<string, Client>} one client per service, token and key store */
 const clients = new Map();
@@ -8,6 +8,7 @@ const clients = new Map();
 function clientFor(/** @type {string} */ uri, /** @type {string} */ token, /** @type {string} */ store) {
   const key = JSON.stringify([uri, token, store]);
   if (!clients.has(key)) {
+    /** @type {Record<string, string>} */
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
     clients.set(key, new Client(uri, { headers, keyStore: store === 'memory' ? 'memory' : 'indexeddb', retries: 1 }));
   }
@@ -26,6 +27,7 @@ async function timed(/** @type {Record<string, number>} */ steps, /** @type {str
 
 async function predict(/** @type {any} */ message) {
   const client = clientFor(message.uri, message.token, message.store);
+  /** @type {Record<string, number>} */
   const steps = {};
   const sentBefore = client.bytesSent;
   const start = performance.now();
