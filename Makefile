@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite js-client chromium demo test bench bench-batch bench-concrete example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite js-client chromium page demo test bench bench-batch bench-browser bench-concrete example-concrete dist lint clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -91,6 +91,10 @@ chromium:
 
 js-client: $(JS_CLIENT_DIR)/node_modules/.installed
 
+# The browser page with the JS client and node-seal, as static files in build/page (docs/browser.md).
+page: install js-client
+	$(PY) tools/build_page.py build/page
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
@@ -135,6 +139,10 @@ example-concrete: concrete
 	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) examples/concrete_trees.py
 
 # concrete-ml beside Concrete ML's own serving (predict(fhe="execute"), FHEModelServer.run), in one run.
+# The JS client in Chromium beside the Python client: keys, encrypt/decrypt per row, the page's round trip.
+bench-browser: install js-client chromium
+	$(PY) -m bench.browser
+
 bench-concrete: concrete
 	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m bench.concrete
 

@@ -16,6 +16,7 @@ from .base import (
 )
 from .build import Build
 from .client import Client, ModelSession
+from .cors import CORS_ENV, check_cors_origins, cors_environment
 from .deployment import Deployment
 from .encoding import decode_base64
 from .errors import (
@@ -51,6 +52,9 @@ from .validation import validation_problems
 from .registry import AdapterRegistry, ModelSourceRegistry, TargetRegistry, TransportRegistry
 
 __all__ = [
+    "CORS_ENV",
+    "check_cors_origins",
+    "cors_environment",
     "DATA_TYPES",
     "ModelFileError",
     "load_pickle",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from sei_azureml_common import WorkspaceOptions
 
-from sei_framework import ConfigPath
+from sei_framework import ConfigPath, check_cors_origins
 
 __all__ = ["AciOptions", "ACI_NAME_PATTERN", "default_python"]
 
@@ -30,6 +30,9 @@ class AciOptions(WorkspaceOptions):
     memory_gb: float = Field(default=1, gt=0, le=16)
     auth_enabled: bool = True
     """Clients must send the service's key (`Authorization: Bearer ...`); `deploy` returns it in the endpoint."""
+    cors_origins: list[str] = []
+    """Exact origins of web pages allowed to call the service from a browser (azmlinfsrv's AML_CORS_ORIGINS,
+    set in the container's environment); `*` only with `auth_enabled: false`."""
     python_version: str = Field(default_factory=default_python, pattern=r"^3\.[0-9]{1,2}$")
     base_image: str | None = None
     """Docker base image (default: Azure ML's CPU image)."""
@@ -47,6 +50,11 @@ class AciOptions(WorkspaceOptions):
     """The DNS name clients use (a CNAME to the service's Azure name), which the certificate names."""
     dns_name_label: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
     """A stable DNS label for the container's address (`LABEL.REGION.azurecontainer.io`)."""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return check_cors_origins(value, auth=bool(info.data.get("auth_enabled", True)))
 
     @model_validator(mode="after")
     def _tls_complete(self) -> AciOptions:

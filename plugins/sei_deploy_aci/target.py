@@ -25,6 +25,7 @@ from sei_framework import (
     DeploymentStatus,
     DeployTarget,
     Endpoint,
+    cors_environment,
     require_extra,
     ship_local_distributions,
 )
@@ -110,7 +111,10 @@ class AciTarget(DeployTarget):
         env.python.conda_dependencies = deps
         if self.opts.base_image:
             env.docker.base_image = self.opts.base_image
-        env.environment_variables = service_environment(build, dry_run=dry_run, target="aci (SDK v1, no secret injection)")
+        env.environment_variables = {
+            **service_environment(build, dry_run=dry_run, target="aci (SDK v1, no secret injection)"),
+            **cors_environment(self.opts.cors_origins),
+        }
         return env
 
     def inference_config(self, build: Build, environment: Any) -> Any:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sei_azureml_common import SECRET_REFERENCE_PATTERN, WorkspaceOptions
 
-from sei_framework import PluginOptions
+from sei_framework import PluginOptions, check_cors_origins
 
 __all__ = [
     "BatchOptions",
@@ -82,6 +82,14 @@ class OnlineOptions(WorkspaceOptions):
     base_image: str = DEFAULT_BASE_IMAGE
     """An Azure ML inference image (it runs azmlinfsrv); its Python must suit the wheels (3.11 by default)."""
     deploy_timeout_s: float = Field(default=3600, gt=0)
+    cors_origins: list[str] = []
+    """Exact origins of web pages allowed to call the deployment from a browser (azmlinfsrv's AML_CORS_ORIGINS,
+    an environment variable of the deployment); never `*`, as the endpoint takes a key (docs/browser.md)."""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, value: list[str]) -> list[str]:
+        return check_cors_origins(value, auth=True)
 
 
 class RetrySettings(PluginOptions):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from sei_azureml_common import service_environment
 
-from sei_framework import Build, DeployError, Endpoint
+from sei_framework import Build, DeployError, Endpoint, cors_environment
 
 from .endpoint import EndpointTarget
 from .options import OnlineOptions
@@ -67,9 +67,12 @@ class AzureMLOnlineTarget(EndpointTarget):
 
         return ManagedOnlineDeployment(
             **fields,
-            environment_variables=service_environment(
-                build, dry_run=dry_run, secret_reference=self.opts.redis_url_secret, target="azureml-online"
-            ),
+            environment_variables={
+                **service_environment(
+                    build, dry_run=dry_run, secret_reference=self.opts.redis_url_secret, target="azureml-online"
+                ),
+                **cors_environment(self.opts.cors_origins),
+            },
             **self.scaling(),
         )
 

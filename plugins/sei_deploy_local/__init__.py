@@ -1,8 +1,9 @@
 """Built-in plugin: deploy target `local`, the build served by azmlinfsrv on this machine.
 
-Modules: `target` (deploy, delete, serve, status), `address` (ports and the bound host), `gunicorn_conf` (the gunicorn.conf.py written into the
+Modules: `options` (the target's options), `target` (deploy, delete, serve, status), `address` (ports and the bound host), `gunicorn_conf` (the gunicorn.conf.py written into the
 deployment's folder), `worker` (what each gunicorn worker sets up: the WSGI middleware of `guard` and
-`auth` around azmlinfsrv's app, `answers` in SEI's error shape), `logs` (the private, rotated log).
+`auth` around azmlinfsrv's app, `answers` in SEI's error shape; `cors` on SEI's own answers; `static`, the page's files), `logs` (the
+private, rotated log).
 """
 
 from __future__ import annotations

@@ -25,11 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--auth", action="store_true", help="require the bearer token of --token-env")
     parser.add_argument("--token-env", default="SEI_LOCAL_TOKEN", help="the variable holding the token")
+    parser.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="a web page origin allowed to call the service (CORS); repeat for more",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         options = LocalOptions(
-            host=args.host, port=args.port, workers=args.workers, auth=args.auth, token_env=args.token_env
-        )
+            host=args.host, port=args.port, workers=args.workers, auth=args.auth, token_env=args.token_env,
+            cors_origins=args.cors_origin,
+        )  # fmt: skip
         LocalTarget(options).exec_foreground(Build.open(args.build))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())

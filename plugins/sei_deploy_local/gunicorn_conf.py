@@ -21,8 +21,9 @@ SYNC_WARNING = (
 )
 
 
-def render(name: str, bind: str, build: str, token_env: str | None) -> str:
-    """The text of gunicorn.conf.py for deployment `name`; `token_env` names the token's variable (auth on)."""
+def render(name: str, bind: str, build: str, token_env: str | None, page: str | None = None) -> str:
+    """The text of gunicorn.conf.py for deployment `name`; `token_env` names the token's variable (auth on),
+    `page` the folder served at /page/."""
     return f'''"""Written by SEI for the local deployment {name!r}: gunicorn settings for azmlinfsrv.
 
 Imports nothing of SEI here (gunicorn's master); each worker wraps azmlinfsrv's app in SEI's middleware.
@@ -45,5 +46,5 @@ def on_starting(server):
 def post_worker_init(worker):
     from sei_deploy_local.worker import setup
 
-    setup(worker, build={build!r}, token_env={token_env!r})
+    setup(worker, build={build!r}, token_env={token_env!r}, page={page!r})
 '''

@@ -3,7 +3,6 @@ otherwise, and then only with auth), in a private state folder."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -14,16 +13,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import requests
-from pydantic import Field, field_validator, model_validator
 
 from sei_framework import (
+    CORS_ENV,
     Build,
-    ConfigPath,
     DeployError,
     DeploymentStatus,
     DeployTarget,
     Endpoint,
-    PluginOptions,
+    cors_environment,
     require_extra,
     sei_home,
 )
@@ -31,48 +29,10 @@ from sei_framework import (
 from .address import HOST, connect_host, free_port, port_is_free, url_host
 from .gunicorn_conf import render
 from .logs import open_log, private_dir, rotate
+from .options import LocalOptions
 from .process import command_line, identity
 
 __all__ = ["HOST", "LocalOptions", "LocalTarget", "free_port"]
-
-
-class LocalOptions(PluginOptions):
-    host: str = HOST
-    """The IP address the service listens on. Beyond loopback (0.0.0.0, ::, a LAN address) only with
-    `auth: true`: anyone who reaches the port could use the service otherwise."""
-    port: int = Field(default=0, ge=0, le=65535)
-    """Port on `host`; 0 picks a free one on the first deploy and keeps it on redeploys while it is free."""
-    workers: int = 1
-    startup_timeout: float = 120.0
-    state_dir: ConfigPath | None = None
-    """Where pid files and logs go (default: $SEI_HOME/local); relative to the config file."""
-    auth: bool = False
-    """Require `Authorization: Bearer <token>` on every request but the `/` health probe."""
-    token_env: str = Field(default="SEI_LOCAL_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """The environment variable holding the token (read by `sei deploy` and by the server)."""
-    python: ConfigPath | None = None
-    """The interpreter whose azmlinfsrv serves (default: this one), a path relative to the config file;
-    e.g. a venv made from a dry run's requirements, to try the environment a cloud target would build."""
-
-    @field_validator("host")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not an IP address; give 127.0.0.1 (this machine only), 0.0.0.0 (every interface) "
-                "or one of this machine's addresses"
-            ) from None
-
-    @model_validator(mode="after")
-    def _auth_beyond_loopback(self) -> LocalOptions:
-        if not ipaddress.ip_address(self.host).is_loopback and not self.auth:
-            raise ValueError(
-                f"host {self.host} is reachable from other machines: set auth: true (clients then send the token "
-                f"in {self.token_env}), or keep host 127.0.0.1"
-            )
-        return self
 
 
 class LocalTarget(DeployTarget):
@@ -127,7 +87,8 @@ class LocalTarget(DeployTarget):
         """The command, its private working folder holding gunicorn.conf.py, its environment and port."""
         self._headers()  # fail before starting anything
         # azmlinfsrv is required; without gevent it serves on sync workers, with a warning in its log
-        require_extra("serve", "the local target", DeployError, self.options.python, ["azureml_inference_server_http"])
+        modules = ["azureml_inference_server_http", *(["flask_cors"] if self.options.cors_origins else [])]
+        require_extra("serve", "the local target", DeployError, self.options.python, modules)
         port = self._port(build.name)
         root = self.options.state_dir or sei_home() / "local"
         if not root.exists():
@@ -137,10 +98,21 @@ class LocalTarget(DeployTarget):
         token_env = self.options.token_env if self.options.auth else None
         conf = run_dir / "gunicorn.conf.py"
         bind = f"{url_host(self.options.host)}:{port}"
-        conf.write_text(render(build.name, bind, str(build.path.resolve()), token_env))
+        page = self._page_dir()
+        conf.write_text(render(build.name, bind, str(build.path.resolve()), token_env, page))
         conf.chmod(0o600)
-        env = {**os.environ, "AML_APP_ROOT": str(build.path.resolve())}
+        env = {k: v for k, v in os.environ.items() if k != CORS_ENV}  # only the config's origins, never inherited
+        env |= {"AML_APP_ROOT": str(build.path.resolve()), **cors_environment(self.options.cors_origins)}
         return self.command(build, port), run_dir, env, port
+
+    def _page_dir(self) -> str | None:
+        """The page folder, resolved; DeployError when it has no index.html (not built: `make page`)."""
+        if self.options.page is None:
+            return None
+        folder = Path(self.options.page).resolve()
+        if not (folder / "index.html").is_file():
+            raise DeployError(f"page: {folder} has no index.html; build the page there first (make page)")
+        return str(folder)
 
     def deploy(self, build: Build) -> Endpoint:
         self.delete(build.name)
@@ -281,6 +253,8 @@ class LocalTarget(DeployTarget):
     def serve(self, build: Build) -> None:
         command, run_dir, env, port = self._prepare(build)
         print(f"serving {build.name} at {self._base_url(port)}/score (Ctrl+C stops)", flush=True)
+        if self.options.page is not None:
+            print(f"the page: {self._base_url(port)}/page/", flush=True)
         try:
             subprocess.run(command, cwd=run_dir, env=env, check=False)
         except KeyboardInterrupt:

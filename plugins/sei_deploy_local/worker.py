@@ -5,16 +5,19 @@ Imported by the worker after gevent has patched it (gunicorn.conf.py's post_work
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from types import MethodType
 from typing import Any
 
-from sei_framework import Build, log_to_stderr
+from sei_framework import CORS_ENV, Build, log_to_stderr
 
 from .answers import REASONS, error_bytes
 from .auth import BearerAuth, expected_header
+from .cors import CorsErrors
 from .guard import Guard
+from .static import StaticPage
 
 __all__ = ["setup"]
 
@@ -23,13 +26,20 @@ MALFORMED = "malformed HTTP request ({}); send POST /score with the JSON request
 INTERNAL = "internal error; see the service log"
 
 
-def setup(worker: Any, build: str, token_env: str | None) -> None:  # a gunicorn Worker (untyped)
-    """Wrap the app: the guard (limits, encoding, one error shape), then auth when it is on."""
+def setup(worker: Any, build: str, token_env: str | None, page: str | None = None) -> None:  # a gunicorn Worker
+    """Wrap the app: the guard (limits, encoding, one error shape), auth when it is on, and CORS headers on
+    SEI's own answers when origins are allowed (the variable azmlinfsrv itself reads); the page's files
+    in front of auth (they hold no secret)."""
     log_to_stderr("sei_deploy_local")
     limits = Build.open(Path(build)).manifest["limits"]
-    app: Guard | BearerAuth = Guard(worker.wsgi, int(limits["max_request_mb"] * MB))
+    origins = [o for o in os.environ.get(CORS_ENV, "").split(",") if o]
+    app: Guard | BearerAuth | StaticPage | CorsErrors = Guard(worker.wsgi, int(limits["max_request_mb"] * MB))
     if token_env:
-        app = BearerAuth(app, expected_header(token_env))
+        app = BearerAuth(app, expected_header(token_env), preflight_open=bool(origins))
+    if page:
+        app = StaticPage(app, Path(page))
+    if origins:
+        app = CorsErrors(app, origins)
     worker.wsgi = app
     worker.handle_error = MethodType(handle_error, worker)
 
