@@ -47,10 +47,15 @@ from .net import is_loopback_host, redact_uri
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
+from .rows import Rows, read_rows
+from .columns import feature_names
 from .validation import validation_problems
 from .registry import AdapterRegistry, ModelSourceRegistry, TargetRegistry, TransportRegistry
 
 __all__ = [
+    "Rows",
+    "feature_names",
+    "read_rows",
     "DATA_TYPES",
     "ModelFileError",
     "load_pickle",

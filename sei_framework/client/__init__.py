@@ -8,6 +8,7 @@ per model) and `results` (batching and reading the scores).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -182,10 +183,15 @@ class Client:
         batch_size: int | None = None,
         progress: Callable[[int], object] | None = None,
     ) -> Prediction:
-        """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each."""
+        """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each.
+
+        X: an array (columns by position), a pandas DataFrame or `sei_framework.read_rows`' result. Where
+        the model names its features (describe(): feature_names), named columns are chosen by name and a
+        missing or unknown one is refused; `Prediction.columns` says which (None: by position)."""
         adapter = self.model(name)
         described = self.describe()["models"][name]
-        rows = check_rows(name, adapter, X, described.get("n_features"))
+        rows = check_rows(name, adapter, X, described)
         limit = described_row_limit(described, self.describe(), adapter.max_rows_per_request)
         size = request_rows(limit, adapter, batch_size)
-        return score_in_batches(adapter, rows, size, lambda batch: self.predict_encrypted(name, batch), progress)
+        scored = score_in_batches(adapter, rows.values, size, lambda batch: self.predict_encrypted(name, batch), progress)
+        return replace(scored, columns=rows.columns if rows.by_name else None)

@@ -1,0 +1,259 @@
+"""The one row reader: CSV, Parquet and .npy files (local or fsspec URLs), arrays and DataFrames.
+
+Every path that reads rows uses it: `sei predict`, `sei batch encrypt`, the Python `Client`, the build's
+calibration data. Row i of the result is row i of the source (0-based, the header not counted): a
+value that is not a finite number is an error naming its row and column, never a skipped row.
+
+The header rule for CSV: `header=True`, the first line names the columns; `header=False`, every line is
+data; `header=None` (the default), the first line must be a header of names: a first line holding a
+number is refused until the caller says which it is (a header of numbers such as `0,1,...,783` is
+common, and so is a file with no header). Columns are then chosen by name (columns.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from .columns import choose_columns
+from .errors import InvalidRequest
+
+__all__ = ["FORMATS", "RowSource", "Rows", "open_rows", "read_rows", "table_rows"]
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
+HEADER_HELP = "say which (sei: --csv-header or --no-csv-header; Python: header=True or False; a config: its *_header option)"
+
+
+def _error(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="invalid_rows")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A table of rows as float64, its column names (None: a table without names, read by position),
+    and whether those columns were chosen by the model's feature names."""
+
+    values: np.ndarray
+    columns: list[str] | None = None
+    by_name: bool = False
+
+
+@dataclass
+class RowSource:
+    """A data set's chosen columns (None: by position), whether chosen by name, its row count when known
+    up front, and its rows as float64 chunks, in order."""
+
+    columns: list[str] | None
+    by_name: bool
+    n_rows: int | None
+    chunks: Iterator[np.ndarray]
+
+
+def _checked(chunk: np.ndarray, start: int, columns: list[str] | None, where: str) -> np.ndarray:
+    """`chunk` (rows from `start`) if every value is finite; else an error naming the first bad cell."""
+    bad = np.argwhere(~np.isfinite(chunk))
+    if len(bad):
+        row, col = (int(i) for i in bad[0])
+        name = f"column {columns[col]!r}" if columns else f"column {col}"
+        raise _error(f"{where}: row {start + row}, {name}: every value must be a finite number")
+    return chunk
+
+
+def table_rows(X: Any, names: list[str] | None = None, where: str = "the input") -> Rows:
+    """An in-memory table (array, list of rows, pandas DataFrame, or `Rows`) as the model's columns:
+    by name when both have names (a DataFrame's string column names), else by position."""
+    if isinstance(X, Rows):
+        values, available = X.values, X.columns
+    else:
+        labels = getattr(X, "columns", None)
+        available = [str(c) for c in labels] if labels is not None and all(isinstance(c, str) for c in labels) else None
+        try:
+            values = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise _error(f"{where}: every value must be a finite number ({exc})") from None
+    if values.ndim == 1:
+        values = values[None, :]
+    if values.ndim != 2:
+        raise _error(f"{where}: expected one row or a table of rows, got shape {values.shape}")
+    chosen, by_name = choose_columns(available, names, None, where)
+    if by_name and chosen is not None and available is not None:
+        values = values[:, [available.index(name) for name in chosen]]
+    return Rows(_checked(values, 0, chosen, where), chosen, by_name)
+
+
+def read_rows(
+    source: str | os.PathLike[str], *, names: list[str] | None = None, columns: list[str] | None = None,
+    header: bool | None = None, storage_options: dict[str, Any] | None = None,
+) -> Rows:  # fmt: skip
+    """Every row of a file at once (see `open_rows`); an empty file is an error."""
+    data = open_rows(source, 1 << 16, names=names, columns=columns, header=header, storage_options=storage_options)
+    chunks = list(data.chunks)
+    if not chunks:
+        raise _error(f"{os.fspath(source)}: has no rows")
+    return Rows(np.concatenate(chunks), data.columns, data.by_name)
+
+
+def open_rows(
+    source: str | os.PathLike[str], chunk_rows: int, *, names: list[str] | None = None,
+    columns: list[str] | None = None, header: bool | None = None, storage_options: dict[str, Any] | None = None,
+) -> RowSource:  # fmt: skip
+    """The rows of a .csv, .parquet or .npy file (a path or fsspec URL), `chunk_rows` at a time, never the
+    whole file in memory. `names`: the model's feature names (None: it has none); `columns`: the columns
+    the caller chose; `header`: whether a CSV's first line is a header (module docstring)."""
+    import fsspec
+
+    url = os.fspath(source)
+    kind = FORMATS.get(os.path.splitext(url.rstrip("/"))[1].lower())
+    if kind is None:
+        raise _error(f"cannot read {url!r}: use a .csv, .parquet or .npy file")
+    try:
+        handle = fsspec.open(url, "rb", **(storage_options or {})).open()
+    except FileNotFoundError:
+        raise _error(f"{url} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise _error(f"cannot open {url}: {exc}") from None
+    try:
+        if kind == "npy":
+            return _npy(handle, url, chunk_rows, names, columns)
+        return _arrow(handle, url, kind, chunk_rows, names, columns, header)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _npy(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None) -> RowSource:
+    choose_columns(None, names, columns, url)  # a .npy file has no names: refuses `columns`
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(handle)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _error(f"{url} is not a readable .npy array: {exc}") from None
+    if len(shape) != 2 or fortran or dtype.hasobject or dtype.kind not in "fiub":
+        raise _error(f"{url} must hold a 2-D C-ordered array of numbers; it holds {dtype} of shape {shape}")
+    n_rows, n_cols = shape
+
+    def chunks() -> Iterator[np.ndarray]:
+        with handle:
+            row_bytes = n_cols * dtype.itemsize
+            for start in range(0, n_rows, chunk_rows):
+                count = min(chunk_rows, n_rows - start)
+                raw = handle.read(count * row_bytes)
+                if len(raw) != count * row_bytes:
+                    raise _error(f"{url} ends early: row {start + len(raw) // max(row_bytes, 1)} of {n_rows} is missing")
+                rows = np.frombuffer(raw, dtype=dtype).reshape(count, n_cols).astype(np.float64)
+                yield _checked(rows, start, None, url)
+
+    return RowSource(None, False, int(n_rows), chunks())
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(handle: IO[bytes], url: str) -> list[str] | None:
+    """The first non-blank line's cells (None: no such line); the handle is rewound."""
+    try:
+        while line := handle.readline():
+            text = line.decode("utf-8-sig" if handle.tell() == len(line) else "utf-8").strip("\r\n")
+            if text.strip():
+                return next(csv.reader([text]))
+        return None
+    except UnicodeDecodeError:
+        raise _error(f"{url}: not a UTF-8 text file") from None
+    finally:
+        handle.seek(0)
+
+
+def _csv_layout(handle: IO[bytes], url: str, header: bool | None) -> tuple[list[str] | None, int]:
+    """The CSV's column names (None: no header) and its column count, by the header rule."""
+    first = _first_line(handle, url)
+    if first is None:
+        raise _error(f"{url}: has no rows")
+    if header is None:
+        numbers = [i for i, cell in enumerate(first) if _is_number(cell)]
+        if numbers:
+            raise _error(
+                f"{url}: is its first line a header or data? It holds numbers (column {numbers[0]}: {first[numbers[0]]!r}); "
+                + HEADER_HELP
+            )
+        header = True
+    return (first if header else None), len(first)
+
+
+def _arrow(
+    handle: IO[bytes], url: str, kind: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None,
+    header: bool | None,
+) -> RowSource:  # fmt: skip
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        if kind == "parquet":
+            parquet = pq.ParquetFile(handle, pre_buffer=False)  # pre-buffering keeps every row group read
+            available: list[str] | None = list(parquet.schema_arrow.names)
+            chosen, by_name = choose_columns(available, names, columns, url)
+            n_rows: int | None = parquet.metadata.num_rows
+            batches = parquet.iter_batches(batch_size=chunk_rows, columns=chosen)
+            fields = list(chosen or [])
+        else:
+            available, width = _csv_layout(handle, url, header)
+            chosen, by_name = choose_columns(available, names, columns, url)
+            fields = list(chosen) if chosen is not None else [f"f{i}" for i in range(width)]
+            read = pacsv.ReadOptions(block_size=1 << 20, autogenerate_column_names=available is None)  # 1 MB blocks: RSS grew with the file
+            convert = pacsv.ConvertOptions(include_columns=fields, column_types=dict.fromkeys(fields, pa.string()))
+            n_rows = None
+            batches = iter(pacsv.open_csv(handle, read_options=read, convert_options=convert))
+    except (pa.ArrowException, OSError) as exc:
+        raise _error(f"cannot read {url} as {kind}: {exc}") from None
+
+    def column(batch: pa.RecordBatch, i: int, start: int) -> np.ndarray:
+        values = batch.column(fields[i])  # by name: a reader may deliver another order
+        name = f"column {fields[i]!r}" if chosen is not None else f"column {i}"
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            try:
+                return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            except pa.ArrowException:
+                cells = values.to_pylist()
+                for row, cell in enumerate(cells):
+                    if cell is None or not _is_number(cell):
+                        raise _error(f"{url}: row {start + row}, {name}: {cell!r} is not a number") from None
+                return np.array([float(cell) for cell in cells])  # numbers pyarrow does not parse (" 1.5")
+        try:
+            return values.to_numpy(zero_copy_only=False).astype(np.float64)
+        except (ValueError, TypeError, pa.ArrowException) as exc:
+            raise _error(f"{url}: {name} must hold numbers, not {values.type} ({exc})") from None
+
+    def chunks() -> Iterator[np.ndarray]:
+        pending: list[np.ndarray] = []
+        held = start = 0
+        with handle:
+            try:
+                for batch in batches:
+                    if batch.num_rows == 0:
+                        continue
+                    rows = np.column_stack([column(batch, i, start + held) for i in range(len(fields))])
+                    pending.append(_checked(rows, start + held, chosen, url))
+                    held += batch.num_rows
+                    while held >= chunk_rows:
+                        rows = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                        yield rows[:chunk_rows]
+                        start += chunk_rows
+                        rest = rows[chunk_rows:]
+                        pending, held = ([rest] if len(rest) else []), len(rest)
+            except (pa.ArrowException, OSError) as exc:
+                raise _error(f"cannot read {url} as {kind}: {exc}") from None
+            if held:
+                yield np.concatenate(pending)
+
+    return RowSource(chosen, by_name, n_rows, chunks())
