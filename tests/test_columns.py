@@ -35,6 +35,7 @@ def named(tmp_path_factory):
     bulk with its calibration rows in reversed column order (read by name too), and its config."""
     folder = tmp_path_factory.mktemp("named")
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = (X - X.min()) / (X.max() - X.min())  # every feature in [0, 1]: columns in another order stay in bounds
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
     joblib.dump(model, folder / "named.joblib")
     _parquet(X[X.columns[::-1]], folder / "calibration.parquet")

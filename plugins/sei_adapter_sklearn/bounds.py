@@ -93,7 +93,7 @@ def input_bounds(n_features: int, options: Any, names: list[str] | None = None) 
     """
     rows = None
     if options.calibration_data is not None:
-        rows = load_calibration(Path(options.calibration_data), n_features, names, options.calibration_header)
+        rows = load_calibration(Path(options.calibration_data), n_features, names, getattr(options, "calibration_header", None))
     if options.feature_bounds is not None:
         lo, hi = expand_bounds(options.feature_bounds, n_features, "feature_bounds", PluginError)
         if rows is not None and np.any((rows < lo) | (rows > hi)):
@@ -131,7 +131,7 @@ def widest_bounds(n_features: int, options: Any, lo: np.ndarray, hi: np.ndarray,
     """
     if options.calibration_data is None or options.feature_bounds is not None:
         return lo, hi, proof, None
-    rows = load_calibration(Path(options.calibration_data), n_features, names, options.calibration_header)
+    rows = load_calibration(Path(options.calibration_data), n_features, names, getattr(options, "calibration_header", None))
     low, high = rows.min(axis=0), rows.max(axis=0)
     good, bad = float(options.calibration_margin), float(options.calibration_max_margin)
     best = (lo, hi, proof)
