@@ -13,6 +13,7 @@ common, and so is a file with no header). Columns are then chosen by name (colum
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,7 +121,9 @@ def open_rows(
     try:
         if kind == "npy":
             return _npy(handle, url, chunk_rows, names, columns)
-        return _arrow(handle, url, kind, chunk_rows, names, columns, header)
+        if kind == "csv":
+            return _csv(handle, url, chunk_rows, names, columns, header)
+        return _parquet(handle, url, chunk_rows, names, columns)
     except BaseException:
         handle.close()
         raise
@@ -160,79 +163,91 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _first_line(handle: IO[bytes], url: str) -> list[str] | None:
-    """The first non-blank line's cells (None: no such line); the handle is rewound."""
-    try:
-        while line := handle.readline():
-            text = line.decode("utf-8-sig" if handle.tell() == len(line) else "utf-8").strip("\r\n")
-            if text.strip():
-                return next(csv.reader([text]))
-        return None
-    except UnicodeDecodeError:
-        raise _error(f"{url}: not a UTF-8 text file") from None
-    finally:
-        handle.seek(0)
+def _csv(
+    handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None,
+    header: bool | None,
+) -> RowSource:  # fmt: skip
+    """A CSV file by the header rule, parsed by the standard library (no pyarrow: the concrete-ml
+    environment's numpy is older than pyarrow's)."""
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+    lines = csv.reader(text)
 
+    def rows() -> Iterator[list[str]]:
+        try:
+            for line in lines:
+                if line and any(cell.strip() for cell in line):  # blank lines are no rows
+                    yield line
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _error(f"cannot read {url} as CSV: {exc}") from None
 
-def _csv_layout(handle: IO[bytes], url: str, header: bool | None) -> tuple[list[str] | None, int]:
-    """The CSV's column names (None: no header) and its column count, by the header rule."""
-    first = _first_line(handle, url)
+    data = rows()
+    first = next(data, None)
     if first is None:
         raise _error(f"{url}: has no rows")
     if header is None:
         numbers = [i for i, cell in enumerate(first) if _is_number(cell)]
         if numbers:
             raise _error(
-                f"{url}: is its first line a header or data? It holds numbers (column {numbers[0]}: {first[numbers[0]]!r}); "
-                + HEADER_HELP
+                f"{url}: is its first line a header or data? It holds numbers (column {numbers[0]}: "
+                f"{first[numbers[0]]!r}); " + HEADER_HELP
             )
         header = True
-    return (first if header else None), len(first)
+    available = [cell.strip() for cell in first] if header else None
+    width = len(first)
+    chosen, by_name = choose_columns(available, names, columns, url)
+    picks = [available.index(name) for name in chosen] if available is not None and chosen is not None else None
+    if picks == list(range(width)):
+        picks = None
+
+    def convert(batch: list[list[str]], start: int) -> np.ndarray:
+        for row, line in enumerate(batch):
+            if len(line) != width:
+                raise _error(f"{url}: row {start + row} has {len(line)} values; the first line has {width}")
+        cells: list[list[str]] = [[line[i] for i in picks] for line in batch] if picks is not None else batch
+        try:
+            values = np.array(cells, dtype=np.float64)
+        except ValueError:
+            for row, line in enumerate(cells):
+                for col, cell in enumerate(line):
+                    if not _is_number(cell):
+                        name = f"column {chosen[col]!r}" if chosen is not None else f"column {col}"
+                        raise _error(f"{url}: row {start + row}, {name}: {cell!r} is not a number") from None
+            raise
+        return _checked(values.reshape(len(batch), -1), start, chosen, url)
+
+    def chunks() -> Iterator[np.ndarray]:
+        with text:
+            batch: list[list[str]] = [] if header else [first]
+            start = 0
+            for line in data:
+                batch.append(line)
+                if len(batch) == chunk_rows:
+                    yield convert(batch, start)
+                    start, batch = start + len(batch), []
+            if batch:
+                yield convert(batch, start)
+
+    return RowSource(chosen, by_name, None, chunks())
 
 
-def _arrow(
-    handle: IO[bytes], url: str, kind: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None,
-    header: bool | None,
-) -> RowSource:  # fmt: skip
+def _parquet(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None) -> RowSource:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     try:
-        if kind == "parquet":
-            parquet = pq.ParquetFile(handle, pre_buffer=False)  # pre-buffering keeps every row group read
-            available: list[str] | None = list(parquet.schema_arrow.names)
-            chosen, by_name = choose_columns(available, names, columns, url)
-            n_rows: int | None = parquet.metadata.num_rows
-            batches = parquet.iter_batches(batch_size=chunk_rows, columns=chosen)
-            fields = list(chosen or [])
-        else:
-            available, width = _csv_layout(handle, url, header)
-            chosen, by_name = choose_columns(available, names, columns, url)
-            fields = list(chosen) if chosen is not None else [f"f{i}" for i in range(width)]
-            read = pacsv.ReadOptions(block_size=1 << 20, autogenerate_column_names=available is None)  # 1 MB blocks: RSS grew with the file
-            convert = pacsv.ConvertOptions(include_columns=fields, column_types=dict.fromkeys(fields, pa.string()))
-            n_rows = None
-            batches = iter(pacsv.open_csv(handle, read_options=read, convert_options=convert))
+        parquet = pq.ParquetFile(handle, pre_buffer=False)  # pre-buffering keeps every row group read
     except (pa.ArrowException, OSError) as exc:
-        raise _error(f"cannot read {url} as {kind}: {exc}") from None
+        raise _error(f"cannot read {url} as parquet: {exc}") from None
+    chosen, by_name = choose_columns(list(parquet.schema_arrow.names), names, columns, url)
+    fields = list(chosen or [])
+    batches = parquet.iter_batches(batch_size=chunk_rows, columns=fields)
 
-    def column(batch: pa.RecordBatch, i: int, start: int) -> np.ndarray:
-        values = batch.column(fields[i])  # by name: a reader may deliver another order
-        name = f"column {fields[i]!r}" if chosen is not None else f"column {i}"
-        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            try:
-                return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            except pa.ArrowException:
-                cells = values.to_pylist()
-                for row, cell in enumerate(cells):
-                    if cell is None or not _is_number(cell):
-                        raise _error(f"{url}: row {start + row}, {name}: {cell!r} is not a number") from None
-                return np.array([float(cell) for cell in cells])  # numbers pyarrow does not parse (" 1.5")
+    def column(batch: pa.RecordBatch, name: str) -> np.ndarray:
+        values = batch.column(name)  # by name: the reader may deliver another order
         try:
             return values.to_numpy(zero_copy_only=False).astype(np.float64)
         except (ValueError, TypeError, pa.ArrowException) as exc:
-            raise _error(f"{url}: {name} must hold numbers, not {values.type} ({exc})") from None
+            raise _error(f"{url}: column {name!r} must hold numbers, not {values.type} ({exc})") from None
 
     def chunks() -> Iterator[np.ndarray]:
         pending: list[np.ndarray] = []
@@ -242,7 +257,7 @@ def _arrow(
                 for batch in batches:
                     if batch.num_rows == 0:
                         continue
-                    rows = np.column_stack([column(batch, i, start + held) for i in range(len(fields))])
+                    rows = np.column_stack([column(batch, name) for name in fields])
                     pending.append(_checked(rows, start + held, chosen, url))
                     held += batch.num_rows
                     while held >= chunk_rows:
@@ -252,8 +267,8 @@ def _arrow(
                         rest = rows[chunk_rows:]
                         pending, held = ([rest] if len(rest) else []), len(rest)
             except (pa.ArrowException, OSError) as exc:
-                raise _error(f"cannot read {url} as {kind}: {exc}") from None
+                raise _error(f"cannot read {url} as parquet: {exc}") from None
             if held:
                 yield np.concatenate(pending)
 
-    return RowSource(chosen, by_name, n_rows, chunks())
+    return RowSource(chosen, by_name, parquet.metadata.num_rows, chunks())

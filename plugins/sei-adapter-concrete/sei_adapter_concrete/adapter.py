@@ -88,12 +88,18 @@ def _compiler(options: ConcreteOptions) -> str:
     )
 
 
-def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
-    """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
-    try:  # the one row reader, here: the compiler's environment gets the rows as .npy
-        calibration = read_rows(Path(options.calibration_data), header=options.calibration_header).values
+def calibration_rows(options: ConcreteOptions) -> np.ndarray:
+    """calibration_data's rows, read by SEI's one row reader (the header rule, columns by position): the
+    compiler's environment gets them as .npy, so Concrete ML's quantiser ranges never see a header."""
+    try:
+        return read_rows(Path(options.calibration_data), header=options.calibration_header).values
     except InvalidRequest as exc:
         raise PluginError(f"calibration_data: {exc.message}") from None
+
+
+def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
+    """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
+    calibration = calibration_rows(options)
     with tempfile.TemporaryDirectory(prefix="sei-concrete-") as work:
         np.save(Path(work) / "calibration.npy", calibration, allow_pickle=False)
         request = {"model": str(source), "calibration": str(Path(work) / "calibration.npy"), "out": str(out),
