@@ -23,6 +23,7 @@ import numpy as np
 
 from .columns import choose_columns
 from .errors import InvalidRequest
+from .extras import require_extra
 
 __all__ = ["FORMATS", "RowSource", "Rows", "open_rows", "read_rows", "table_rows"]
 
@@ -106,18 +107,13 @@ def open_rows(
     """The rows of a .csv, .parquet or .npy file (a path or fsspec URL), `chunk_rows` at a time, never the
     whole file in memory. `names`: the model's feature names (None: it has none); `columns`: the columns
     the caller chose; `header`: whether a CSV's first line is a header (module docstring)."""
-    import fsspec
-
     url = os.fspath(source)
     kind = FORMATS.get(os.path.splitext(url.rstrip("/"))[1].lower())
     if kind is None:
         raise _error(f"cannot read {url!r}: use a .csv, .parquet or .npy file")
-    try:
-        handle = fsspec.open(url, "rb", **(storage_options or {})).open()
-    except FileNotFoundError:
-        raise _error(f"{url} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise _error(f"cannot open {url}: {exc}") from None
+    if kind == "parquet":
+        require_extra("batch", f"reading {url}", InvalidRequest, modules=["pyarrow"])
+    handle = _open(url, storage_options)
     try:
         if kind == "npy":
             return _npy(handle, url, chunk_rows, names, columns)
@@ -127,6 +123,22 @@ def open_rows(
     except BaseException:
         handle.close()
         raise
+
+
+def _open(url: str, storage_options: dict[str, Any] | None) -> IO[bytes]:
+    """A local path with the standard library; a URL (`az://...`) through fsspec (the batch extra)."""
+    try:
+        if "://" not in url and not storage_options:
+            return open(url, "rb")  # noqa: SIM115 - closed by the reader that streams it
+        require_extra("batch", f"reading {url}", InvalidRequest, modules=["fsspec"])
+        import fsspec
+
+        handle: IO[bytes] = fsspec.open(url, "rb", **(storage_options or {})).open()
+        return handle
+    except FileNotFoundError:
+        raise _error(f"{url} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise _error(f"cannot open {url}: {exc}") from None
 
 
 def _npy(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None) -> RowSource:
