@@ -136,7 +136,7 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> IO[bytes]:
         handle: IO[bytes] = fsspec.open(url, "rb", **(storage_options or {})).open()
         return handle
     except FileNotFoundError:
-        raise _error(f"{url} does not exist") from None
+        raise _error(f"{url} cannot be read: it does not exist") from None
     except (OSError, ValueError) as exc:
         raise _error(f"cannot open {url}: {exc}") from None
 
