@@ -48,6 +48,8 @@ from .net import is_loopback_host, redact_uri
 from .packaging import Shipment, ship_local_distributions
 from .paths import ConfigPath
 from .plugins import get_plugin_manager
+from .rows import Rows, read_rows
+from .columns import feature_names
 from .validation import validation_problems
 from .registry import AdapterRegistry, ModelSourceRegistry, TargetRegistry, TransportRegistry
 
@@ -55,6 +57,9 @@ __all__ = [
     "CORS_ENV",
     "check_cors_origins",
     "cors_environment",
+    "Rows",
+    "feature_names",
+    "read_rows",
     "DATA_TYPES",
     "ModelFileError",
     "load_pickle",

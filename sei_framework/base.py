@@ -48,6 +48,9 @@ class Prediction:
     scores: np.ndarray
     predictions: np.ndarray
     probabilities: np.ndarray | None = None
+    columns: list[str] | None = None
+    """The input's columns, chosen by the model's feature names, in its order; None: taken by position
+    (the model or the input has no column names)."""
 
 
 @dataclass(frozen=True)

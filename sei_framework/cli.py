@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import sys
 from pathlib import Path
 
 import click
-import numpy as np
-
 from .cli_batch import batch
-from .cli_common import endpoint_with_headers, handle_errors, load_plugins
+from .cli_common import csv_header_option, endpoint_with_headers, handle_errors, load_plugins
 from .deployment import Deployment
-from .errors import InvalidRequest
+from .columns import BY_POSITION
+from .rows import read_rows
 
 __all__ = ["main", "cli"]
 
@@ -102,39 +100,12 @@ def serve(config: str, out: str | None) -> None:
     _deployment(config).serve(out)
 
 
-def read_rows(path: Path) -> np.ndarray:
-    """Rows from a .npy or .csv file (a header line is skipped when it is not numeric)."""
-    if path.suffix == ".npy":
-        try:
-            rows = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise InvalidRequest(f"{path}: not a readable .npy array ({exc})") from None
-    elif path.suffix == ".csv":
-        with open(path, newline="") as handle:
-            lines = [line for line in csv.reader(handle) if line]
-        try:
-            rows = np.array(lines, dtype=np.float64)
-        except ValueError:
-            try:
-                rows = np.array(lines[1:], dtype=np.float64)
-            except ValueError:
-                raise InvalidRequest(f"{path}: every value must be a number") from None
-    else:
-        raise InvalidRequest(f"{path}: input must be a .npy or .csv file")
-    rows = np.atleast_2d(rows)
-    if rows.ndim != 2:
-        raise InvalidRequest(f"{path}: expected one row or a table of rows, got shape {rows.shape}")
-    if rows.size == 0:
-        raise InvalidRequest(f"{path}: has no rows to predict")
-    if not np.issubdtype(rows.dtype, np.number) or not np.all(np.isfinite(rows)):
-        raise InvalidRequest(f"{path}: every value must be a finite number")
-    return rows
-
-
 @cli.command()
 @click.option("--endpoint", required=True, help="Scoring URI of the service.")
 @click.option("--model", "model", required=True, help="Model name in the service.")
-@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Rows: a .csv, .parquet or .npy file (docs/cli.md: input files).")  # fmt: skip
+@csv_header_option
 @click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' (e.g. authorization).")
 @click.option("--token-env", help="Send 'Authorization: Bearer' with the token in this environment variable (kept off the command line).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -155,6 +126,7 @@ def predict(
     endpoint: str,
     model: str,
     input_path: str,
+    csv_header: bool | None,
     headers: tuple[str, ...],
     token_env: str | None,
     as_json: bool,
@@ -183,15 +155,18 @@ def predict(
         trust_service_transport=trust_service_transport,
         allow_insecure_http=allow_insecure_http,
     )
-    rows = read_rows(Path(input_path))
-    with tqdm(total=len(rows), unit="row", disable=len(rows) < 2, file=sys.stderr) as bar:
+    rows = read_rows(Path(input_path), header=csv_header)  # before any request: a bad file sends nothing
+    with tqdm(total=len(rows.values), unit="row", disable=len(rows.values) < 2, file=sys.stderr) as bar:
         result = client.predict(model, rows, progress=bar.update)
     if as_json:
         out = {"scores": result.scores.tolist(), "predictions": result.predictions.tolist()}
         if result.probabilities is not None:
             out["probabilities"] = result.probabilities.tolist()
+        out["columns"] = result.columns if result.columns is not None else BY_POSITION
         click.echo(json.dumps(out))
         return
+    by = BY_POSITION if result.columns is None else "by name: " + ", ".join(result.columns)
+    click.echo(f"columns {by}", err=True)
     for i, (scores, label) in enumerate(zip(result.scores, result.predictions, strict=True)):
         shown = " ".join(f"{s:+.4f}" for s in scores)
         click.echo(f"{i}\tprediction={label}\tscores=[{shown}]")
@@ -199,18 +174,19 @@ def predict(
 
 @cli.command("bench")
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Rows (.npy or .csv).")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Rows (.csv, .parquet or .npy).")
+@csv_header_option
 @click.option("--out", type=click.Path(file_okay=False), default="bench/results", show_default=True)
 @click.option("--repeats", default=20, show_default=True, help="Single-row predictions timed in process.")
 @click.option("--e2e-requests", default=20, show_default=True, help="Requests timed through the config's deploy target (0: none).")
 @click.option("--bulk-seconds", default=30.0, show_default=True, help="Server time budget per model for bulk scoring.")
 @handle_errors
-def bench(config: str, input_path: str, out: str, repeats: int, e2e_requests: int, bulk_seconds: float) -> None:
+def bench(config: str, input_path: str, csv_header: bool | None, out: str, repeats: int, e2e_requests: int, bulk_seconds: float) -> None:
     """Measure every model of CONFIG side by side; writes bench.json and bench.png into OUT."""
     from .bench import format_table, run_bench
 
     figures = run_bench(
-        _deployment(config), read_rows(Path(input_path)), out,
+        _deployment(config), read_rows(Path(input_path), header=csv_header).values, out,
         repeats=repeats, e2e_requests=e2e_requests, bulk_budget_s=bulk_seconds,
     )  # fmt: skip
     click.echo(format_table(figures))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .cli_common import endpoint_with_headers, handle_errors, load_plugins
+from .cli_common import csv_header_option, endpoint_with_headers, handle_errors, load_plugins
 from .errors import BatchError
 
 if TYPE_CHECKING:
@@ -79,18 +79,19 @@ def describe(build_dir: str, out: str | None) -> None:
 
 @batch.command("encrypt")
 @click.option("--model", required=True, help="Model name in the service.")
-@click.option("--input", "source", required=True, help="Rows: a .csv with a header, .parquet or .npy (path or fsspec URL).")
+@click.option("--input", "source", required=True, help="Rows: a .csv, .parquet or .npy file (path or fsspec URL).")
+@csv_header_option
 @click.option("--out", required=True, help="Job folder to write (path, or az://container/job with AZURE_STORAGE_* set).")
 @click.option("--endpoint", help="The service's scoring URI: its describe answer gives the parameters.")
 @click.option("--describe", "description_path", type=click.Path(dir_okay=False), help="Or a describe answer as a file.")
 @click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' for --endpoint.")
 @click.option("--token-env", help="Bearer token for --endpoint, from this environment variable.")
 @click.option("--rows-per-shard", type=click.IntRange(min=1), help="Rows per shard (default: whole requests' worth making shards of about 8 MB).")
-@click.option("--columns", help="Comma-separated feature columns of a CSV or Parquet file (default: all, in order).")
+@click.option("--columns", help="Comma-separated columns of a CSV or Parquet file to read (default: all; by the model's feature names where it has them).")
 @click.option("--overwrite", is_flag=True, help="Replace a job already in --out.")
 @handle_errors
 def encrypt(
-    model: str, source: str, out: str, endpoint: str | None, description_path: str | None, headers: tuple[str, ...],
+    model: str, source: str, csv_header: bool | None, out: str, endpoint: str | None, description_path: str | None, headers: tuple[str, ...],
     token_env: str | None, rows_per_shard: int | None, columns: str | None, overwrite: bool,
 ) -> None:  # fmt: skip
     """Data owner: encrypt every row of --input into shards of a job folder, with its manifest."""
@@ -106,12 +107,12 @@ def encrypt(
     with _bar(None, "encrypt") as bar:
         report = encrypt_dataset(
             client, model, source, out, rows_per_shard=rows_per_shard, columns=_parse_columns(columns),
-            progress=bar.update, overwrite=overwrite,
+            progress=bar.update, overwrite=overwrite, header=csv_header,
         )  # fmt: skip
     click.echo(
         f"job {report.job}: {report.rows} rows in {report.shards} shard{'s' if report.shards != 1 else ''}, "
         f"{report.bytes_per_row:.0f} bytes/row, "
-        f"{report.rows / report.seconds:.0f} rows/s; give {out} to the model owner"
+        f"{report.rows / report.seconds:.0f} rows/s, columns {report.columns}; give {out} to the model owner"
     )
 
 

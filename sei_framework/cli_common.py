@@ -14,11 +14,17 @@ from .base import Endpoint
 from .errors import ConfigError, InvalidRequest, SeiError
 from .plugins import SeiPlugins, get_plugin_manager
 
-__all__ = ["EXIT_CODES", "endpoint_with_headers", "handle_errors", "load_plugins"]
+__all__ = ["EXIT_CODES", "csv_header_option", "endpoint_with_headers", "handle_errors", "load_plugins"]
 
 EXIT_CODES: dict[type[SeiError], int] = {ConfigError: 2, InvalidRequest: 3}
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+csv_header_option = click.option(
+    "--csv-header/--no-csv-header", "csv_header", default=None,
+    help="Whether a CSV input's first line names the columns (default: it must, and a first line holding a number is refused until you say).",
+)  # fmt: skip
+"""The CSV header rule of sei_framework.rows, for every command that reads rows."""
 
 
 def load_plugins() -> SeiPlugins:

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from azurite import azurite_fixture  # noqa: F401  (the azurite fixture)
 from batch_fixtures import cancer_fixture, offline_fixture, read_predictions, write_csv  # noqa: F401  (fixtures)
 
-from sei_framework import BatchError, Client, Deployment
+from sei_framework import BatchError, Client, Deployment, InvalidRequest
 from sei_framework.batch import JobManifest, JobStore, decrypt_job, describe_build, encrypt_dataset, score_job
 from sei_framework.keys import Keyring
 
@@ -198,17 +198,17 @@ def test_inputs_are_read_in_chunks_and_checked(cancer, offline, tmp_path):
     assert report.shards == 3
     with pytest.raises(BatchError, match="takes 30 features; .* has 32 columns"):
         encrypt_dataset(offline, "bulk", tmp_path / "rows.parquet", tmp_path / "j2", columns=["id", *columns, "id"][:32])
-    with pytest.raises(BatchError, match="must be numeric"):
+    with pytest.raises(InvalidRequest, match="column 'note' must hold numbers"):
         encrypt_dataset(offline, "bulk", tmp_path / "rows.parquet", tmp_path / "j3", columns=[*columns[:29], "note"])
-    with pytest.raises(BatchError, match="has no column 'nope'"):
+    with pytest.raises(InvalidRequest, match="has no column 'nope'"):
         encrypt_dataset(offline, "bulk", tmp_path / "rows.parquet", tmp_path / "j4", columns=["nope"])
     with pytest.raises(BatchError, match="already holds a batch job"):
         encrypt_dataset(offline, "bulk", tmp_path / "rows.parquet", tmp_path / "job", columns=columns)
     (tmp_path / "rows.txt").write_text("1,2\n")
-    with pytest.raises(BatchError, match="use a .csv"):
+    with pytest.raises(InvalidRequest, match="use a .csv"):
         encrypt_dataset(offline, "bulk", tmp_path / "rows.txt", tmp_path / "j5")
     np.save(tmp_path / "flat.npy", rows[:, 0])
-    with pytest.raises(BatchError, match="2-D"):
+    with pytest.raises(InvalidRequest, match="2-D"):
         encrypt_dataset(offline, "bulk", tmp_path / "flat.npy", tmp_path / "j6")
 
 

@@ -19,15 +19,18 @@ def _write(path, content) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("empty.csv", b"", "has no rows to predict"),
-        ("header-only.csv", b"a,b,c\n", "has no rows to predict"),
-        ("blank-lines.csv", b"\n\n", "has no rows to predict"),
+        ("empty.csv", b"", "has no rows"),
+        ("header-only.csv", b"a,b,c\n", "has no rows"),
+        ("blank-lines.csv", b"\n\n", "has no rows"),
         ("empty.npy", b"", "not a readable .npy array"),
         ("truncated.npy", b"\x93NUMPY\x01\x00", "not a readable .npy array"),
-        ("zero-rows.npy", np.zeros((0, 4)), "has no rows to predict"),
-        ("nan.csv", b"1,nan,3\n", "every value must be a finite number"),
-        ("inf.npy", np.array([[1.0, np.inf]]), "every value must be a finite number"),
-        ("words.npy", np.array([["a", "b"]]), "every value must be a finite number"),
+        ("zero-rows.npy", np.zeros((0, 4)), "has no rows"),
+        ("nan.csv", b"a,b,c\n1,nan,3\n", "row 0, column 'b': every value must be a finite number"),
+        ("numbers.csv", b"1,2,3\n", "is its first line a header or data?"),
+        ("inf.npy", np.array([[1.0, np.inf]]), "row 0, column 1: every value must be a finite number"),
+        ("words.npy", np.array([["a", "b"]]), "must hold a 2-D C-ordered array of numbers"),
+        ("flat.npy", np.zeros(3), "must hold a 2-D C-ordered array of numbers"),
+        ("rows.txt", b"1,2\n", "use a .csv, .parquet or .npy file"),
     ],
 )
 def test_unusable_input_files_are_clear_errors(tmp_path, name, content, message):

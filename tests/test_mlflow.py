@@ -21,7 +21,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sei_framework import ConfigError, Deployment, InvalidRequest, SeiError
+from sei_framework import ConfigError, Deployment, InvalidRequest, SeiError, feature_names
+from sei_framework.rows import table_rows
 from sei_framework.config import load_config
 from sei_framework.serving import ScoringService
 
@@ -108,24 +109,24 @@ def test_mlflow_models_are_served_by_both_linear_adapters(models, tmp_path):
     assert described["iris-eiserver"]["estimator"] == "Pipeline(StandardScaler, LogisticRegression)"
 
 
-def test_a_dataframe_is_checked_against_the_signature(models, tmp_path):
+def test_a_dataframe_is_read_by_the_signatures_column_names(models, tmp_path):
     entries = [{"name": "iris", "adapter": "sklearn-packed", "path": str(models.iris_dir), "options": IRIS_BOUNDS},
                with_bounds({"name": "tensor", "adapter": "sklearn-packed", "path": str(models.tensor_dir)})]  # fmt: skip
     service = serve(write_config(tmp_path, entries), tmp_path / "build")
     described = service.describe()["models"]
-    client = service.adapters["iris"].client(described["iris"])
+    names = feature_names(described["iris"])
+    assert names == list(models.X.columns)
     frame = models.X.iloc[:3]
-    client.check_input(frame)  # the signature's columns, in order
-    client.check_input(frame.values)  # an array: its feature count is what the client checks
-    with pytest.raises(InvalidRequest, match="another order") as caught:
-        client.check_input(frame[list(reversed(frame.columns))])
+    assert table_rows(frame, names).by_name  # the signature's columns, in order
+    reordered = table_rows(frame[list(reversed(frame.columns))], names)  # chosen by name, put in the model's order
+    np.testing.assert_array_equal(reordered.values, frame.values)
+    assert not table_rows(frame.values, names).by_name  # an array: by position, its feature count checked
+    with pytest.raises(InvalidRequest, match=r"missing 'petal width \(cm\)'; unknown 'petal_width'") as caught:
+        table_rows(frame.rename(columns={"petal width (cm)": "petal_width"}), names)
     assert caught.value.code == "wrong_features"
-    with pytest.raises(InvalidRequest, match=r"missing 'petal width \(cm\)'; unexpected 'petal_width'"):
-        client.check_input(frame.rename(columns={"petal width (cm)": "petal_width"}))
     with pytest.raises(InvalidRequest, match="missing 'petal width"):
-        client.check_input(frame.iloc[:, :3])
-    tensor = service.adapters["tensor"].client(described["tensor"])
-    tensor.check_input(pd.DataFrame(models.Xd[:2]))  # a tensor signature names no columns
+        table_rows(frame.iloc[:, :3], names)
+    assert feature_names(described["tensor"]) is None  # a tensor signature names no columns
 
 
 class NotSklearn:

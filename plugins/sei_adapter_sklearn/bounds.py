@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import Field, FiniteFloat, field_validator
 
-from sei_framework import ConfigPath, InvalidRequest, PluginError
+from sei_framework import ConfigPath, InvalidRequest, PluginError, read_rows
 
 from .common import SklearnOptions
 
@@ -37,9 +37,13 @@ class BoundsOptions(SklearnOptions):
     """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
     One of this and calibration_data is required: the build refuses a model with neither."""
     calibration_data: ConfigPath | None = None
-    """A .npy or .csv file of representative rows (the training rows), relative to the config file:
-    the bounds are their per-feature range widened on each side by the widest share of it, from
+    """A .npy, .csv or .parquet file of representative rows (the training rows), relative to the config
+    file, read like `sei predict` input (columns by the model's feature names where it has them): the
+    bounds are their per-feature range widened on each side by the widest share of it, from
     calibration_margin to calibration_max_margin, for which the build proves the tolerance."""
+    calibration_header: bool | None = None
+    """Whether a CSV calibration_data's first line names the columns (default: it must, and a first
+    line holding a number is refused until this says which it is)."""
     calibration_margin: FiniteFloat = Field(0.1, ge=0)
     """The least share of each feature's calibration range added on each side (the build refuses the
     model if the tolerance cannot be proven for it)."""
@@ -66,33 +70,19 @@ NO_BOUNDS = (
 """The build's refusal when a model states no bounds (no range is assumed: raw units would not fit it)."""
 
 
-def load_calibration(path: Path, n_features: int) -> np.ndarray:
-    """Rows of a .npy or .csv file (a header line is skipped), shape (n, n_features), all finite."""
+def load_calibration(path: Path, n_features: int, names: list[str] | None = None, header: bool | None = None) -> np.ndarray:
+    """calibration_data's rows, read by sei_framework.read_rows (by `names` where the model has them),
+    shape (n, n_features), all finite."""
     try:
-        if path.suffix.lower() == ".npy":
-            rows = np.load(path, allow_pickle=False)
-        elif path.suffix.lower() == ".csv":
-            try:
-                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-            except ValueError:
-                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=1)
-        else:
-            raise PluginError(f"calibration_data {path}: expected a .npy or .csv file")
-        rows = np.asarray(rows, dtype=np.float64)
-    except OSError as exc:
-        raise PluginError(f"calibration_data {path} cannot be read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise PluginError(f"calibration_data {path} is not a numeric table: {exc}") from None
-    if rows.ndim == 1 and n_features == 1:
-        rows = rows.reshape(-1, 1)
-    if rows.ndim != 2 or rows.shape[1] != n_features or rows.shape[0] == 0:
+        rows = read_rows(path, names=names, header=header).values
+    except InvalidRequest as exc:
+        raise PluginError(f"calibration_data: {exc.message}") from None
+    if rows.shape[1] != n_features:
         raise PluginError(f"calibration_data {path} has shape {rows.shape}; the model takes rows of {n_features} features")
-    if not np.all(np.isfinite(rows)):
-        raise PluginError(f"calibration_data {path} holds non-finite values")
     return rows
 
 
-def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray, str]:
+def input_bounds(n_features: int, options: Any, names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Per-feature (lo, hi) the build proves its accuracy for, and where they come from.
 
     `feature_bounds` as given; else the calibration rows' range widened by `calibration_margin` of
@@ -103,7 +93,7 @@ def input_bounds(n_features: int, options: Any) -> tuple[np.ndarray, np.ndarray,
     """
     rows = None
     if options.calibration_data is not None:
-        rows = load_calibration(Path(options.calibration_data), n_features)
+        rows = load_calibration(Path(options.calibration_data), n_features, names, getattr(options, "calibration_header", None))
     if options.feature_bounds is not None:
         lo, hi = expand_bounds(options.feature_bounds, n_features, "feature_bounds", PluginError)
         if rows is not None and np.any((rows < lo) | (rows > hi)):
@@ -131,7 +121,8 @@ P = TypeVar("P")
 
 def widest_bounds(n_features: int, options: Any, lo: np.ndarray, hi: np.ndarray, proof: P,
                   prove: Callable[[np.ndarray, np.ndarray], P],
-                  refused: tuple[type[Exception], ...]) -> tuple[np.ndarray, np.ndarray, P, float | None]:
+                  refused: tuple[type[Exception], ...],
+                  names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, P, float | None]:
     """Bounds from calibration_data widened as far as the tolerance allows, with their proof, and the margin.
 
     `lo, hi` are `input_bounds` (calibration_margin) and `proof` their proof. Each wider margin up to
@@ -140,7 +131,7 @@ def widest_bounds(n_features: int, options: Any, lo: np.ndarray, hi: np.ndarray,
     """
     if options.calibration_data is None or options.feature_bounds is not None:
         return lo, hi, proof, None
-    rows = load_calibration(Path(options.calibration_data), n_features)
+    rows = load_calibration(Path(options.calibration_data), n_features, names, getattr(options, "calibration_header", None))
     low, high = rows.min(axis=0), rows.max(axis=0)
     good, bad = float(options.calibration_margin), float(options.calibration_max_margin)
     best = (lo, hi, proof)

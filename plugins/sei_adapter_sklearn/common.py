@@ -11,7 +11,7 @@ import numpy as np
 from sei_framework import AdapterClient, InvalidRequest, ModelAdapter, PluginError, PluginOptions, Prediction, require_extra
 
 from .linear import LinearModel, NotLinearError, fold
-from .mlflow_model import check_columns, differences, load_mlflow_model, signature_names
+from .mlflow_model import check_columns, load_mlflow_model, signature_names
 
 __all__ = ["COMMON_REQUIREMENTS", "SklearnOptions", "LinearAdapter", "LinearClient", "prepare_linear", "load_linear", "readout"]
 
@@ -50,9 +50,27 @@ def from_readout(description: dict[str, Any]) -> LinearModel:
         ) from None
 
 
+def model_feature_names(estimator: Any, signature: dict[str, Any] | None, n_features: int) -> list[str] | None:
+    """The feature names a client selects columns by: the MLflow signature's columns, else the
+    `feature_names_in_` scikit-learn kept from a DataFrame the model was fitted on (None: neither)."""
+    from_signature = signature_names(signature)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    from_fit = [str(name) for name in fitted] if fitted is not None else None
+    if from_signature is not None and from_fit is not None and from_signature != from_fit:
+        raise PluginError(
+            "the MLflow signature's columns are not the ones the model was fitted on (feature_names_in_): "
+            "save it with a signature inferred from the training DataFrame"
+        )
+    names = from_signature or from_fit
+    if names is not None and (len(names) != n_features or len(set(names)) != len(names)):
+        raise PluginError(f"the model names {len(names)} features ({len(set(names))} distinct); it takes {n_features}")
+    return names
+
+
 def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[LinearModel, dict[str, Any]]:
     """Load and fold a model file or MLflow model folder into `dest/linear.json`; a non-linear model is
-    refused by name, and an MLflow signature whose column count is not the model's features too."""
+    refused by name, and an MLflow signature whose column count is not the model's features too. The
+    model's feature names (signature or `feature_names_in_`) survive the fold in the metadata."""
     require_extra("sklearn", "building a model with the scikit-learn adapters", PluginError)
     from .model_files import ModelFileError, load_model  # scikit-learn and joblib: build time only
 
@@ -71,6 +89,9 @@ def prepare_linear(source: Path, options: SklearnOptions, dest: Path) -> tuple[L
     metadata = {"estimator": model.estimator, "n_features": model.n_features, "n_outputs": model.n_outputs}
     if signature is not None:
         metadata["signature"] = signature
+    names = model_feature_names(estimator, signature, model.n_features)
+    if names is not None:
+        metadata["feature_names"] = names
     return model, metadata
 
 
@@ -86,8 +107,11 @@ class LinearAdapter(ModelAdapter):
         self.model = load_linear(model_dir)
 
     def model_description(self) -> dict[str, Any]:
-        """The describe() fields every linear adapter shares (no weights)."""
+        """The describe() fields every linear adapter shares (no weights); `feature_names`, the columns a
+        client selects by name (a build older than them: its signature's names)."""
+        names = self.metadata.get("feature_names") or signature_names(self.metadata.get("signature"))
         return {
+            **({"feature_names": names} if names else {}),
             "n_features": self.model.n_features,
             "n_outputs": self.model.n_outputs,
             "estimator": self.model.estimator,
@@ -105,21 +129,6 @@ class LinearClient(AdapterClient):
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
         self.model = from_readout(description)
-
-    def check_input(self, X: Any) -> None:
-        """A pandas DataFrame sent to a model with a column-based MLflow signature must have its
-        columns, in its order (an array is checked by its feature count only)."""
-        expected = signature_names(self.description.get("signature"))
-        columns = getattr(X, "columns", None)
-        if expected is None or columns is None:
-            return
-        given = [str(name) for name in columns]
-        if given != expected:
-            raise InvalidRequest(
-                f"the DataFrame's columns are not the {len(expected)} of the model's MLflow signature "
-                f"(describe(): signature): {differences(expected, given)}",
-                code="wrong_features",
-            )
 
     def interpret(self, scores: np.ndarray) -> Prediction:
         return Prediction(scores, self.model.predict(scores), self.model.predict_proba(scores))

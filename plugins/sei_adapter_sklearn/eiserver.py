@@ -82,7 +82,8 @@ class EIServerAdapter(LinearAdapter):
     def prepare(cls, source: Path, options: EIServerOptions, dest: Path) -> dict[str, Any]:  # type: ignore[override]  # the core validates `options` with cls.Options before it calls prepare
         """The error bound of EIServer's CKKS dot product for in-bound inputs, proven or refused."""
         model, metadata = prepare_linear(source, options, dest)
-        lo, hi, origin = input_bounds(model.n_features, options)
+        names = metadata.get("feature_names")
+        lo, hi, origin = input_bounds(model.n_features, options, names)
         try:
             proof = prove(model.coef, model.intercept, lo, hi, options.tolerance)
         except EIServerAccuracyError as exc:
@@ -92,7 +93,7 @@ class EIServerAdapter(LinearAdapter):
             raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
         lo, hi, proof, margin = widest_bounds(
             model.n_features, options, lo, hi, proof,
-            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance), (ValueError,),
+            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance), (ValueError,), names,
         )
         accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         return {**metadata, "accuracy": accuracy}

@@ -120,18 +120,3 @@ def check_columns(signature: Any, n_features: int, path: Path) -> None:
             f"{n_features} features; save it with a signature inferred from the training rows "
             "(mlflow.models.infer_signature)"
         )
-
-
-def differences(expected: list[str], given: list[str]) -> str:
-    """What differs between the signature's columns and a DataFrame's, in a few words."""
-    missing = [name for name in expected if name not in given]
-    extra = [name for name in given if name not in expected]
-    parts = []
-    if missing:
-        parts.append("missing " + ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else ""))
-    if extra:
-        parts.append("unexpected " + ", ".join(map(repr, extra[:5])) + (" ..." if len(extra) > 5 else ""))
-    if not parts:
-        parts.append("the same columns in another order (expected " + ", ".join(map(repr, expected[:8]))
-                     + (" ..." if len(expected) > 8 else "") + ")")
-    return "; ".join(parts)

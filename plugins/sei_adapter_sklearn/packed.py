@@ -59,7 +59,8 @@ class PackedAdapter(LinearAdapter):
     def prepare(cls, source: Path, options: PackedOptions, dest: Path) -> dict[str, Any]:  # type: ignore[override]  # the core validates `options` with cls.Options before it calls prepare
         """Scales and headroom from the weights and the input bounds, proven or refused (docs/packed-backend.md)."""
         model, metadata = prepare_linear(source, options, dest)
-        lo, hi, origin = input_bounds(model.n_features, options)
+        names = metadata.get("feature_names")
+        lo, hi, origin = input_bounds(model.n_features, options, names)
 
         def prove(lo: np.ndarray, hi: np.ndarray) -> Plan:
             proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
@@ -77,7 +78,7 @@ class PackedAdapter(LinearAdapter):
         except ValueError as exc:
             raise PluginError(f"{model.estimator} cannot be packed: {exc}") from None
         refused = (ValueError, PluginError)  # AccuracyError is a ValueError
-        lo, hi, proof, margin = widest_bounds(model.n_features, options, lo, hi, proof, prove, refused)
+        lo, hi, proof, margin = widest_bounds(model.n_features, options, lo, hi, proof, prove, refused, names)
         entry = (options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         accuracy = accuracy_entry(*entry)
         return {**metadata, "params": proof.params.to_json(), "accuracy": accuracy}

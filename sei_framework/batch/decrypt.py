@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import fsspec
 import numpy as np
 
+from ..columns import BY_POSITION, feature_names, recorded_columns
 from ..errors import BatchError, SeiError
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, JobManifest, description_fingerprint, result_file
 from .record import check_job
@@ -169,6 +170,7 @@ def decrypt_job(
             f"{manifest.model!r} is {session.key_id}: decrypt with the keyring that encrypted the job"
         )
     check_job(client.keyring, manifest, manifest_bytes, description_fingerprint(description))
+    columns = recorded_columns(manifest.columns, feature_names(description), f"job {manifest.job}")
     missing = [shard.id for shard in manifest.shards if not result_store.exists(result_file(shard.id))]
     if missing:
         raise BatchError(
@@ -202,6 +204,7 @@ def decrypt_job(
         "source": manifest.source,
         "rows": manifest.n_rows,
         "row_check": f"rows 0 to {manifest.n_rows - 1}, each exactly once, in input order (column 'row')",
+        "columns": columns if columns == BY_POSITION else f"{columns}: {', '.join(manifest.columns or [])}",
         "shards": len(manifest.shards),
         "file": os.path.basename(path),
         "sha256": digest,

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..client.results import described_row_limit
+from ..columns import BY_POSITION, feature_names
 from ..errors import BatchError
+from ..rows import open_rows
 from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
-from .readers import open_rows
 from .record import write_record
 from .storage import JobStore, sha256_hex
 
@@ -37,6 +38,8 @@ class EncryptReport:
     bytes: int
     """Bytes of every shard file, the data owner's upload."""
     seconds: float
+    columns: str = BY_POSITION
+    """How the rows' columns fed the model: "by name: a, b, ..." or "by position"."""
 
     @property
     def bytes_per_row(self) -> float:
@@ -50,12 +53,14 @@ def check_width(rows: np.ndarray, expected: int | None, model: str, source: str 
 
 def fitted_rows_per_shard(
     adapter: AdapterClient, model: str, source: str | os.PathLike[str], request_rows: int, columns: list[str] | None,
-    storage_options: dict[str, Any] | None, target: int = SHARD_BYTES,
+    storage_options: dict[str, Any] | None, target: int = SHARD_BYTES, header: bool | None = None,
 ) -> int:
     """Whole requests' worth of rows (bulk batches stay whole) making shards of about `target` bytes: one
     request of the data's first rows is encrypted to measure it. Fewer, larger shards cost less per row to
     schedule; smaller ones lose less work when a worker dies."""
-    first = next(open_rows(source, request_rows, columns, storage_options).chunks, None)
+    names = feature_names(adapter.description)
+    read = open_rows(source, request_rows, names=names, columns=columns, header=header, storage_options=storage_options)
+    first = next(read.chunks, None)
     if first is None:
         return request_rows
     check_width(first, adapter.description.get("n_features"), model, source)
@@ -81,9 +86,12 @@ def encrypt_dataset(
     storage_options: dict[str, Any] | None = None,
     progress: Callable[[int], object] | None = None,
     overwrite: bool = False,
+    header: bool | None = None,
 ) -> EncryptReport:
-    """Encrypt every row of `source` (CSV with a header, Parquet or .npy) for `model` into the job
-    folder `out`: the public key once (keys/), one file per shard (shards/), then manifest.json.
+    """Encrypt every row of `source` (CSV, Parquet or .npy, read by sei_framework.rows with `header`) for
+    `model` into the job folder `out`: the public key once (keys/), one file per shard (shards/), then
+    manifest.json. Where the model names its features, a file's columns are chosen by those names (a
+    missing or unknown one is refused); `columns` picks the file's columns; the manifest records them.
 
     `client` gives the model's description (from its service, or `Client.offline` with a describe
     answer) and the key pair from its keyring; the keyring's folder also keeps the job's record
@@ -104,11 +112,16 @@ def encrypt_dataset(
     if rows_per_shard is None:
         request_rows = described_row_limit(description, client.describe(), session.adapter.max_rows_per_request)
         target = min(SHARD_BYTES, int(max_shard_bytes * 0.9)) if max_shard_bytes else SHARD_BYTES
-        rows_per_shard = fitted_rows_per_shard(session.adapter, model, source, request_rows, columns, storage_options, target)
+        rows_per_shard = fitted_rows_per_shard(
+            session.adapter, model, source, request_rows, columns, storage_options, target, header=header
+        )
     if rows_per_shard < 1:
         raise BatchError(f"rows_per_shard must be at least 1, not {rows_per_shard}")
     expected = description.get("n_features")
-    data = open_rows(source, rows_per_shard, columns, storage_options)
+    data = open_rows(
+        source, rows_per_shard, names=feature_names(description), columns=columns, header=header,
+        storage_options=storage_options,
+    )  # fmt: skip
     store.write(key_file(session.key_id), session.public_keys)  # once per job; its name is its hash
     job = uuid.uuid4().hex
     fields = {"job": job, "model": model, "key_id": session.key_id}
@@ -150,4 +163,5 @@ def encrypt_dataset(
     manifest_bytes = manifest.to_bytes()
     write_record(client.keyring, manifest, manifest_bytes)  # the owner's own record, which decrypt checks
     store.write(MANIFEST, manifest_bytes)  # last: a job with a manifest has every shard
-    return EncryptReport(job, start, len(shards), total_bytes, time.perf_counter() - started)
+    by = "by name: " + ", ".join(data.columns or []) if data.by_name else BY_POSITION
+    return EncryptReport(job, start, len(shards), total_bytes, time.perf_counter() - started, by)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..base import ModelAdapter
 from ..build import Build
+from ..columns import feature_names, recorded_columns
 from ..errors import BatchError, SeiError
 from ..keys import key_id_for
 from ..serving import load_models, model_description
@@ -149,6 +150,7 @@ class ShardScorer:
                 f"job {manifest.job} was encrypted for another version of model {manifest.model!r} (its description, "
                 f"parameters included, differs from build {self.build.name}'s); encrypt again with this build's description"
             )
+        recorded_columns(manifest.columns, feature_names(model_description(adapter)), f"job {manifest.job}")
         return adapter
 
     def keys_for(self, store: JobStore, manifest: JobManifest, adapter: ModelAdapter) -> Any:

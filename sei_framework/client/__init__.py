@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -183,7 +184,11 @@ class Client:
         progress: Callable[[int], object] | None = None,
     ) -> Prediction:
         """Encrypted predictions for every row of X, sent in batches; `progress(n)` after each. If the model
-        changed on the service meanwhile, every batch is scored again with the new description (once)."""
+        changed on the service meanwhile, every batch is scored again with the new description (once).
+
+        X: an array (columns by position), a pandas DataFrame or `sei_framework.read_rows`' result. Where
+        the model names its features (describe(): feature_names), named columns are chosen by name and a
+        missing or unknown one is refused; `Prediction.columns` says which (None: by position)."""
         counts = [0, 0]  # rows reported to `progress`, rows scored in this pass
 
         def report(n: int) -> None:  # a second pass reports only the rows the first did not
@@ -205,10 +210,11 @@ class Client:
     def _predict(self, name: str, X: Any, batch_size: int | None, progress: Callable[[int], object]) -> Prediction:
         adapter = self.model(name)
         described = self.describe()["models"][name]
-        rows = check_rows(name, adapter, X, described.get("n_features"))
+        rows = check_rows(name, adapter, X, described)
         limit = described_row_limit(described, self.describe(), adapter.max_rows_per_request)
         size = request_rows(limit, adapter, batch_size)
-        return score_in_batches(adapter, rows, size, lambda batch: self._score(name, batch), progress)
+        scored = score_in_batches(adapter, rows.values, size, lambda batch: self._score(name, batch), progress)
+        return replace(scored, columns=rows.columns if rows.by_name else None)
 
     def _score(self, name: str, rows: np.ndarray) -> np.ndarray:
         """One request for `rows`, bound to the session's description; DescriptionChanged if the service's differs."""

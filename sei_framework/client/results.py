@@ -8,20 +8,23 @@ from typing import Any
 import numpy as np
 
 from ..base import AdapterClient, Prediction
+from ..columns import feature_names
 from ..errors import InvalidRequest
+from ..rows import Rows, table_rows
 
 __all__ = ["check_rows", "described_row_limit", "request_rows", "score_in_batches"]
 
 
-def check_rows(name: str, adapter: AdapterClient, X: Any, n_features: int | None) -> np.ndarray:
-    """X as a 2-D float array, checked by the adapter as given (a DataFrame's columns) and against the
-    model's described number of features."""
-    adapter.check_input(X)  # as given: a DataFrame's column names against the model's signature
-    rows = np.asarray(X, dtype=np.float64)
-    if rows.ndim == 1:
-        rows = rows[None, :]
-    if n_features is not None and rows.shape[1] != n_features:
-        raise InvalidRequest(f"model {name!r} takes {n_features} features; the input has {rows.shape[1]}", code="wrong_features")
+def check_rows(name: str, adapter: AdapterClient, X: Any, described: dict[str, Any]) -> Rows:
+    """X (array, DataFrame or `Rows`) as the model's columns (sei_framework.rows: by name where the model
+    and X both name them, else by position), checked by the adapter and against the described feature count."""
+    adapter.check_input(X)  # an adapter's own look at the input as given
+    rows = table_rows(X, feature_names(described))
+    n_features = described.get("n_features")
+    if n_features is not None and rows.values.shape[1] != n_features:
+        raise InvalidRequest(
+            f"model {name!r} takes {n_features} features; the input has {rows.values.shape[1]}", code="wrong_features"
+        )
     return rows
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from sei_framework import (
-    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, decode_base64,
+    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, decode_base64, read_rows,
     validation_problems,
 )
 
@@ -45,9 +45,13 @@ LIBRARY = "Concrete ML 1.9 / concrete-python 2.10 (TFHE)"
 
 class ConcreteOptions(PluginOptions):
     calibration_data: ConfigPath
-    """A .npy or .csv file of representative rows (the training rows), relative to the config file:
-    Concrete ML sets its quantisation from them, and the build measures agreement on them (a model
-    already compiled with FHEModelDev: a few of them run for real to check the readout)."""
+    """A .npy, .csv or .parquet file of representative rows (the training rows), relative to the config
+    file, read like `sei predict` input (columns by position): Concrete ML sets its quantisation from
+    them, and the build measures agreement on them (a model already compiled with FHEModelDev: a few of
+    them run for real to check the readout)."""
+    calibration_header: bool | None = None
+    """Whether a CSV calibration_data's first line names the columns (default: it must, and a first
+    line holding a number is refused until this says which it is)."""
     n_bits: int | None = Field(None, ge=2, le=16)
     """Quantisation bits; default 6 for trees and MLPs, 8 for linear models."""
     rounding_bits: int | None = Field(6, ge=2, le=16)
@@ -84,12 +88,23 @@ def _compiler(options: ConcreteOptions) -> str:
     )
 
 
+def calibration_rows(options: ConcreteOptions) -> np.ndarray:
+    """calibration_data's rows, read by SEI's one row reader (the header rule, columns by position): the
+    compiler's environment gets them as .npy, so Concrete ML's quantiser ranges never see a header."""
+    try:
+        return read_rows(Path(options.calibration_data), header=options.calibration_header).values
+    except InvalidRequest as exc:
+        raise PluginError(f"calibration_data: {exc.message}") from None
+
+
 def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
     """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
-    request = {"model": str(source), "calibration": str(options.calibration_data), "out": str(out),
-               "n_bits": options.n_bits, "rounding_bits": options.rounding_bits, "precompiled": source.is_dir(),
-               "classes": options.classes}  # fmt: skip
+    calibration = calibration_rows(options)
     with tempfile.TemporaryDirectory(prefix="sei-concrete-") as work:
+        np.save(Path(work) / "calibration.npy", calibration, allow_pickle=False)
+        request = {"model": str(source), "calibration": str(Path(work) / "calibration.npy"), "out": str(out),
+                   "n_bits": options.n_bits, "rounding_bits": options.rounding_bits, "precompiled": source.is_dir(),
+                   "classes": options.classes}  # fmt: skip
         path = Path(work) / "request.json"
         path.write_text(json.dumps(request))
         try:

@@ -70,21 +70,10 @@ class Refused(Exception):
 
 
 def load_rows(path: Path) -> np.ndarray:
-    """Calibration rows from .npy or .csv (numbers; a header line is skipped)."""
-    if path.suffix == ".npy":
-        rows = np.load(path, allow_pickle=False)
-    elif path.suffix == ".csv":
-        with path.open() as f:
-            first = f.readline()
-        try:
-            [float(cell) for cell in first.split(",")]
-            skip = 0
-        except ValueError:
-            skip = 1
-        rows = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    else:
-        raise Refused(f"calibration data must be a .npy or .csv file, not {path.name}")
-    rows = np.asarray(rows, dtype=np.float64)
+    """Calibration rows from the .npy file the adapter wrote (it reads the user's file with SEI's row reader)."""
+    if path.suffix != ".npy":
+        raise Refused(f"calibration data must come as .npy from the adapter, not {path.name}")
+    rows = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
     if rows.ndim != 2 or len(rows) < 2 or not np.isfinite(rows).all():
         raise Refused(f"calibration data {path.name} must be a 2-D table of at least 2 finite rows, got shape {rows.shape}")
     return rows
