@@ -20,6 +20,7 @@ from .bounds import (
     refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
+from .rounding import error_budget
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
 
 __all__ = ["EIServerAdapter", "EIServerClient"]
@@ -83,8 +84,9 @@ class EIServerAdapter(LinearAdapter):
         """The error bound of EIServer's CKKS dot product for in-bound inputs, proven or refused."""
         model, metadata = prepare_linear(source, options, dest)
         lo, hi, origin = input_bounds(model.n_features, options)
+        budget = error_budget(options.tolerance)  # room for the client's output rounding (rounding.py)
         try:
-            proof = prove(model.coef, model.intercept, lo, hi, options.tolerance)
+            proof = prove(model.coef, model.intercept, lo, hi, options.tolerance, budget)
         except EIServerAccuracyError as exc:
             reason = refusal(model.estimator, cls.name, options.tolerance, lo, hi, origin, exc, "smaller weights")
             raise PluginError(reason) from None
@@ -92,7 +94,7 @@ class EIServerAdapter(LinearAdapter):
             raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
         lo, hi, proof, margin = widest_bounds(
             model.n_features, options, lo, hi, proof,
-            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance), (ValueError,),
+            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance, budget), (ValueError,),
         )
         accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         return {**metadata, "accuracy": accuracy}
