@@ -126,7 +126,8 @@ class Client:
         return self.http.post(self.endpoint, body)
 
     def describe(self) -> dict[str, Any]:
-        """The service's models, adapters, encryption parameters and key transport (cached)."""
+        """The service's models, adapters, encryption parameters and key transport (cached; described again
+        when a request finds that the model changed on the service)."""
         if self._description is None:
             self._description = self.call({"op": "describe"})
         return self._description
