@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..base import AdapterClient, Endpoint, KeyTransport, Prediction
-from ..errors import SeiError, ServiceError
-from ..fingerprint import FINGERPRINT_FIELD, DescriptionChanged
+from ..errors import DescriptionChanged, SeiError, ServiceError
+from ..fingerprint import FINGERPRINT_FIELD
 from ..keys import Keyring
 from ..net import is_loopback_host, redact_uri
 from ..plugins import SeiPlugins, get_plugin_manager
