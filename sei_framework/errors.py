@@ -13,6 +13,7 @@ __all__ = [
     "DuplicatePluginError",
     "InvalidRequest",
     "UnknownKey",
+    "DescriptionChanged",
     "QuotaExceeded",
     "KeyTransportError",
     "KeyringError",
@@ -91,6 +92,14 @@ class UnknownKey(InvalidRequest):
 
     code = "unknown_key_id"
     status = 404
+
+
+class DescriptionChanged(InvalidRequest):
+    """The request was made for another description of the model (rebuilt since the client's describe):
+    describe again, encrypt again, resend."""
+
+    code = "description_changed"
+    status = 409
 
 
 class QuotaExceeded(InvalidRequest):

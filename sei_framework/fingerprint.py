@@ -13,20 +13,13 @@ import json
 import re
 from typing import Any
 
-from .errors import InvalidRequest
+from .errors import DescriptionChanged, InvalidRequest
 
-__all__ = ["FINGERPRINT_FIELD", "DescriptionChanged", "check_fingerprint", "description_fingerprint"]
+__all__ = ["FINGERPRINT_FIELD", "check_fingerprint", "description_fingerprint"]
 
 FINGERPRINT_FIELD = "description_sha256"
 """The predict request's field that carries the fingerprint (as a batch manifest's field of the same name)."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class DescriptionChanged(InvalidRequest):
-    """The request was made for another description of the model (a rebuild since): describe again."""
-
-    code = "description_changed"
-    status = 409
 
 
 def description_fingerprint(description: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ range), to the description it was encrypted for, and to its bytes; multi-output 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -15,9 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.linear_model import Ridge
 
 from batch_fixtures import cancer_fixture, offline_fixture, read_predictions  # noqa: F401  (fixtures)
 
@@ -79,10 +78,13 @@ def test_the_record_stays_with_the_keys_not_the_job(cancer, offline, tmp_path):
 
 
 def test_another_builds_description_is_refused(cancer, tmp_path):
-    """`sei batch decrypt --describe` with the describe answer of a retrained build of the same model."""
+    """`sei batch decrypt --describe` with the describe answer of another build of the same model: the same
+    weights (so the same parameters and keys: only the description can tell) with other class labels."""
     build, model, rows = cancer
-    X, y = load_breast_cancer(return_X_y=True)
-    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)).fit(X, y), tmp_path / "cancer.joblib")
+    X, _ = load_breast_cancer(return_X_y=True)
+    relabelled = copy.deepcopy(model)
+    relabelled[-1].classes_ = np.array(["benign", "malignant"])
+    joblib.dump(relabelled, tmp_path / "cancer.joblib")
     np.save(tmp_path / "calibration.npy", X)
     (tmp_path / "cancer.yaml").write_text((build.parent / "cancer.yaml").read_text())
     other = Deployment.from_file(tmp_path / "cancer.yaml").build(tmp_path / "other").path

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sei_adapter_sklearn.eiserver import EIServerOptions
 from sei_adapter_sklearn.eiserver_accuracy import analyse, prove
 from sei_adapter_sklearn.eiserver_native import EIServerKernel, decode_ciphertexts
+from sei_adapter_sklearn.rounding import delivered_error, error_budget
 from sei_transport_inline import InlineTransport
 from sklearn.linear_model import LinearRegression
 
@@ -117,10 +118,11 @@ def test_values_past_2_to_the_59_wrap_around(key_pair):
 
 
 def edge() -> tuple[float, float]:
-    """Largest scale s of the measurement's model the build accepts at TOL, and one 0.1 % past it."""
+    """Largest scale s of the measurement's model the build accepts at TOL (an error bound within the tolerance
+    less the output rounding's half-step: rounding.error_budget), and one 0.1 % past it."""
     def accepted(s: float) -> bool:
         try:
-            prove(BASE_W * s, BASE_B * s, -1.0, 1.0, TOL)
+            prove(BASE_W * s, BASE_B * s, -1.0, 1.0, TOL, error_budget(TOL))
             return True
         except ValueError:
             return False
@@ -148,20 +150,22 @@ def served(tmp_path_factory):
 def test_edge_served_within_tolerance_and_refused_one_past(served, key_pair, tmp_path):
     folder, service, s, past = served
     accuracy = service.describe()["models"]["edge"]["accuracy"]
-    assert accuracy["tolerance"] == TOL and accuracy["error_bound"] <= TOL
+    assert accuracy["tolerance"] == TOL and TOL / 2 < accuracy["error_bound"] <= error_budget(TOL)
+    assert delivered_error(accuracy["error_bound"]) <= TOL  # the error bound plus the rounding's half-step
     assert accuracy["feature_bounds"] == [-1.0, 1.0] and accuracy["bounds_from"] == "feature_bounds"
     W, b = BASE_W * s, BASE_B * s
     X = corners(W)
     assert accuracy["max_abs_score"] == pytest.approx(np.abs(X @ W.T + b).max())
     client, send = request(service, "edge", key_pair)
-    got = client.decrypt(send(client.encrypt(X)), len(X))
+    got = client.decrypt(send(client.encrypt(X)), len(X))  # rounded to the output grid
     assert np.abs(got - (X @ W.T + b)).max() <= TOL
     path = linear_file(tmp_path / "past.joblib", BASE_W * past, BASE_B * past)
     with pytest.raises(PluginError) as caught:
         serve(tmp_path, [{"name": "past", "path": str(path)}])
     message = str(caught.value)
     assert "sklearn-eiserver within tolerance 0.001 for features in [-1.0, 1.0] (feature_bounds)" in message
-    assert "the error bound is 0.001" in message and "narrow the bounds" in message
+    assert "the error bound is 0.000512" in message and "above the tolerance 0.001 less 0.000488 of output rounding" in message
+    assert "narrow the bounds" in message
     assert "raise tolerance" in message
 
 
@@ -176,8 +180,8 @@ def test_measured_model_of_1e6_refused_by_default_and_served_with_a_looser_toler
     W, b = BASE_W * 1e6, BASE_B * 1e6
     X = corners(W)
     client, send = request(service, "loose", key_pair)
-    got = client.decrypt(send(client.encrypt(X)), len(X))
-    assert np.abs(got - (X @ W.T + b)).max() <= accuracy["error_bound"]
+    got = client.decrypt(send(client.encrypt(X)), len(X))  # rounded to the output grid
+    assert np.abs(got - (X @ W.T + b)).max() <= delivered_error(accuracy["error_bound"]) <= 0.05
 
 
 # --- the client: rows outside the bounds refused, decrypted scores outside the range an error -------

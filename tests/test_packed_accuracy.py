@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sei_adapter_sklearn import packed_kernel as K
 from sei_adapter_sklearn.packed import PackedOptions
 from sei_adapter_sklearn.packed_kernel.accuracy import exact_limb_bits
+from sei_adapter_sklearn.rounding import delivered_error, error_budget, grid_step, round_scores
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression
 
@@ -82,9 +83,13 @@ def kernel_scores(p: K.Params, W, b, X) -> np.ndarray:
     return np.vstack([keys.decrypt_scores(srv.predict_row(keys.encrypt_row(x), pub), W.shape[0], 1) for x in X])
 
 
+BUDGET = error_budget(TOL)
+"""The error bound the adapter proves at TOL: room for the client's output rounding (rounding.py)."""
+
+
 def accepted(W, b, lo, hi, mode) -> K.Plan | None:
     try:
-        return K.plan(W, b, lo, hi, mode, TOL)
+        return K.plan(W, b, lo, hi, mode, TOL, max_error=BUDGET)
     except ValueError:  # AccuracyError, or a layout the kernel has no parameters for
         return None
 
@@ -147,7 +152,7 @@ def test_raw_units_regression_with_calibration_data_is_served(diabetes20, tmp_pa
         got = scores_of(service, name, rows)[:, 0]
         assert np.abs(got - expected[: len(rows)]).max() <= TOL
         accuracy = service.describe()["models"][name]["accuracy"]
-        assert accuracy["bounds_from"] == "calibration_data" and accuracy["error_bound"] <= TOL
+        assert accuracy["bounds_from"] == "calibration_data" and delivered_error(accuracy["error_bound"]) <= TOL
         assert accuracy["max_abs_score"] >= np.abs(expected).max()
 
 
@@ -196,14 +201,16 @@ def test_edges_served_within_tolerance_and_refused_one_past(kind, mode):
     make, low, high, lo, hi, integer = EDGES[kind]
     value, past = edge(make, low, high, mode, lo, hi, integer)
     W, b = make(value)
-    proof = K.plan(W, b, lo, hi, mode, TOL)
+    proof = K.plan(W, b, lo, hi, mode, TOL, max_error=BUDGET)
     X = corners(W, lo, hi)
     got = kernel_scores(proof.params, W, b, X)
     err = np.abs(got - (X @ W.T + b)).max()
-    assert err <= proof.error_bound <= TOL, (kind, mode, value, err, proof.error_bound)
+    assert err <= proof.error_bound <= BUDGET, (kind, mode, value, err, proof.error_bound)
+    rounded = round_scores(got, grid_step(proof.error_bound))  # what the client returns
+    assert np.abs(rounded - (X @ W.T + b)).max() <= delivered_error(proof.error_bound) <= TOL
     assert np.abs(X @ W.T + b).max() <= proof.max_abs_score * (1 + 1e-12)
     with pytest.raises(K.AccuracyError, match="tolerance"):
-        K.plan(*make(past), lo, hi, mode, TOL)
+        K.plan(*make(past), lo, hi, mode, TOL, max_error=BUDGET)
 
 
 def test_single_mode_feature_count_edge():

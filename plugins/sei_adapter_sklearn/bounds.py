@@ -18,6 +18,7 @@ from pydantic import Field, FiniteFloat, field_validator
 from sei_framework import ConfigPath, InvalidRequest, PluginError, read_rows
 
 from .common import SklearnOptions
+from .rounding import delivered_error, output_grid, round_scores
 
 __all__ = [
     "NO_BOUNDS", "WIDEN_STEPS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows",
@@ -32,7 +33,8 @@ class BoundsOptions(SklearnOptions):
     """The options of an adapter that states its accuracy for inputs within bounds."""
 
     tolerance: FiniteFloat = Field(1e-3, gt=0)
-    """Largest absolute score error the build must prove for in-bound inputs, or refuse the model."""
+    """Largest absolute error of a returned score, the client's output rounding included, that the build must
+    prove for in-bound inputs, or refuse the model."""
     feature_bounds: Bound | list[Bound] | None = None
     """[lo, hi] for every feature, or one [lo, hi] per feature; the client refuses rows outside.
     One of this and calibration_data is required: the build refuses a model with neither."""
@@ -216,7 +218,29 @@ def proven_accuracy(description: dict[str, Any], allow_unproven: bool) -> Any:
             "score would read as a prediction; rebuild the model, or opt in with Client(..., allow_unproven=True)",
             code="unproven_model",
         )
+    if accuracy is not None and not allow_unproven:
+        _check_rounding(accuracy)
     return accuracy
+
+
+def _check_rounding(accuracy: Any) -> None:
+    """Refuse a description whose error bound, plus the output rounding's half-step, exceeds its tolerance
+    (a build before the proofs left room for rounding): its rounded scores could miss the stated tolerance."""
+    try:
+        bound, tolerance = float(accuracy["error_bound"]), float(accuracy["tolerance"])
+        ok = math.isfinite(bound) and bound > 0 and math.isfinite(tolerance)
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
+    if delivered_error(bound) > tolerance:
+        raise InvalidRequest(
+            f"the model's proven error bound {bound:.3g} plus half the output rounding's grid "
+            f"({output_grid(accuracy) / 2:.3g}) exceeds its tolerance {tolerance:g} (a build by an older SEI, whose "
+            "proof left no room for the rounding): rounded scores could miss the tolerance; rebuild the model, or "
+            "opt in with Client(..., allow_unproven=True)",
+            code="unproven_model",
+        )
 
 
 def score_limit(accuracy: Any, fallback: float) -> float:
@@ -231,33 +255,6 @@ def score_limit(accuracy: Any, fallback: float) -> float:
     if not (math.isfinite(limit) and limit > 0):
         raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
     return limit
-
-
-UNPROVEN_GRID = 2.0 ** -10
-"""The output grid of a model without a proven error bound (the caller opted in): ~ the default tolerance."""
-
-
-def output_grid(accuracy: Any) -> float:
-    """The step decoded scores are rounded to: the smallest power of two >= the proven error bound.
-
-    A CKKS decryption is the score plus noise that depends on the secret key; published at full
-    precision with the response ciphertexts it lets anyone solve for the key (Li and Micciancio,
-    2021). Rounded to a grid no finer than the error bound, it keeps only what the proof vouches for.
-    """
-    if accuracy is None:
-        return UNPROVEN_GRID
-    try:
-        bound = float(accuracy["error_bound"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response") from None
-    if not (math.isfinite(bound) and bound > 0):
-        raise InvalidRequest("the service's accuracy description cannot be read", code="invalid_response")
-    return 2.0 ** math.ceil(math.log2(bound))
-
-
-def round_scores(scores: np.ndarray, grid: float) -> np.ndarray:
-    """Scores rounded to multiples of `grid` (a power of two: exact in float64); within grid / 2 of the input."""
-    return np.round(np.asarray(scores, dtype=np.float64) / grid) * grid
 
 
 def describe_bounds(lo: np.ndarray, hi: np.ndarray, origin: str) -> str:

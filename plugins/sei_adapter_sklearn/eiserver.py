@@ -20,6 +20,7 @@ from .bounds import (
     refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
+from .rounding import error_budget
 from .eiserver_accuracy import RANGE_LIMIT, EIServerAccuracyError, prove
 
 __all__ = ["EIServerAdapter", "EIServerClient"]
@@ -84,8 +85,9 @@ class EIServerAdapter(LinearAdapter):
         model, metadata = prepare_linear(source, options, dest)
         names = metadata.get("feature_names")
         lo, hi, origin = input_bounds(model.n_features, options, names)
+        budget = error_budget(options.tolerance)  # room for the client's output rounding (rounding.py)
         try:
-            proof = prove(model.coef, model.intercept, lo, hi, options.tolerance)
+            proof = prove(model.coef, model.intercept, lo, hi, options.tolerance, budget)
         except EIServerAccuracyError as exc:
             reason = refusal(model.estimator, cls.name, options.tolerance, lo, hi, origin, exc, "smaller weights")
             raise PluginError(reason) from None
@@ -93,7 +95,7 @@ class EIServerAdapter(LinearAdapter):
             raise PluginError(f"{model.estimator} cannot be served by sklearn-eiserver: {exc}") from None
         lo, hi, proof, margin = widest_bounds(
             model.n_features, options, lo, hi, proof,
-            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance), (ValueError,), names,
+            lambda lo, hi: prove(model.coef, model.intercept, lo, hi, options.tolerance, budget), (ValueError,), names,
         )
         accuracy = accuracy_entry(options.tolerance, proof.error_bound, proof.max_abs_score, lo, hi, origin, margin)
         return {**metadata, "accuracy": accuracy}

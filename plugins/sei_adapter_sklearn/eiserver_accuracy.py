@@ -109,11 +109,15 @@ def analyse(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> Analysi
     )
 
 
-def prove(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, tolerance: float) -> Proof:
-    """`analyse`, refused (EIServerAccuracyError) when an error bound exceeds `tolerance`, a value could
-    come near the wrap-around, or an output cannot be computed at all."""
+def prove(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, tolerance: float, max_error: float | None = None) -> Proof:
+    """`analyse`, refused (EIServerAccuracyError) when an error bound exceeds `max_error` (default `tolerance`;
+    the adapter passes the tolerance less its output rounding's half-step), a value could come near the
+    wrap-around, or an output cannot be computed at all."""
     if not (math.isfinite(tolerance) and tolerance > 0):
         raise ValueError(f"tolerance must be a finite number > 0, got {tolerance!r}")
+    limit = tolerance if max_error is None else max_error
+    if not (math.isfinite(limit) and 0 < limit <= tolerance):
+        raise ValueError(f"max_error must be a finite number in (0, tolerance], got {max_error!r}")
     a = analyse(W, b, lo, hi)
     if a.dead.size:
         raise EIServerAccuracyError(
@@ -126,10 +130,11 @@ def prove(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, tolerance: f
             f"represents with room to detect a wrap-around (|value| <= 2^57 = {RANGE_LIMIT:.6g})"
         )
     proof = Proof(float(a.error.max()), float(a.input_noise.max()), float(a.reach.max()), float(a.slot.max()))
-    if proof.error_bound > tolerance:
+    if proof.error_bound > limit:
+        allowed = f"the tolerance {tolerance:g}" if limit == tolerance else f"the tolerance {tolerance:g} less {tolerance - limit:.3g} of output rounding ({limit:.3g})"
         raise EIServerAccuracyError(
             f"the error bound is {proof.error_bound:.3g} (encryption noise through the weights "
-            f"{proof.input_noise:.3g}, ~5.2e-9 x ||w||_2), above the tolerance {tolerance:g}, for scores up to "
+            f"{proof.input_noise:.3g}, ~5.2e-9 x ||w||_2), above {allowed}, for scores up to "
             f"{proof.max_abs_score:.6g}"
         )
     return proof

@@ -21,6 +21,7 @@ from .bounds import (
     refusal, round_scores, score_limit, widest_bounds,
 )
 from .common import COMMON_REQUIREMENTS, LinearAdapter, LinearClient, prepare_linear
+from .rounding import error_budget
 from .packed_kernel import (
     AccuracyError, ClientKeys, KernelInputError, Params, Plan, ServerModel, plan, public_key_size, request_size,
 )
@@ -63,7 +64,8 @@ class PackedAdapter(LinearAdapter):
         lo, hi, origin = input_bounds(model.n_features, options, names)
 
         def prove(lo: np.ndarray, hi: np.ndarray) -> Plan:
-            proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score)
+            proof = plan(model.coef, model.intercept, lo, hi, options.mode, options.tolerance, options.max_abs_score,
+                         max_error=error_budget(options.tolerance))  # room for the client's output rounding
             ServerModel(model.coef, model.intercept, proof.params)  # the same weights: bulk limbs exact
             if not proof.params.security_bits_ok():
                 raise PluginError(f"parameters {proof.params.to_json()} are below 128-bit security")

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..base import AdapterClient, Endpoint, KeyTransport, Prediction
-from ..errors import SeiError, ServiceError
-from ..fingerprint import FINGERPRINT_FIELD, DescriptionChanged
+from ..errors import DescriptionChanged, SeiError, ServiceError
+from ..fingerprint import FINGERPRINT_FIELD
 from ..keys import Keyring
 from ..net import is_loopback_host, redact_uri
 from ..plugins import SeiPlugins, get_plugin_manager
@@ -127,7 +127,8 @@ class Client:
         return self.http.post(self.endpoint, body)
 
     def describe(self) -> dict[str, Any]:
-        """The service's models, adapters, encryption parameters and key transport (cached)."""
+        """The service's models, adapters, encryption parameters and key transport (cached; described again
+        when a request finds that the model changed on the service)."""
         if self._description is None:
             self._description = self.call({"op": "describe"})
         return self._description

@@ -172,8 +172,9 @@ def _check_inputs(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, tole
 
 
 def plan(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, mode: str, tolerance: float, max_abs_score: float | None = None,
-         response_bits: tuple[int, ...] = RESPONSE_BITS) -> Plan:
-    """Scales (and response width) that serve `x @ W.T + b` for every x in [lo, hi] within `tolerance`.
+         response_bits: tuple[int, ...] = RESPONSE_BITS, max_error: float | None = None) -> Plan:
+    """Scales (and response width) that serve `x @ W.T + b` for every x in [lo, hi] within `tolerance`:
+    an error bound within `max_error` (default `tolerance`; less when the caller rounds the scores after).
 
     Largest input x weight scale that keeps HEADROOM x (max_abs_score + tolerance) representable,
     split between inputs and weights to minimise the error bound (bulk: fewest float64 limbs first);
@@ -181,6 +182,9 @@ def plan(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, mode: str, to
     the bound that fails.
     """
     W, b, lo, hi = _check_inputs(W, b, lo, hi, tolerance)
+    limit = tolerance if max_error is None else max_error
+    if not (math.isfinite(limit) and 0 < limit <= tolerance):
+        raise ValueError(f"max_error must be a finite number in (0, tolerance], got {max_error!r}")
     K, d = W.shape
     N = ring_degree(d, mode)
     reach = score_range(W, b, lo, hi)
@@ -200,7 +204,7 @@ def plan(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, mode: str, to
                             max_abs_score=bound)
     def fits(a: Analysis) -> bool:
         return (not a.problem and a.message_fits and a.wrap_score >= HEADROOM * (bound + tolerance)
-                and a.error_bound <= tolerance)
+                and a.error_bound <= limit)
 
     if N == 4096 and 32 in response_bits:   # the scales every model had before `plan`: keep them (and keys)
         legacy = replace(base, log_scale_x=28, log_scale_w=23)
@@ -230,7 +234,8 @@ def plan(W: ArrayLike, b: ArrayLike, lo: ArrayLike, hi: ArrayLike, mode: str, to
     if best is None:
         raise AccuracyError(f"no parameters work: {problems[-1] if problems else 'none tried'}", max_abs_score=bound)
     a = best[0]
+    allowed = f"the tolerance {tolerance:g}" if limit == tolerance else f"the tolerance {tolerance:g} less {tolerance - limit:.3g} of output rounding ({limit:.3g})"
     raise AccuracyError(
         f"the error bound is {a.error_bound:.3g} at best (quantisation {a.quantisation:.3g}, noise "
-        f"{a.noise:.3g}), above the tolerance {tolerance:g}, for scores up to {bound:.6g}",
+        f"{a.noise:.3g}), above {allowed}, for scores up to {bound:.6g}",
         error_bound=a.error_bound, max_abs_score=bound)
