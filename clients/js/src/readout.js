@@ -77,7 +77,33 @@ export function provenAccuracy(description, allowUnproven) {
       'checked against feature bounds nor its scores against a proven range, so a wrapped score would read as a ' +
       'prediction; rebuild the model, or opt in with new Client(..., { allowUnproven: true })', 'unproven_model');
   }
+  if (accuracy !== undefined && accuracy !== null && !allowUnproven) checkRounding(accuracy);
   return accuracy ?? null;
+}
+
+/** Refuse a description whose error bound plus the output rounding's half-step exceeds its tolerance (a build
+ * before the proofs left room for rounding; rounding.py delivered_error). @param {any} accuracy */
+function checkRounding(accuracy) {
+  const bound = accuracy?.error_bound;
+  const tolerance = accuracy?.tolerance;
+  if (typeof bound !== 'number' || typeof tolerance !== 'number' || !(Number.isFinite(bound) && bound > 0 && Number.isFinite(tolerance))) {
+    throw unreadable('error_bound and tolerance must be finite numbers, error_bound > 0');
+  }
+  const grid = gridStep(bound);
+  if (bound + grid / 2 > tolerance) {
+    throw new SeiError(
+      `the model's proven error bound ${g(bound)} plus half the output rounding's grid (${g(grid / 2)}) exceeds its ` +
+      `tolerance ${g(tolerance)} (a build by an older SEI, whose proof left no room for the rounding): rounded scores ` +
+      'could miss the tolerance; rebuild the model, or opt in with new Client(..., { allowUnproven: true })', 'unproven_model');
+  }
+}
+
+/** The smallest power of two >= `bound` (> 0, finite), exactly (rounding.py grid_step). @param {number} bound */
+function gridStep(bound) {
+  let step = 2 ** Math.ceil(Math.log2(bound));
+  while (step < bound) step *= 2; // log2 rounded down just above a power of two
+  while (step / 2 >= bound) step /= 2; // or rounded up just below one
+  return step;
 }
 
 const unreadable = (/** @type {string} */ m) => new SeiError(`the service's accuracy description: ${m}`, 'invalid_response');
@@ -150,7 +176,7 @@ export function outputGrid(accuracy) {
   if (typeof bound !== 'number' || !(Number.isFinite(bound) && bound > 0)) {
     throw new SeiError("the service's accuracy description cannot be read", 'invalid_response');
   }
-  return 2 ** Math.ceil(Math.log2(bound));
+  return gridStep(bound);
 }
 
 /** Scores rounded to multiples of `grid` (half to even, as numpy's round). @param {number[][]} scores @param {number} grid */

@@ -119,6 +119,16 @@ export const tests = {
     void accuracy;
   },
 
+  async 'a model whose bound plus the rounding half-step exceeds its tolerance is refused'() {
+    const bound = DIGITS.accuracy.error_bound;
+    const grid = 2 ** Math.ceil(Math.log2(bound));
+    const tight = { ...DIGITS, accuracy: { ...DIGITS.accuracy, tolerance: bound + grid / 4 } };
+    const refused = new Client('', { keyStore: memoryKeyStore(), description: { ...D, models: { digits: tight } } });
+    await throwsCode(async () => (await refused.model('digits')).encrypt(V.rows), 'unproven_model');
+    const optedIn = new Client('', { keyStore: memoryKeyStore(), description: { ...D, models: { digits: tight } }, allowUnproven: true });
+    await (await optedIn.model('digits')).encrypt(V.rows);
+  },
+
   async 'hostile: garbage is http_error, never a number'() {
     await throwsCode(async () => (await pythonKeyed('/hostile/garbage')).predict('digits', V.rows), 'http_error');
   },
