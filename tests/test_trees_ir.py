@@ -149,3 +149,19 @@ def test_each_link_matches_its_library(make: Any, data: str, link: str, atol: fl
     ens = frontends.from_model(model)
     assert ens.postprocess == link
     _same(model, ens, Xd, atol)
+
+
+def test_the_engine_is_library_code_without_framework_imports() -> None:
+    """Like the packed kernel, the tree engine serves any model source: no module of it imports sei_framework."""
+    import ast
+    from pathlib import Path
+
+    import sei_adapter_trees.engine as engine
+
+    files = sorted(Path(engine.__file__).parent.glob("*.py"))
+    assert {"ir.py", "bits.py", "reference.py", "postprocess.py", "treelite_import.py"} <= {f.name for f in files}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            assert not any(n.split(".")[0] == "sei_framework" for n in names), f"{path.name} imports sei_framework"
