@@ -20,7 +20,7 @@ from .calibration import load_rows
 from .engine.ir import Ensemble, Split
 from .options import TreesOptions
 
-__all__ = ["prepare_trees", "threshold_rows"]
+__all__ = ["prepare_trees", "score_ceiling", "threshold_rows"]
 
 
 def _neighbours(split: Split) -> list[float]:
@@ -42,6 +42,13 @@ def threshold_rows(ensemble: Ensemble, base: np.ndarray, count: int) -> np.ndarr
         return base.reshape(1, -1)[:count]
     picked = np.linspace(0, len(rows) - 1, num=min(count, len(rows))).round().astype(int)
     return np.vstack([rows[i] for i in np.unique(picked)])
+
+
+def score_ceiling(ensemble: Ensemble) -> float:
+    """A bound on every sum of leaf values, rounded up to a power of two: the client refuses a decrypted
+    sum beyond it, and learns only its order of magnitude, not a leaf value."""
+    leaves = float(sum(np.abs(t.leaf_values).max() for t in ensemble.trees))
+    return float(2.0 ** np.ceil(np.log2(max(leaves, 2.0**-60))))
 
 
 def _import(source: Path, options: TreesOptions) -> tuple[Any, Ensemble, str]:
@@ -112,8 +119,7 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
         check = np.vstack([check, calibration[: options.verify_rows]])
     _verify(model, ensemble, plan, check)
     save_ensemble(ensemble, dest)
-    leaves = sum(np.abs(t.leaf_values).max() for t in ensemble.trees)
-    accuracy = {"tolerance": options.tolerance, "error_bound": plan.error_bound, "max_abs_sum": float(leaves),
+    accuracy = {"tolerance": options.tolerance, "error_bound": plan.error_bound, "max_abs_sum": score_ceiling(ensemble),
                 "verified_rows": len(check)}  # fmt: skip
     return {"estimator": estimator, "mode": options.mode, "n_features": ensemble.n_features,
             "n_outputs": ensemble.n_outputs, "plan": plan.to_json(), "accuracy": accuracy, **extra}  # fmt: skip
