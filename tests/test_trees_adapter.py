@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 from sei_adapter_trees.artefacts import ENSEMBLE_FILE, load_ensemble, readout, save_ensemble
 from sei_adapter_trees.building import score_ceiling
-from sei_adapter_trees.backend import Plan, plan_from_json, raw_scores
+from sei_adapter_trees.backend import Plan, plan_from_json
 from sei_adapter_trees.client import TreesClient
 from sei_adapter_trees.engine.ir import Ensemble, Split, Tree
 from sei_adapter_trees.options import TreesOptions
-from sei_adapter_trees.request import parse_request
+from sei_adapter_trees.request import batch_sizes, parse_request
 
 from sei_framework import InvalidRequest
 
@@ -29,7 +29,7 @@ def ensemble(classes: tuple = ("cat", "dog")) -> Ensemble:
 
 
 def plan(slots: int = 8) -> Plan:
-    return Plan({"scheme": "ckks", "poly_modulus_degree": 2 * slots}, "CKKS", slots, (100, 90), 5000, 1e-6)
+    return Plan('{"params": {}}', slots, 1000, 500, 5000, 1e-6, "BGV")
 
 
 def description(model: Ensemble) -> dict:
@@ -55,26 +55,27 @@ def test_options_are_strict():
     "data, code, words",
     [
         ([1, 2], "invalid_data", "must be an object"),
-        ({"n_features": 2, "n_rows": 1}, "invalid_data", "ciphertexts"),
-        ({"n_features": 2, "n_rows": True, "ciphertexts": ["a", "b"]}, "invalid_data", "n_rows"),
-        ({"n_features": 2, "n_rows": 0, "ciphertexts": ["a", "b"]}, "invalid_data", "n_rows"),
-        ({"n_features": 2, "n_rows": 1, "ciphertexts": ["a", 1]}, "invalid_data", "ciphertexts"),
-        ({"n_features": 2, "n_rows": 1, "ciphertexts": ["a", "b"], "keys": "x"}, "invalid_data", "keys"),
-        ({"n_features": 3, "n_rows": 1, "ciphertexts": ["a", "b"]}, "wrong_features", "takes 2 features"),
-        ({"n_features": 2, "n_rows": 1, "ciphertexts": ["a"]}, "invalid_data", "take 2 ciphertexts"),
-        ({"n_features": 2, "n_rows": 9, "ciphertexts": ["a", "b"]}, "invalid_data", "take 4 ciphertexts"),
-        ({"n_features": 2, "n_rows": 2**31, "ciphertexts": ["a", "b"]}, "invalid_data", "take"),
+        ({"n_features": 2, "n_rows": 1}, "invalid_data", "batches"),
+        ({"n_features": 2, "n_rows": True, "batches": ["a"]}, "invalid_data", "n_rows"),
+        ({"n_features": 2, "n_rows": 0, "batches": ["a"]}, "invalid_data", "n_rows"),
+        ({"n_features": 2, "n_rows": 1, "batches": [1]}, "invalid_data", "batches"),
+        ({"n_features": 2, "n_rows": 1, "batches": []}, "invalid_data", "batches"),
+        ({"n_features": 2, "n_rows": 1, "batches": ["a"], "keys": "x"}, "invalid_data", "keys"),
+        ({"n_features": 3, "n_rows": 1, "batches": ["a"]}, "wrong_features", "takes 2 features"),
+        ({"n_features": 2, "n_rows": 1, "batches": ["a", "b"]}, "invalid_data", "1 batch"),
+        ({"n_features": 2, "n_rows": 9, "batches": ["a"]}, "invalid_data", "2 batch"),
+        ({"n_features": 2, "n_rows": 2**31, "batches": ["a"]}, "invalid_data", "batch"),
     ],
 )
 def test_request_counts_are_checked_before_any_ciphertext(data, code, words):
     with pytest.raises(InvalidRequest, match=words) as caught:
-        parse_request(data, n_features=2, n_splits=2, slots=8)
+        parse_request(data, n_features=2, slots=8)
     assert caught.value.code == code
 
 
 def test_a_request_of_whole_batches_is_accepted():
-    request = parse_request({"n_features": 2, "n_rows": 9, "ciphertexts": ["a"] * 4}, n_features=2, n_splits=2, slots=8)
-    assert request.n_rows == 9
+    request = parse_request({"n_features": 2, "n_rows": 9, "batches": ["a", "b"]}, n_features=2, slots=8)
+    assert request.n_rows == 9 and batch_sizes(9, 8) == [8, 1]
 
 
 @pytest.mark.parametrize("classes", [("cat", "dog"), (3, 7), (False, True), (0.5, 1.5)])
@@ -106,10 +107,12 @@ def test_describe_readout_holds_no_tree_structure_or_leaf_values(tmp_path):
     assert "leaf" not in (tmp_path / ENSEMBLE_FILE).read_text()  # leaf values live only in the npz
 
 
-def test_raw_scores_average_and_add_the_base_score():
-    sums = np.array([[1.0, 3.0]])
-    assert raw_scores({"base_score": [0.5, -0.5], "n_trees": 4, "average": True}, sums).tolist() == [[0.75, 0.25]]
-    assert raw_scores({"base_score": [0.5, -0.5], "n_trees": 4, "average": False}, sums).tolist() == [[1.5, 2.5]]
+def test_the_client_reads_ties_as_the_library_settles_them():
+    """Scores within twice the bound of the best are a tie: the first class wins, as in predict's argmax."""
+    client = TreesClient(description(ensemble()))
+    raw = np.array([[0.5, 0.5 + 1e-6], [0.5 + 1e-6, 0.5], [0.4, 0.6], [0.6, 0.4]])
+    assert client.interpret(raw).predictions.tolist() == ["cat", "cat", "dog", "cat"]
+    np.testing.assert_array_equal(client.interpret(raw).probabilities, raw)  # forest: averaged leaf fractions
 
 
 @pytest.mark.parametrize(
@@ -117,8 +120,9 @@ def test_raw_scores_average_and_add_the_base_score():
     [
         (np.zeros((2, 3)), "wrong_features", "2 features"),
         (np.zeros(2), "wrong_features", "2 features"),
-        (np.array([[0.0, np.inf]]), "invalid_input", "row 0, feature 1 is infinite"),
+        (np.array([[0.0, np.inf]]), "invalid_input", r"row 0, feature 1: .* is infinite"),
         (np.array([[0.0, 1.0], [-np.inf, 1.0]]), "invalid_input", "row 1, feature 0"),
+        (np.array([[3.5e38, 1.0]]), "invalid_input", "too large for the model.s float32"),
         (np.array([["a", "b"]]), "invalid_input", "numbers"),
     ],
 )
@@ -140,6 +144,7 @@ def test_the_client_refuses_rows_it_cannot_route(rows, code, words):
         lambda d: d["splits"][0].update(threshold=float("inf")),
         lambda d: d["readout"].update(classes={"values": ["a"], "dtype": "<U1"}),
         lambda d: d["encryption"]["params"].update(slots=0),
+        lambda d: d["readout"].update(n_trees=0),
         lambda d: d.pop("accuracy"),
     ],
 )

@@ -17,7 +17,7 @@ from . import backend
 from .artefacts import load_ensemble, readout, split_to_json
 from .client import TreesClient, scheme_for
 from .options import TreesOptions
-from .request import batches, parse_request
+from .request import batch_sizes, parse_request
 
 __all__ = ["TreesAdapter"]
 
@@ -43,10 +43,10 @@ class TreesAdapter(ModelAdapter):
 
     @classmethod
     def request_size(cls, metadata: dict[str, Any]) -> RequestSize:
-        """A request costs one batch of `slots` rows per split ciphertext set (base64 and JSON quotes included)."""
+        """A request costs one message per batch of `slots` rows (base64 and the JSON quotes included)."""
         plan = backend.plan_from_json(metadata["plan"])
         return RequestSize(
-            batch_bytes=sum(_b64_size(n) + 4 for n in plan.split_bytes),
+            batch_bytes=_b64_size(plan.request_bytes) + 4,
             batch_rows=plan.slots,
             public_key_bytes=_b64_size(plan.key_bytes) + 32,
             key_bytes=plan.key_bytes,
@@ -62,7 +62,6 @@ class TreesAdapter(ModelAdapter):
     def describe(self) -> dict[str, Any]:
         """What the client needs and learns: the splits (never tree structure or leaf values), the
         post-processing, the parameters, the proven error bound and what a request costs."""
-        size = self.request_size(self.metadata)
         return {
             "n_features": self.ensemble.n_features,
             "n_outputs": self.ensemble.n_outputs,
@@ -79,8 +78,9 @@ class TreesAdapter(ModelAdapter):
             },
             "accuracy": self.metadata["accuracy"],
             "request": {
-                "rows_per_batch": size.batch_rows,
-                "bytes_per_batch": size.batch_bytes,
+                "rows_per_batch": self.plan.slots,
+                "bytes_per_batch": self.plan.request_bytes,
+                "response_bytes_per_batch": self.plan.response_bytes,
                 "key_bytes": self.plan.key_bytes,
             },
             "key_scheme": scheme_for(self.plan),
@@ -90,32 +90,27 @@ class TreesAdapter(ModelAdapter):
         try:
             return self.server.load_keys(data)
         except backend.EngineInputError as exc:
-            raise InvalidRequest(f"public key: {exc}", code="invalid_keys") from None
+            raise InvalidRequest(f"relinearization keys: {exc}", code="invalid_keys") from None
 
     def count_rows(self, data: Any) -> int:
-        return self._parse(data).n_rows
-
-    def _parse(self, data: Any) -> Any:
-        return parse_request(
-            data, n_features=self.ensemble.n_features, n_splits=len(self.ensemble.splits), slots=self.plan.slots
-        )
+        return parse_request(data, n_features=self.ensemble.n_features, slots=self.plan.slots).n_rows
 
     def predict(self, data: Any, keys: Any) -> Any:
-        request = self._parse(data)
-        n_splits = len(self.ensemble.splits)
-        blobs = [decode_base64(text, f"ciphertext {i}") for i, text in enumerate(request.ciphertexts)]
-        for i, blob in enumerate(blobs):  # every ciphertext checked before any is evaluated
+        request = parse_request(data, n_features=self.ensemble.n_features, slots=self.plan.slots)
+        sizes = batch_sizes(request.n_rows, self.plan.slots)
+        messages = [decode_base64(text, f"batch {i}") for i, text in enumerate(request.batches)]
+        for i, (message, size) in enumerate(zip(messages, sizes, strict=True)):
             try:
-                self.server.check(blob, i % n_splits)
+                self.server.check(message, size)  # every batch's header, plan, rows and size before any work
             except backend.EngineInputError as exc:
-                raise InvalidRequest(f"ciphertext {i}: {exc}", code="invalid_ciphertext") from None
+                raise InvalidRequest(f"batch {i}: {exc}", code="invalid_ciphertext") from None
         results: list[str] = []
-        for b in range(batches(request.n_rows, self.plan.slots)):
+        for i, message in enumerate(messages):
             try:
-                outputs = self.server.evaluate(blobs[b * n_splits : (b + 1) * n_splits], keys)
+                response = self.server.evaluate(keys, message)
             except backend.EngineInputError as exc:
-                raise InvalidRequest(f"batch {b}: {exc}", code="invalid_ciphertext") from None
-            results.extend(base64.b64encode(blob).decode("ascii") for blob in outputs)
+                raise InvalidRequest(f"batch {i}: {exc}", code="invalid_ciphertext") from None
+            results.append(base64.b64encode(response).decode("ascii"))
         return results
 
     @classmethod

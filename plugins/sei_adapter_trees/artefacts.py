@@ -89,7 +89,8 @@ def save_ensemble(ensemble: Ensemble, dest: Path) -> None:
         arrays.update({f"{k}.split": tree.split, f"{k}.left": tree.left, f"{k}.right": tree.right,
                        f"{k}.leaf_values": tree.leaf_values})  # fmt: skip
     with (dest / TREES_FILE).open("wb") as out:
-        np.savez(out, **arrays)
+        save: Any = np.savez  # its stub types ** as `allow_pickle`
+        save(out, allow_pickle=False, **arrays)
     header = {"n_features": ensemble.n_features, "splits": [split_to_json(s) for s in ensemble.splits],
               **readout(ensemble)}  # fmt: skip
     (dest / ENSEMBLE_FILE).write_text(json.dumps(header))

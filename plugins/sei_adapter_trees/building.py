@@ -17,6 +17,7 @@ from sei_framework import PluginError, install_hint
 from . import backend
 from .artefacts import save_ensemble
 from .calibration import load_rows
+from .engine import postprocess
 from .engine.ir import Ensemble, Split
 from .options import TreesOptions
 
@@ -52,8 +53,17 @@ def score_ceiling(ensemble: Ensemble) -> float:
 
 
 def _import(source: Path, options: TreesOptions) -> tuple[Any, Ensemble, str]:
+    """(the model as loaded, its IR, what it is): XGBoost JSON/UBJSON and LightGBM text files are read by their
+    own libraries, anything else through the allow-listed model file loader."""
     try:
-        from .engine.treelite_import import TreeImportError, import_model
+        from .engine import frontends
+        from .engine.treelite_import import UnsupportedModel
+
+        suffix = Path(source).suffix.lower()
+        if suffix in (".json", ".ubj"):
+            return source, frontends.from_xgboost(source), "XGBoost model file"
+        if suffix == ".txt":
+            return source, frontends.from_lightgbm(source), "LightGBM model file"
         from .model_files import ModelFileError, load_tree_model
     except ModuleNotFoundError as exc:
         raise PluginError(
@@ -61,20 +71,31 @@ def _import(source: Path, options: TreesOptions) -> tuple[Any, Ensemble, str]:
             f"add it: {install_hint('trees')}",
             code="missing_extra",
         ) from None
+    except UnsupportedModel as exc:
+        raise PluginError(f"{source.name}: {exc}") from None
     try:
         model = load_tree_model(source, trusted_types=options.trusted_types or None)
-        ensemble = import_model(model)
-    except (ModelFileError, TreeImportError) as exc:
-        raise PluginError(str(exc)) from None
-    return model, ensemble, type(model).__name__
+        return model, frontends.from_model(model), type(model).__name__
+    except (ModelFileError, UnsupportedModel) as exc:
+        raise PluginError(f"{source.name}: {exc}") from None
 
 
-def _thermometer(model: Any, ensemble: Ensemble, rows: np.ndarray, options: TreesOptions) -> tuple[Ensemble, dict[str, Any]]:
+def library_predict(model: Any, rows: np.ndarray) -> np.ndarray | None:
+    """What the loaded model's own `predict` returns for `rows` (None for a model file read without its
+    library's scikit-learn wrapper); rows its library refuses (NaN for some scikit-learn models) are skipped."""
+    predict = getattr(model, "predict", None)
+    if predict is None or isinstance(model, (str, Path)):
+        return None
+    return np.asarray(predict(rows))
+
+
+def _thermometer(ensemble: Ensemble, rows: np.ndarray, options: TreesOptions) -> tuple[Ensemble, dict[str, Any]]:
     """The ensemble on a uniform per-feature grid; refused when fewer than min_agreement rows keep their prediction."""
     from .engine.thermometer import to_grid
 
     gridded, grid = to_grid(ensemble, rows, options.n_bits)
-    agreement = float(np.mean(backend.plain_predict(gridded, rows) == backend.library_predict(model, ensemble, rows)))
+    want = postprocess.predict(ensemble, backend.plain_sums(ensemble, rows))
+    agreement = float(np.mean(postprocess.predict(gridded, backend.plain_sums(gridded, rows)) == want))
     if agreement < options.min_agreement:
         raise PluginError(
             f"on the thermometer grid ({options.n_bits} bits per feature) the model predicts as the original on "
@@ -85,19 +106,33 @@ def _thermometer(model: Any, ensemble: Ensemble, rows: np.ndarray, options: Tree
 
 
 def _verify(model: Any, ensemble: Ensemble, plan: backend.Plan, rows: np.ndarray) -> None:
-    """The real encrypted path on `rows` must predict exactly what the library does, scores within the bound."""
-    got_raw = backend.encrypted_raw(ensemble, plan, rows)
-    want = backend.library_predict(model, ensemble, rows)
-    got = backend.plain_interpret(ensemble, got_raw, plan.error_bound)
-    wrong = np.flatnonzero(np.asarray(got) != np.asarray(want))
-    if wrong.size:
-        raise PluginError(
-            f"the encrypted path predicts differently from the model on {wrong.size} of {len(rows)} check rows "
-            f"(first: row {int(wrong[0])}): the model cannot be served exactly; please report it"
-        )
-    error = float(np.abs(got_raw - backend.plain_raw(ensemble, rows)).max())
+    """The real encrypted path on `rows` must predict exactly what the plaintext walk (and, when the model
+    object is at hand, its library's `predict`) does, every sum within the proven bound."""
+    sums = backend.encrypted_sums(ensemble, plan, rows)
+    exact = backend.plain_sums(ensemble, rows)
+    error = float(np.abs(sums - exact).max())
     if error > plan.error_bound:
-        raise PluginError(f"the encrypted scores differ by {error:.3g}, over the proven bound {plan.error_bound:.3g}")
+        raise PluginError(f"the encrypted sums differ by {error:.3g}, over the proven bound {plan.error_bound:.3g}")
+    got, _ = backend.interpret(ensemble, backend.raw_scores(ensemble, sums), backend.score_bound(ensemble, plan))
+    wants = [("the plaintext walk", postprocess.predict(ensemble, exact), np.ones(len(rows), dtype=bool))]
+    try:
+        library, kept = library_predict(model, rows), np.ones(len(rows), dtype=bool)
+    except ValueError:  # a library that refuses NaN: compare on the rows without
+        kept = ~np.isnan(rows).any(axis=1)
+        library = library_predict(model, rows[kept])
+    if library is not None:
+        wants.append(("the model's own predict", library, kept))
+    for what, want, rows_kept in wants:
+        mine = np.asarray(got)[rows_kept]
+        if ensemble.task == "regression":  # values: within the bound (a link such as exp scales it; 1e-9 relative)
+            wrong = np.flatnonzero(~np.isclose(mine, want, rtol=1e-9, atol=2 * backend.score_bound(ensemble, plan)))
+        else:
+            wrong = np.flatnonzero(mine != np.asarray(want))
+        if wrong.size:
+            raise PluginError(
+                f"the encrypted path predicts differently from {what} on {wrong.size} of {len(want)} check rows "
+                f"(first: check row {int(wrong[0])}): the model cannot be served exactly"
+            )
 
 
 def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, Any]:
@@ -107,19 +142,21 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
     extra: dict[str, Any] = {}
     if options.mode == "thermometer":
         assert calibration is not None  # the options' validator requires it in this mode
-        ensemble, grid = _thermometer(model, ensemble, calibration, options)
+        ensemble, grid = _thermometer(ensemble, calibration, options)
         extra["grid"] = grid
     try:
         plan = backend.plan(ensemble, options.tolerance)
     except backend.PlanError as exc:
         raise PluginError(f"{estimator} cannot be served within tolerance {options.tolerance:g}: {exc}") from None
-    base = np.median(calibration, axis=0) if calibration is not None else np.zeros(ensemble.n_features)
+    base = np.zeros(ensemble.n_features)
+    if calibration is not None:
+        base = np.nan_to_num(np.nanmedian(calibration, axis=0)) if np.isfinite(calibration).any(axis=0).all() else base
     check = threshold_rows(ensemble, base, options.verify_rows)
     if calibration is not None:
         check = np.vstack([check, calibration[: options.verify_rows]])
-    _verify(model, ensemble, plan, check)
+    _verify(model if options.mode == "splits" else None, ensemble, plan, check)
     save_ensemble(ensemble, dest)
-    accuracy = {"tolerance": options.tolerance, "error_bound": plan.error_bound, "max_abs_sum": score_ceiling(ensemble),
-                "verified_rows": len(check)}  # fmt: skip
+    accuracy = {"tolerance": options.tolerance, "error_bound": backend.score_bound(ensemble, plan),
+                "max_abs_sum": score_ceiling(ensemble), "verified_rows": len(check)}  # fmt: skip
     return {"estimator": estimator, "mode": options.mode, "n_features": ensemble.n_features,
             "n_outputs": ensemble.n_outputs, "plan": plan.to_json(), "accuracy": accuracy, **extra}  # fmt: skip
