@@ -32,6 +32,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "redis": {"redis": "redis"},
     "mlflow": {"mlflow-skinny": "mlflow", "pandas": "pandas"},
     "bench": {"matplotlib": "matplotlib"},
+    "trees": {"treelite": "treelite"},
 }
 """Each extra of pyproject.toml (but `test` and the `azure` bundle): its distributions and their import names."""
 

@@ -1,0 +1,1 @@
+"""trees-seal: tree ensembles (scikit-learn, XGBoost, LightGBM) evaluated on SEAL."""
