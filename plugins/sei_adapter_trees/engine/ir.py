@@ -19,7 +19,7 @@ Dtype = Literal["float32", "float64"]
 Task = Literal["classification", "regression"]
 
 # The client-side post-processors ``postprocess.apply`` implements, by name.
-POSTPROCESSORS = ("identity", "sigmoid", "softmax", "exponential", "exponential_standard_ratio", "logarithm_one_plus_exp")
+POSTPROCESSORS = ("identity", "sigmoid", "softmax", "exponential", "logarithm_one_plus_exp")
 
 
 class IRError(ValueError):
