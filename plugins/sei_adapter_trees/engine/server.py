@@ -1,0 +1,157 @@
+"""The server side of the tree engine: walk each tree on encrypted split bits and sum leaf constants.
+
+For an internal node with indicator I and split bit b: right = I * b, left = I - right (the root: right = b,
+left = 1 - b). A product is relinearized only when a child is internal (a leaf's indicator is only multiplied by
+a constant and summed), then switched down one prime. Leaf terms are summed per level and output, switched to
+the output level once per level, relinearized once per output. Constants are encoded once (cached).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+import seal
+
+from . import wire
+from .seal_context import context_for, expand_a
+from .seal_plan import ServerPlan
+
+__all__ = ["TreeServer"]
+
+
+class TreeServer:
+    """Evaluates requests for one plan with one client's relinearization keys."""
+
+    def __init__(self, plan: ServerPlan, relin_keys: bytes):
+        self.plan = plan
+        self.c = context_for(plan.params)
+        try:
+            self.rk = self.c.ctx.from_relin_str(relin_keys)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise wire.TreesInputError("relinearization keys do not load for these parameters") from e
+        key_level = list(self.c.ctx.key_context_data().parms_id())
+        if list(self.rk.parms_id()) != key_level:
+            raise wire.TreesInputError("relinearization keys were made for other parameters")
+        if all(len(t.split) == 0 for t in plan.trees):
+            raise wire.TreesInputError("the ensemble has no split: nothing to evaluate encrypted")
+        self._plain: dict[int, seal.Plaintext] = {}
+        self._ones = self._const(1)
+        self._req_size = wire.request_size(plan.client)
+
+    def _const(self, c: int) -> seal.Plaintext:
+        """A constant plaintext (one coefficient: SEAL's fast scalar path), encoded once."""
+        v = int(c) % self.c.t
+        p = self._plain.get(v)
+        if p is None:
+            p = self._plain[v] = seal.Plaintext(format(v, "X"))
+        return p
+
+    def parse_request(self, request: bytes) -> tuple[int, list[seal.Ciphertext]]:
+        """Validate a request and rebuild each split's ciphertext at its level."""
+        cp = self.plan.client
+        n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, self._req_size, cp.n_splits)
+        view = memoryview(request)
+        off = wire.HEADER.size
+        n = self.c.n
+        cts = []
+        for s, k in enumerate(cp.split_levels):
+            primes = self.c.primes[:k]
+            seed = bytes(view[off:off + wire.SEED_BYTES])
+            off += wire.SEED_BYTES
+            nb = wire.packed_bytes(primes, n)
+            c0 = wire.unpack_residues(view[off:off + nb], primes, n, f"split {s}")
+            off += nb
+            try:
+                cts.append(self.c.ct_from_residues(c0, expand_a(seed, primes, n)))
+            except (ValueError, RuntimeError) as e:
+                raise wire.TreesInputError(f"split {s}: ciphertext does not load: {e}") from e
+        return n_rows, cts
+
+    def evaluate(self, request: bytes, trees: Iterable[int] | None = None) -> bytes:
+        """A full response for a request (all trees, or the given tree indices: see `workers`)."""
+        n_rows, bits = self.parse_request(request)
+        outs = self.partial(bits, range(len(self.plan.trees)) if trees is None else trees)
+        return self.pack_response(n_rows, outs)
+
+    def pack_response(self, n_rows: int, outs: list[seal.Ciphertext]) -> bytes:
+        parts = [wire.pack_header(wire.KIND_RESPONSE, self.plan.client, n_rows, len(outs))]
+        for ct in outs:
+            raw = ct.to_string()
+            parts.append(struct.pack("<I", len(raw)))
+            parts.append(raw)
+        return b"".join(parts)
+
+    def partial(self, bits: list[seal.Ciphertext], trees: Iterable[int]) -> list[seal.Ciphertext]:
+        """Per output, the encrypted sum over the given trees (size 2, output level)."""
+        ev, c = self.c.evaluator, self.c
+        n_out = self.plan.params.n_outputs
+        terms: dict[tuple[int, int], list[seal.Ciphertext]] = defaultdict(list)  # (level, output) -> terms
+        consts = np.zeros(n_out, dtype=np.int64)
+        switched: dict[tuple[int, int], seal.Ciphertext] = {}
+
+        def bit_at(s: int, k: int) -> seal.Ciphertext:
+            b = bits[s]
+            if b.coeff_modulus_size() == k:
+                return b
+            got = switched.get((s, k))
+            if got is None:
+                got = switched[(s, k)] = ev.mod_switch_to(b, c.parms_id_lists[k])
+            return got
+
+        def leaf(vals: np.ndarray, ind: seal.Ciphertext) -> None:
+            k = ind.coeff_modulus_size()
+            for o in np.flatnonzero(vals):
+                terms[(k, int(o))].append(ev.multiply_plain(ind, self._const(int(vals[o]))))
+
+        for ti in trees:
+            t, vals = self.plan.trees[ti], self.plan.leaf_consts[ti]
+            if len(t.split) == 0:
+                consts += vals[0]
+                continue
+            stack: list[tuple[int, seal.Ciphertext | None]] = [(0, None)]
+            while stack:
+                node, ind = stack.pop()
+                s = int(t.split[node])
+                lc, rc = int(t.left[node]), int(t.right[node])
+                if ind is None:
+                    right = bits[s]
+                    left = ev.negate(right)
+                    ev.add_plain_inplace(left, self._ones)
+                else:
+                    right = ev.multiply(ind, bit_at(s, ind.coeff_modulus_size()))
+                    if lc >= 0 or rc >= 0:
+                        ev.relinearize_inplace(right, self.rk)
+                    ev.mod_switch_to_next_inplace(right)
+                    left = ev.mod_switch_to_next(ind)
+                    ev.sub_inplace(left, right)
+                for child, ci in ((lc, left), (rc, right)):
+                    if child >= 0:
+                        stack.append((child, ci))
+                    else:
+                        leaf(vals[~child], ci)
+        return [self._output(o, terms, consts[o], bits) for o in range(n_out)]
+
+    def _output(self, o: int, terms: dict[tuple[int, int], list[seal.Ciphertext]], const: int,
+                bits: list[seal.Ciphertext]) -> seal.Ciphertext:
+        ev, c = self.c.evaluator, self.c
+        out_k = self.plan.params.out_primes
+        target = c.parms_id_lists[out_k]
+        acc: seal.Ciphertext | None = None
+        for (k, oo), ts in sorted(terms.items()):
+            if oo != o:
+                continue
+            s = ev.add_many(ts) if len(ts) > 1 else ts[0]
+            if k != out_k:
+                s = ev.mod_switch_to(s, target)
+            acc = s if acc is None else ev.add(acc, s)
+        if acc is None:  # every leaf constant of this output is 0: an encryption of 0 (b * 1 + b * (t - 1))
+            b = ev.mod_switch_to(bits[0], target)
+            acc = ev.add(ev.multiply_plain(b, self._const(1)), ev.multiply_plain(b, self._const(-1)))
+        if acc.size() > 2:
+            ev.relinearize_inplace(acc, self.rk)
+        if const % c.t:
+            ev.add_plain_inplace(acc, self._const(int(const)))
+        return acc
