@@ -21,6 +21,8 @@ SKLEARN_FLOAT32 = (
     "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor",
     "GradientBoostingClassifier", "GradientBoostingRegressor",
 )
+# LightGBM reads every |x| <= kZeroThreshold (1e-35 as a float) as 0.0 before comparing.
+LIGHTGBM_ZERO = float(np.float32(1e-35))
 SKLEARN_FLOAT64 = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 
 
@@ -116,7 +118,7 @@ def from_lightgbm(model: Any) -> Ensemble:
         imported = tl.frontend.from_lightgbm(booster)
     except (tl.TreeliteError, ValueError) as exc:
         raise UnsupportedModel(f"Treelite cannot import this LightGBM model: {exc}") from exc
-    return from_treelite(imported, dtype="float64", classes=classes)
+    return from_treelite(imported, dtype="float64", classes=classes, zero_band=LIGHTGBM_ZERO)
 
 
 def _check_lightgbm(dump: dict[str, Any]) -> None:
