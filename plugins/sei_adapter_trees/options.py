@@ -17,7 +17,7 @@ class TreesOptions(PluginOptions):
     mode: Literal["splits", "thermometer"] = "splits"
     """`splits`: one encrypted bit per distinct split (the client learns every split's feature and threshold);
     `thermometer`: a thermometer code on a uniform per-feature grid (the client learns only the grid)."""
-    tolerance: FiniteFloat = Field(1e-4, gt=0, lt=1)
+    tolerance: FiniteFloat = Field(1e-5, gt=0, lt=1)
     """Largest absolute error of a decrypted score the build must prove from the parameters and the depth, or refuse."""
     n_bits: StrictInt = Field(6, ge=1, le=12)
     """Thermometer mode: 2**n_bits - 1 grid thresholds per feature, uniform over the calibration range."""
