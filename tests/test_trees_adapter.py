@@ -120,10 +120,10 @@ def test_the_client_reads_ties_as_the_library_settles_them():
     [
         (np.zeros((2, 3)), "wrong_features", "2 features"),
         (np.zeros(2), "wrong_features", "2 features"),
-        (np.array([[0.0, np.inf]]), "invalid_input", r"row 0, feature 1: .* is infinite"),
-        (np.array([[0.0, 1.0], [-np.inf, 1.0]]), "invalid_input", "row 1, feature 0"),
-        (np.array([[3.5e38, 1.0]]), "invalid_input", "too large for the model.s float32"),
-        (np.array([["a", "b"]]), "invalid_input", "numbers"),
+        (np.array([[0.0, np.inf]]), "input_out_of_bounds", r"row 0, feature 1: .* is infinite"),
+        (np.array([[0.0, 1.0], [-np.inf, 1.0]]), "input_out_of_bounds", "row 1, feature 0"),
+        (np.array([[3.5e38, 1.0]]), "input_out_of_bounds", "too large for the model.s float32"),
+        (np.array([["a", "b"]]), "input_out_of_bounds", "numbers"),
     ],
 )
 def test_the_client_refuses_rows_it_cannot_route(rows, code, words):

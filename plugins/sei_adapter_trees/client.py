@@ -90,11 +90,11 @@ class TreesClient(AdapterClient):
                 f"the model takes rows of {n_features} features; got shape {rows.shape}", code="wrong_features"
             )
         if rows.dtype.kind not in "biuf":
-            raise InvalidRequest(f"rows must be numbers, not {rows.dtype}", code="invalid_input")
+            raise InvalidRequest(f"rows must be numbers, not {rows.dtype}", code="input_out_of_bounds")
         try:
             return backend.split_bits(rows, n_features, self.model.splits)
         except backend.RowError as exc:  # NaN is routed as the library routes a missing value
-            raise InvalidRequest(str(exc), code="invalid_input") from None
+            raise InvalidRequest(str(exc), code="input_out_of_bounds") from None
 
     def encrypt(self, rows: np.ndarray) -> Any:
         bits = self.check_rows(rows)
