@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sei_framework import PluginError, install_hint
+from sei_framework import ModelFileError, PluginError, install_hint, load_pickle, load_skops
 
 from . import backend
 from .artefacts import save_ensemble
@@ -53,56 +53,46 @@ def score_ceiling(ensemble: Ensemble) -> float:
 
 
 def _import(source: Path, options: TreesOptions) -> tuple[Any, Ensemble, str]:
-    """(the model as loaded, its IR, what it is): XGBoost JSON/UBJSON and LightGBM text files are read by their
-    own libraries, anything else through the allow-listed model file loader."""
+    """(the model object when the file is a pickle or skops file, else None; its IR; what it is)."""
     try:
-        from .engine import frontends
-        from .engine.treelite_import import UnsupportedModel
-
-        suffix = Path(source).suffix.lower()
-        if suffix in (".json", ".ubj"):
-            return source, frontends.from_xgboost(source), "XGBoost model file"
-        if suffix == ".txt":
-            return source, frontends.from_lightgbm(source), "LightGBM model file"
-        from .model_files import ModelFileError, load_tree_model
+        from .model_files import PICKLE_SUFFIXES, SKOPS_SUFFIX, UnsupportedModel, allowed_types, load_ensemble
     except ModuleNotFoundError as exc:
         raise PluginError(
             f"building a trees-seal model needs the Python module {exc.name!r} (the `trees` extra of sei-framework); "
             f"add it: {install_hint('trees')}",
             code="missing_extra",
         ) from None
-    except UnsupportedModel as exc:
-        raise PluginError(f"{source.name}: {exc}") from None
+    trusted = options.trusted_types or None
     try:
-        model = load_tree_model(source, trusted_types=options.trusted_types or None)
-        return model, frontends.from_model(model), type(model).__name__
+        ensemble = load_ensemble(source, trusted_types=trusted)
+        model = None
+        if source.suffix.lower() in (*PICKLE_SUFFIXES, SKOPS_SUFFIX):  # the object, for its own predict
+            allowed = allowed_types() | set(options.trusted_types)
+            model = load_skops(source, allowed) if source.suffix.lower() == SKOPS_SUFFIX else load_pickle(source, allowed)
     except (ModelFileError, UnsupportedModel) as exc:
         raise PluginError(f"{source.name}: {exc}") from None
+    what = type(model).__name__ if model is not None else {".txt": "LightGBM model file"}.get(source.suffix.lower(), "XGBoost model file")
+    return model, ensemble, what
 
 
 def library_predict(model: Any, rows: np.ndarray) -> np.ndarray | None:
-    """What the loaded model's own `predict` returns for `rows` (None for a model file read without its
-    library's scikit-learn wrapper); rows its library refuses (NaN for some scikit-learn models) are skipped."""
-    predict = getattr(model, "predict", None)
-    if predict is None or isinstance(model, (str, Path)):
-        return None
-    return np.asarray(predict(rows))
+    """What the loaded model's own `predict` returns for `rows` (None without a model object: XGBoost and
+    LightGBM files are read as data, and their IR is checked against their library by the engine's tests)."""
+    return None if model is None else np.asarray(model.predict(rows))
 
 
 def _thermometer(ensemble: Ensemble, rows: np.ndarray, options: TreesOptions) -> tuple[Ensemble, dict[str, Any]]:
     """The ensemble on a uniform per-feature grid; refused when fewer than min_agreement rows keep their prediction."""
-    from .engine.thermometer import to_grid
+    from .engine.thermometer import build
+    from .engine.treelite_import import UnsupportedModel
 
-    gridded, grid = to_grid(ensemble, rows, options.n_bits)
-    want = postprocess.predict(ensemble, backend.plain_sums(ensemble, rows))
-    agreement = float(np.mean(postprocess.predict(gridded, backend.plain_sums(gridded, rows)) == want))
-    if agreement < options.min_agreement:
-        raise PluginError(
-            f"on the thermometer grid ({options.n_bits} bits per feature) the model predicts as the original on "
-            f"{agreement:.2%} of the calibration rows, below min_agreement {options.min_agreement:g}: raise n_bits, "
-            "lower min_agreement, or serve mode `splits`"
-        )
-    return gridded, {"n_bits": options.n_bits, "agreement": agreement, **grid}
+    try:
+        gridded, _, agreement = build(ensemble, rows, options.n_bits, options.min_agreement)
+    except UnsupportedModel as exc:
+        raise PluginError(f"calibration_data: {exc}") from None
+    except ValueError as exc:
+        raise PluginError(f"calibration_data cannot make a thermometer grid: {exc}") from None
+    return gridded, {"n_bits": options.n_bits, "agreement": agreement}
 
 
 def _verify(model: Any, ensemble: Ensemble, plan: backend.Plan, rows: np.ndarray) -> None:

@@ -70,6 +70,7 @@ class TreesClient(AdapterClient):
         self.bound = float(accuracy["error_bound"])  # on raw scores
         self.sum_limit = float(accuracy["max_abs_sum"]) + self.plan.error_bound
         self.classes = labels_from_json(description["readout"]["classes"])
+        self.thermometer = description.get("mode") == "thermometer"
         self.key_scheme = scheme_for(self.plan)
         self.max_rows_per_request = self.plan.slots  # one full batch: fewer rows cost as much
         self._keys: Any = None
@@ -91,6 +92,12 @@ class TreesClient(AdapterClient):
             )
         if rows.dtype.kind not in "biuf":
             raise InvalidRequest(f"rows must be numbers, not {rows.dtype}", code="input_out_of_bounds")
+        if self.thermometer and np.isnan(rows).any():
+            row, column = (int(i) for i in np.argwhere(np.isnan(rows))[0])
+            raise InvalidRequest(
+                f"row {row}, feature {column} is NaN: a model served on a thermometer grid cannot route missing values",
+                code="input_out_of_bounds",
+            )
         try:
             return backend.split_bits(rows, n_features, self.model.splits)
         except backend.RowError as exc:  # NaN is routed as the library routes a missing value

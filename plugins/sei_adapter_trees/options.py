@@ -19,8 +19,8 @@ class TreesOptions(PluginOptions):
     `thermometer`: a thermometer code on a uniform per-feature grid (the client learns only the grid)."""
     tolerance: FiniteFloat = Field(1e-5, gt=0, lt=1)
     """Largest absolute error of a decrypted score the build must prove from the parameters and the depth, or refuse."""
-    n_bits: StrictInt = Field(6, ge=1, le=12)
-    """Thermometer mode: 2**n_bits - 1 grid thresholds per feature, uniform over the calibration range."""
+    n_bits: StrictInt = Field(15, ge=1, le=1024)
+    """Thermometer mode: thermometer bits (grid thresholds) per feature, evenly spaced inside the calibration range."""
     min_agreement: FiniteFloat = Field(0.99, gt=0, le=1)
     """Thermometer mode: the least share of calibration rows whose gridded prediction equals the model's own."""
     calibration_data: ConfigPath | None = None
