@@ -108,6 +108,33 @@ def test_hostile_batches_are_refused_and_the_service_keeps_serving(service, tree
     assert (session.adapter.interpret(scores).predictions == model.predict(X[:3])).all()
 
 
+def test_hostile_keys_are_refused_and_the_service_keeps_serving(service, tree_models, tmp_path):
+    from sei_framework import key_id_for
+
+    endpoint, _ = service
+    client = Client(endpoint, keyring=Keyring(tmp_path / "keys"))
+    _, model, X = tree_models["cancer"]
+    client.predict("cancer", X[:1])
+    session = client.session("cancer")
+    data = session.adapter.encrypt(X[:2])
+    real = session.public_keys
+    rng = np.random.default_rng(11)
+    # (Another model's relinearization keys on the same SEAL ring and moduli are valid keys: the service
+    # cannot tell them from the sender's own, and only the sender would get sums it cannot decrypt.)
+    hostile = {"random": rng.bytes(len(real)), "truncated": real[: len(real) // 3],
+               "damaged": real[:200] + rng.bytes(len(real) - 200), "empty": b""}
+    for what, bad in hostile.items():
+        body = {"model": "cancer", "key_id": key_id_for(bad), "public_keys": base64.b64encode(bad).decode(), "data": data}
+        response = requests.post(endpoint.scoring_uri, data=json.dumps(body), timeout=120)
+        assert response.status_code == 400, (what, response.text[:300])
+        assert response.json()["error"]["code"] in ("invalid_keys", "invalid_data"), (what, response.text[:300])
+    good = {"model": "cancer", "key_id": session.key_id, "data": data}
+    response = requests.post(endpoint.scoring_uri, data=json.dumps(good), timeout=120)
+    assert response.status_code == 200, response.text
+    scores = session.adapter.decrypt(response.json()["result"], 2)
+    assert (session.adapter.interpret(scores).predictions == model.predict(X[:2])).all()
+
+
 def test_a_response_of_the_wrong_shape_or_level_is_refused(service, tree_models, tmp_path):
     from sei_framework import InvalidRequest
 
