@@ -71,6 +71,10 @@ def engine(out: Path, repeats: int, ref: dict) -> dict:
     return results
 
 
+def _fmt(v: float | None, spec: str, missing: str) -> str:
+    return missing if v is None else format(v, spec)
+
+
 def table(eng: dict, ref: dict, sei: dict) -> str:
     head = ("| model | server rows/s, 1 worker | 2 workers | target | client encrypt rows/s | decrypt rows/s | "
             "rows per CPU-s (2 workers) | up B/row (target) | down B/row | key bytes | service peak MB | client peak MB (enc/dec) | "
@@ -89,8 +93,8 @@ def table(eng: dict, ref: dict, sei: dict) -> str:
             f"{e['up_bytes_per_row']:,.0f}{up_target} | {e['down_bytes_per_row']:,.0f} | "
             f"{e['key_bytes']:,} | {peak:,.0f} | {e['client_encrypt_peak_mb']:,.0f}/{e['client_decrypt_peak_mb']:,.0f} | "
             f"{100 * e['agreement_with_predict']:.2f} % | {e['error_bound']:.1e} / {e['max_abs_error_of_sums']:.1e} | "
-            f"{'%.2f' % c if c else 'not run'} | {'%.2f' % si if si else 'not run'} | "
-            f"{'%.0f' % (s2 * c) if c else '-'} |")
+            f"{_fmt(c, '.2f', 'not run')} | {_fmt(si, '.2f', 'not run')} | "
+            f"{_fmt(s2 * c if c else None, ',.0f', '-')} |")
     return "\n".join(lines)
 
 
