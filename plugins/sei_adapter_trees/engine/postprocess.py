@@ -64,7 +64,7 @@ def labels(ensemble: Ensemble, raw: np.ndarray) -> np.ndarray:
     return np.asarray(ensemble.classes, dtype=_label_dtype(ensemble.classes))[index]
 
 
-def _label_dtype(classes: tuple[object, ...]) -> object:
+def _label_dtype(classes: tuple[object, ...]) -> type:
     """Keep numbers numeric and strings strings, as the library's classes_ array is (object for a mix)."""
     kinds = {type(c) for c in classes}
     if kinds <= {int, bool}:

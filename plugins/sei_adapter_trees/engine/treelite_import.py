@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .ir import Dtype, Ensemble, Split, Tree
+from .ir import Dtype, Ensemble, Op, Split, Task, Tree, finite_split
 
 # Treelite post-processor -> (IR post-processor, whether it is a classifier's). Anything else is refused by name.
 _POSTPROCESSORS = {
@@ -41,15 +42,22 @@ def from_treelite(
     *,
     dtype: Dtype,
     classes: Sequence[Any] | None = None,
+    zero_band: float = 0.0,
+    task: Task | None = None,
 ) -> Ensemble:
     """Convert a ``treelite.Model`` to the IR.
 
     ``dtype``: the precision the library rounds a feature to before comparing. ``classes``: the original labels
-    (default ``0..n_class-1``; two labels for a one-output binary classifier).
+    (default ``0..n_class-1``; two labels for a one-output binary classifier). ``zero_band``: the library reads
+    any ``|x| <= zero_band`` as 0.0 before comparing (LightGBM's kZeroThreshold); each split is rewritten to the
+    equivalent comparison on the raw value, so the client needs no such rule. ``task``: what the caller knows
+    the model is (a scikit-learn wrapper's kind), over Treelite's reading of the objective.
     """
-    doc = json.loads(model.dump_as_json(pretty_print=False))
+    # Treelite's JSON writer leaves a non-finite number's value empty ("threshold":,): read it as null; the
+    # number itself comes from the field accessor.
+    doc = json.loads(re.sub(r":(?=[,}\]])", ":null", model.dump_as_json(pretty_print=False)))
     header = model.get_header_accessor()
-    task = _TASKS.get(doc["task_type"])
+    task = task or _TASKS.get(doc["task_type"])  # type: ignore[assignment]
     if task is None:
         raise UnsupportedModel(f"Treelite task {doc['task_type']!r} is not served (only classification and regression)")
     if int(doc["num_target"]) != 1:
@@ -66,7 +74,7 @@ def from_treelite(
     class_id = [int(v) for v in doc["class_id"]]
     split_index: dict[Split, int] = {}
     trees = tuple(
-        _tree(model, k, node_doc["nodes"], dtype, n_outputs, class_id[k], target_id[k], split_index)
+        _tree(model, k, node_doc["nodes"], dtype, n_outputs, class_id[k], target_id[k], split_index, zero_band)
         for k, node_doc in enumerate(doc["trees"])
     )
     base = _field(header, "base_scores", np.float64).reshape(-1)
@@ -95,10 +103,19 @@ def from_treelite(
         base_score=base,
         average=bool(doc["average_tree_output"]),
         postprocess=_POSTPROCESSORS[post],
-        task=task,  # type: ignore[arg-type]
+        task=task,
         classes=labels,
         postprocess_params=params,
     ).validate()
+
+
+def _outside_band(t: float, op: Op, z: float) -> tuple[float, Op]:
+    """The comparison on raw ``x`` equal to ``g(x) <op> t`` where ``g`` maps ``[-z, z]`` to 0.0 (for ``op`` "<=")."""
+    if op != "<=" or t >= z or t < -z:
+        return t, op  # the band falls wholly on one side, as 0.0 does
+    if t >= 0.0:
+        return z, "<="  # 0.0 <= t: the whole band goes left with everything below it
+    return -z, "<"  # 0.0 > t: the band goes right, so only x < -z goes left
 
 
 def _field(accessor: Any, name: str, dtype: type[np.generic]) -> np.ndarray:
@@ -115,6 +132,7 @@ def _tree(
     class_id: int,
     target_id: int,
     split_index: dict[Split, int],
+    zero_band: float,
 ) -> Tree:
     acc = model.get_tree_accessor(k)
     threshold = _field(acc, "threshold", np.float64)
@@ -148,13 +166,15 @@ def _tree(
     right = np.zeros(n, dtype=np.int32)
     for nid, i in internal.items():
         node = by_id[nid]
-        op = node["comparison_op"]
+        op: Op = node["comparison_op"]
         if op not in ("<", "<="):
             raise UnsupportedModel(f"tree {k}: comparison {op!r} is not served (only < and <=)")
         t = float(threshold[nid])
-        if math.isnan(t) or t != float(node["threshold"]):
+        stated = node["threshold"]
+        if math.isnan(t) or (t != float(stated) if stated is not None else math.isfinite(t)):
             raise UnsupportedModel(f"tree {k} node {nid}: threshold {node['threshold']!r} cannot be read exactly")
-        s = Split(int(node["split_feature_id"]), t, op, dtype, bool(node["default_left"]))
+        t, op = _outside_band(t, op, zero_band) if zero_band else (t, op)
+        s = finite_split(int(node["split_feature_id"]), t, op, dtype, bool(node["default_left"]))
         split[i] = split_index.setdefault(s, len(split_index))
         for arr, child in ((left, int(node["left_child"])), (right, int(node["right_child"]))):
             arr[i] = internal[child] if child in internal else ~leaves[child]
