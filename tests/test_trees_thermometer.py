@@ -75,3 +75,13 @@ def test_upload_cost_per_mode(exact: Ensemble) -> None:
     assert thermometer.upload_bits_per_row(exact, "thermometer", 8) == 30 * 8
     with pytest.raises(ValueError, match="n_bits"):
         thermometer.upload_bits_per_row(exact, "thermometer")
+
+
+def test_to_grid_gives_the_grid_as_json_data(exact: Ensemble) -> None:
+    gridded, data = thermometer.to_grid(exact, X, 8)
+    grid = thermometer.Grid.from_json(data)
+    assert np.array_equal(grid.edges, thermometer.Grid.from_calibration(X, 8).edges)
+    assert [s.threshold for s in gridded.splits] == grid.edges.reshape(-1).tolist()
+    for bad in ({"edges": [[1.0, 1.0]]}, {"edges": [[float("nan")]]}, {"edges": [1.0]}, [1.0]):
+        with pytest.raises(ValueError, match="edges"):
+            thermometer.Grid.from_json(bad)

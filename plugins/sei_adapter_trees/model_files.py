@@ -12,16 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sei_framework import DATA_TYPES, ModelFileError, load_pickle, load_skops
 
 from .engine import frontends
-from .engine.fold import fold
 from .engine.ir import Ensemble
 from .engine.treelite_import import UnsupportedModel
 
-__all__ = ["MODEL_SUFFIXES", "UnsupportedModel", "allowed_types", "ensemble_from_model", "load_ensemble"]
+__all__ = ["MODEL_SUFFIXES", "UnsupportedModel", "allowed_types", "ensemble_from_model", "load_ensemble", "load_tree_model"]
+
+ensemble_from_model = frontends.from_model
 
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
@@ -66,8 +65,6 @@ SERVED_CLASSES: dict[str, tuple[str, ...]] = {
     "numpy.random.bit_generator": ("SeedSequence", "__pyx_unpickle_SeedSequence"),
 }  # fmt: skip
 
-# Preprocessing a pipeline may hold before its trees: each maps a feature by a non-decreasing function.
-MONOTONE_STEPS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")
 
 
 @cache
@@ -92,62 +89,30 @@ def allowed_types() -> frozenset[str]:
 def load_ensemble(path: Path | str, *, trusted_types: list[str] | None = None) -> Ensemble:
     """The IR of the tree model stored at ``path`` (the loader chosen by extension)."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix in XGBOOST_SUFFIXES:
+        return frontends.from_xgboost(path)
+    if path.is_file() and suffix == LIGHTGBM_SUFFIX:
+        return frontends.from_lightgbm(path)
+    return frontends.from_model(load_tree_model(path, trusted_types=trusted_types))
+
+
+def load_tree_model(path: Path | str, *, trusted_types: list[str] | None = None) -> Any:
+    """The model object in a pickle/joblib/.skops file, loading only the exact classes of ``allowed_types()``
+    (plus ``trusted_types``); a file naming anything else is refused, naming it, before that name is imported.
+    (XGBoost JSON/UBJSON and LightGBM text files are read by ``frontends.from_xgboost``/``from_lightgbm``.)"""
+    path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist or is not a regular file")
     suffix = path.suffix.lower()
-    if suffix in XGBOOST_SUFFIXES:
-        return frontends.from_xgboost(path)
-    if suffix == LIGHTGBM_SUFFIX:
-        return frontends.from_lightgbm(path)
     if suffix not in (*PICKLE_SUFFIXES, SKOPS_SUFFIX):
         raise ModelFileError(f"model file {path} has unknown extension {suffix or '(none)'!r}; "
                              f"expected one of {', '.join(MODEL_SUFFIXES)}")
     allowed = allowed_types() | set(trusted_types or [])
     try:
-        model = load_skops(path, allowed) if suffix == SKOPS_SUFFIX else load_pickle(path, allowed)
+        return load_skops(path, allowed) if suffix == SKOPS_SUFFIX else load_pickle(path, allowed)
     except ModelFileError as exc:
         if not exc.refused:
             raise
         raise ModelFileError(f"{exc}; list a type in the adapter's trusted_types only if you trust whoever made "
                              "the file", refused=exc.refused) from None
-    return ensemble_from_model(model)
-
-
-def ensemble_from_model(model: Any) -> Ensemble:
-    """The IR of a fitted model object: a scikit-learn tree model, an XGBoost or LightGBM model (Booster or
-    scikit-learn wrapper), or a Pipeline of scalers ending in one of these."""
-    name = type(model).__name__
-    if name == "Pipeline":
-        return _pipeline(model)
-    module = type(model).__module__.split(".")[0]
-    if module == "xgboost":
-        return frontends.from_xgboost(model)
-    if module == "lightgbm":
-        return frontends.from_lightgbm(model)
-    if module == "sklearn":
-        return frontends.from_sklearn(model)
-    raise UnsupportedModel(f"{type(model).__module__}.{name} is not a served tree model")
-
-
-def _pipeline(pipe: Any) -> Ensemble:
-    steps = list(pipe.steps)
-    *pre, (_, last) = steps
-    for step_name, step in pre:
-        if step in (None, "passthrough"):
-            continue
-        kind = type(step).__name__
-        if kind not in MONOTONE_STEPS:
-            raise UnsupportedModel(f"pipeline step {step_name!r} ({kind}) is not monotone per feature, so it cannot "
-                                   f"fold into the thresholds; served steps: {', '.join(MONOTONE_STEPS)}")
-        scale = getattr(step, "scale_", None)
-        if scale is not None and (np.asarray(scale) <= 0).any():
-            raise UnsupportedModel(f"pipeline step {step_name!r} ({kind}) has a non-positive scale: not monotone")
-    ensemble = ensemble_from_model(last)
-    transforms = [step for _, step in pre if step not in (None, "passthrough")]
-
-    def transform(rows: np.ndarray) -> np.ndarray:
-        for step in transforms:
-            rows = step.transform(rows)
-        return np.asarray(rows, dtype=np.float64)
-
-    return fold(ensemble, transform) if transforms else ensemble

@@ -67,33 +67,36 @@ class NoiseReport:
 
 
 def chain_noise(n: int, t: int, data_primes: Sequence[int], special: int, depth: int,
-                leaf_abs_sum: float) -> NoiseReport:
+                leaf_abs_sum: float, switching: bool = True) -> NoiseReport:
     """Noise bound of one output: indicators down ``depth`` levels, leaf constants summed.
 
     ``data_primes`` in SEAL order (q_0 first; the last is dropped first); the bits start fresh at the top level
     and after each of the ``depth - 1`` products the product is switched down one prime. ``leaf_abs_sum`` is the
     sum over all leaves of all trees of |quantised leaf constant| for that output (a constant c scales noise by |c|).
-    The final relinearization of the sum happens at the output level.
+    The final relinearization of the sum happens at the output level. ``switching=False``: no prime is dropped
+    (a flat modulus: fewer, cheaper operations per product, more modulus bits for deep trees).
     """
-    if depth < 0 or len(data_primes) < max(depth, 1):
+    if depth < 0 or len(data_primes) < (max(depth, 1) if switching else 1):
         raise ValueError("not enough data primes for the depth")
     nu_bit = fresh(n, t)
     # depth-1 nodes: indicator = bit or 1 - bit (no product yet)
     nu = nu_bit + 1.0
     level = len(data_primes)  # primes in the current modulus
-    dropped = 1.0
     for _ in range(1, depth):
+        if not switching:
+            right = nu * nu_bit + relin_noise(n, t, level, max(data_primes), special)
+            nu = nu + right
+            continue
         p = data_primes[level - 1]
         q_max = max(data_primes[:level])
         # the bit, switched down from its fresh level to this one (its noise shrinks; never below the rounding)
-        nu_b = nu_bit if dropped == 1 else nu_bit / dropped + scale_noise(n, t, 2)
+        nu_b = nu_bit  # a bit below its upload level keeps its residues under fewer primes: fresh noise
         # a product whose children are both leaves skips relinearization (size 3): bound every switch as size 3
         right = nu * nu_b + relin_noise(n, t, level, q_max, special)
         right = right / p + scale_noise(n, t, 3)
         parent = nu / p + scale_noise(n, t, 3)
         nu = right + parent  # the left child = parent - right bounds both children
         level -= 1
-        dropped *= p
     out_primes = data_primes[:level]
     q_max = max(out_primes)
     total = leaf_abs_sum * nu + relin_noise(n, t, level, q_max, special)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .ir import Ensemble, Split
+from .ir import Ensemble, Split, finite_split
 
 _MAX = float(np.finfo(np.float64).max)
 
@@ -65,7 +65,7 @@ def fold(ensemble: Ensemble, transform: Callable[[np.ndarray], np.ndarray]) -> E
         hi = np.where(open_ & ~go, mid, hi)
     thresholds = np.where(at_hi, np.inf, np.where(at_lo, _unkey(lo), -np.inf))
     _check_monotone(left, lo, hi, active, bound)
-    new = [Split(s.feature, float(t), "<=", "float64", s.nan_left) for s, t in zip(splits, thresholds, strict=True)]
+    new = [finite_split(s.feature, float(t), "<=", "float64", s.nan_left) for s, t in zip(splits, thresholds, strict=True)]
     index: dict[Split, int] = {}
     remap = np.array([index.setdefault(s, len(index)) for s in new], dtype=np.int32)
     trees = tuple(type(t)(split=remap[t.split].astype(np.int32), left=t.left, right=t.right, leaf_values=t.leaf_values)

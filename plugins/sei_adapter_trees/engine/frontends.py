@@ -13,8 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .ir import Dtype, Ensemble
+from .fold import fold
+from .ir import Dtype, Ensemble, Task
 from .treelite_import import UnsupportedModel, from_treelite
+
+# Preprocessing a pipeline may hold before its trees: each maps a feature by a non-decreasing function.
+MONOTONE_STEPS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")
 
 SKLEARN_FLOAT32 = (
     "DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor",
@@ -40,6 +44,15 @@ def _classes(model: Any) -> tuple[Any, ...] | None:
     if classes is None:
         return None
     return tuple(c.item() if isinstance(c, np.generic) else c for c in np.asarray(classes, dtype=object))
+
+
+def _wrapper_task(model: Any) -> Task | None:
+    """What a scikit-learn wrapper says it is (a regressor whose link looks like a classifier's stays a
+    regressor: LightGBM's cross-entropy objectives); None for a Booster or a model file."""
+    kind = getattr(model, "_estimator_type", None)
+    if kind is None and hasattr(model, "__sklearn_tags__"):
+        kind = getattr(model.__sklearn_tags__(), "estimator_type", None)
+    return "regression" if kind == "regressor" else "classification" if kind == "classifier" else None
 
 
 def from_sklearn(model: Any) -> Ensemble:
@@ -95,7 +108,7 @@ def from_xgboost(model: Any) -> Ensemble:
             imported = tl.frontend.from_xgboost(booster)
     except (tl.TreeliteError, ValueError) as exc:
         raise UnsupportedModel(f"Treelite cannot import this XGBoost model: {exc}") from exc
-    return from_treelite(imported, dtype="float32", classes=classes)
+    return from_treelite(imported, dtype="float32", classes=classes, task=_wrapper_task(model))
 
 
 def from_lightgbm(model: Any) -> Ensemble:
@@ -118,7 +131,7 @@ def from_lightgbm(model: Any) -> Ensemble:
         imported = tl.frontend.from_lightgbm(booster)
     except (tl.TreeliteError, ValueError) as exc:
         raise UnsupportedModel(f"Treelite cannot import this LightGBM model: {exc}") from exc
-    return from_treelite(imported, dtype="float64", classes=classes, zero_band=LIGHTGBM_ZERO)
+    return from_treelite(imported, dtype="float64", classes=classes, zero_band=LIGHTGBM_ZERO, task=_wrapper_task(model))
 
 
 def _check_lightgbm(dump: dict[str, Any]) -> None:
@@ -140,3 +153,43 @@ def _check_lightgbm(dump: dict[str, Any]) -> None:
                     "direction, which one threshold bit cannot express; retrain with zero_as_missing=false"
                 )
             stack.extend((node["left_child"], node["right_child"]))
+
+
+def from_model(model: Any) -> Ensemble:
+    """The IR of a fitted model object: a scikit-learn tree model, an XGBoost or LightGBM model (Booster or
+    scikit-learn wrapper), or a scikit-learn Pipeline of scalers ending in one of these (folded, ``fold``)."""
+    name = type(model).__name__
+    if name == "Pipeline":
+        return _pipeline(model)
+    module = type(model).__module__.split(".")[0]
+    if module == "xgboost":
+        return from_xgboost(model)
+    if module == "lightgbm":
+        return from_lightgbm(model)
+    if module == "sklearn":
+        return from_sklearn(model)
+    raise UnsupportedModel(f"{type(model).__module__}.{name} is not a served tree model")
+
+
+def _pipeline(pipe: Any) -> Ensemble:
+    *pre, (_, last) = list(pipe.steps)
+    transforms = []
+    for step_name, step in pre:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        kind = type(step).__name__
+        if kind not in MONOTONE_STEPS or type(step).__module__.split(".")[0] != "sklearn":
+            raise UnsupportedModel(f"pipeline step {step_name!r} ({kind}) is not monotone per feature, so it cannot "
+                                   f"fold into the thresholds; served steps: {', '.join(MONOTONE_STEPS)}")
+        scale = getattr(step, "scale_", None)
+        if scale is not None and (np.asarray(scale) <= 0).any():
+            raise UnsupportedModel(f"pipeline step {step_name!r} ({kind}) has a non-positive scale: not monotone")
+        transforms.append(step)
+    ensemble = from_model(last)
+
+    def transform(rows: np.ndarray) -> np.ndarray:
+        for step in transforms:
+            rows = step.transform(rows)
+        return np.asarray(rows, dtype=np.float64)
+
+    return fold(ensemble, transform) if transforms else ensemble

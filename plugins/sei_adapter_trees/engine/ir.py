@@ -22,6 +22,9 @@ Task = Literal["classification", "regression"]
 POSTPROCESSORS = ("identity", "sigmoid", "softmax", "exponential", "logarithm_one_plus_exp")
 
 
+_MAX = float(np.finfo(np.float64).max)
+
+
 class IRError(ValueError):
     """An ensemble that breaks the IR's invariants (a bug in an importer, or a model SEI cannot represent)."""
 
@@ -33,7 +36,7 @@ class Split:
     The row goes LEFT when ``x <op> threshold``, with ``x`` first rounded to ``dtype`` (the library's comparison
     precision: scikit-learn trees and XGBoost compare float32, LightGBM and HistGradientBoosting float64), and the
     comparison done in float64 against ``threshold`` exactly as the library stores it. NaN goes left iff
-    ``nan_left``. The bit the client sends is 1 when the row goes RIGHT.
+    ``nan_left``. The bit the client sends is 1 when the row goes RIGHT. ``threshold`` is finite (``finite_split``).
     """
 
     feature: int
@@ -41,6 +44,17 @@ class Split:
     op: Op
     dtype: Dtype
     nan_left: bool
+
+
+def finite_split(feature: int, threshold: float, op: Op, dtype: Dtype, nan_left: bool) -> Split:
+    """The split, with an infinite threshold replaced by the finite comparison that routes every finite value
+    the same way (``x <= +inf`` and ``x < +inf``: ``x <= MAX``; ``x <= -inf`` and ``x < -inf``: ``x < -MAX``).
+    Libraries store such thresholds for "all values one side, NaN the other" splits."""
+    if threshold == np.inf:
+        return Split(feature, _MAX, "<=", dtype, nan_left)
+    if threshold == -np.inf:
+        return Split(feature, -_MAX, "<", dtype, nan_left)
+    return Split(feature, float(threshold), op, dtype, nan_left)
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,8 +158,8 @@ class Ensemble:
                 raise IRError(f"split on feature {s.feature}, outside 0..{self.n_features - 1}")
             if s.op not in ("<", "<=") or s.dtype not in ("float32", "float64"):
                 raise IRError(f"split {s}: unknown operator or dtype")
-            if np.isnan(s.threshold):
-                raise IRError(f"split on feature {s.feature} has a NaN threshold")
+            if not np.isfinite(s.threshold):
+                raise IRError(f"split on feature {s.feature} has a non-finite threshold (use finite_split)")
         if self.base_score.shape != (self.n_outputs,) or self.base_score.dtype != np.float64:
             raise IRError(f"base_score must be float64[{self.n_outputs}], got {self.base_score.dtype}{self.base_score.shape}")
         if self.postprocess not in POSTPROCESSORS:

@@ -54,6 +54,7 @@ class TreeParams:
     leaf_scale: float                    # leaf values are rounded to multiples of 1 / leaf_scale
     n_outputs: int
     scheme: str = "bgv"
+    switching: bool = True               # drop one prime after each product (False: a flat modulus)
 
     @property
     def rows(self) -> int:
@@ -86,7 +87,8 @@ class TreeParams:
                               f"at N={self.poly_modulus_degree}")
         if self.scheme != "bgv":
             raise ParamsError("scheme must be 'bgv'")
-        if self.out_primes < 1 or self.top_primes != self.out_primes + max(self.depth - 1, 0):
+        chain = max(self.depth - 1, 0) if self.switching else 0
+        if self.out_primes < 1 or self.top_primes != self.out_primes + chain:
             raise ParamsError("the modulus chain does not match the depth")
         if not 1 <= self.n_outputs <= 4096 or not self.leaf_scale > 0:
             raise ParamsError("n_outputs must be 1..4096 and leaf_scale > 0")
@@ -107,12 +109,13 @@ class TreeParams:
 
 
 def choose(depth: int, n_trees: int, n_outputs: int, leaf_max_sum: float, leaf_abs_total: float,
-           tolerance: float = DEFAULT_TOLERANCE) -> TreeParams:
+           tolerance: float = DEFAULT_TOLERANCE, switching: bool | None = None) -> TreeParams:
     """The cheapest parameters (fewest primes, then smallest N) serving the ensemble within ``tolerance``.
 
     depth: the deepest tree's depth; leaf_max_sum: max over outputs of sum over trees of max |leaf value| (bounds
     the output); leaf_abs_total: max over outputs of sum over all leaves of |leaf value| (scales the noise);
-    tolerance: the allowed |error| of each raw output (sum of tree outputs, before averaging).
+    tolerance: the allowed |error| of each raw output (sum of tree outputs, before averaging); switching: force
+    the chain layout (None: the cheaper by `cost`).
     Raises ParamsError naming what does not fit.
     """
     if depth < 0 or n_trees < 1 or n_outputs < 1 or not tolerance > 0:
@@ -136,31 +139,57 @@ def choose(depth: int, n_trees: int, n_outputs: int, leaf_max_sum: float, leaf_a
         room = (t / 2 - 1 - n_trees / 2) / leaf_max_sum if leaf_max_sum > 0 else scale
         n_scale = 2.0 ** math.floor(math.log2(room)) if leaf_max_sum > 0 else scale
         n_scale = min(max(n_scale, scale), 2.0 ** 52)
-        found = _fit_chain(n, t, t_bits, depth, n_scale * leaf_abs_total + n_trees)
-        if found is None:
+        fits = False
+        for sw in (True, False) if switching is None else (switching,):
+            found = _fit_chain(n, t, t_bits, depth, n_scale * leaf_abs_total + n_trees, sw)
+            if found is None:
+                continue
+            fits = True
+            bits, out_primes = found
+            cand = TreeParams(n, t_bits, bits, out_primes, depth, n_scale, n_outputs, switching=sw)
+            if best is None or cost(cand) < cost(best) * 0.999:  # ties: the smaller N (tried first)
+                best = cand
+        if not fits:
             reasons.append(f"N={n}: depth {depth} needs more than {HES_MAX_BITS[n]} modulus bits")
-            continue
-        bits, out_primes = found
-        cand = TreeParams(n, t_bits, bits, out_primes, depth, n_scale, n_outputs)
-        if best is None or len(cand.coeff_modulus_bits) < len(best.coeff_modulus_bits):
-            best = cand
     if best is None:
         raise ParamsError("cannot serve this ensemble at 128-bit security: " + "; ".join(reasons))
     best.validate()
     return best
 
 
-def _fit_chain(n: int, t: int, t_bits: int, depth: int, leaf_abs_sum: float) -> tuple[tuple[int, ...], int] | None:
-    """Smallest chain (fewest primes, then fewest bits) whose noise bound leaves the margin."""
+def cost(p: TreeParams) -> float:
+    """Estimated server cost per row of one full-depth path: a product at k primes costs about k (multiply)
+    + k (k + 1) (relinearization with one special prime) + 2 k (two modulus switches) NTTs of N log N each,
+    for N rows."""
+    k = p.top_primes
+    total = 0.0
+    for _ in range(max(p.depth - 1, 1)):
+        total += k + k * (k + 1) + (2 * k if p.switching else 0)
+        if p.switching:
+            k -= 1
+    return total * math.log2(p.poly_modulus_degree)
+
+
+def _fit_chain(n: int, t: int, t_bits: int, depth: int, leaf_abs_sum: float,
+               switching: bool) -> tuple[tuple[int, ...], int] | None:
+    """Smallest modulus (fewest primes, then fewest bits) whose noise bound leaves the margin.
+
+    switching: ``out_primes`` 60-bit primes then ``depth - 1`` chain primes; flat: ``out_primes`` equal primes."""
     lim = HES_MAX_BITS[n]
     chain = max(depth - 1, 0)
-    for out_primes in (1, 2, 3):
-        for p_bits in range(t_bits + 8, MAX_PRIME_BITS + 1):
-            bits = (MAX_PRIME_BITS,) * out_primes + (p_bits,) * chain + (MAX_PRIME_BITS,)
+    for out_primes in range(1, 15):
+        sizes = range(t_bits + 8, MAX_PRIME_BITS + 1) if switching else range(30, MAX_PRIME_BITS + 1)
+        for p_bits in sizes:
+            if switching:
+                bits = (MAX_PRIME_BITS,) * out_primes + (p_bits,) * chain + (MAX_PRIME_BITS,)
+            else:
+                bits = (p_bits,) * out_primes + (MAX_PRIME_BITS,)
             if sum(bits) > lim:
                 break
             primes = _primes(n, bits)
-            rep = bound.chain_noise(n, t, primes[:-1], primes[-1], depth, leaf_abs_sum)
+            rep = bound.chain_noise(n, t, primes[:-1], primes[-1], depth, leaf_abs_sum, switching)
             if rep.ok:
                 return bits, out_primes
+        if switching and out_primes >= 3:
+            break
     return None

@@ -9,22 +9,32 @@ the top). Sending each split at that level, not the top, cuts the upload.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import bound, params
 
-__all__ = ["ClientPlan", "EnsembleLike", "ServerPlan", "TreeLike", "build_plan"]
+__all__ = ["ClientPlan", "EnsembleLike", "PlanTree", "ServerPlan", "TreeLike", "build_plan"]
 
 
 class TreeLike(Protocol):
-    split: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    leaf_values: np.ndarray
+    """What the engine reads of `ir.Tree`."""
+
+    @property
+    def split(self) -> np.ndarray: ...
+
+    @property
+    def left(self) -> np.ndarray: ...
+
+    @property
+    def right(self) -> np.ndarray: ...
+
+    @property
+    def leaf_values(self) -> np.ndarray: ...
 
     def depth(self) -> int: ...
 
@@ -85,6 +95,46 @@ class ServerPlan:
     def params(self) -> params.TreeParams:
         return self.client.params
 
+    def to_bytes(self) -> bytes:
+        """The plan as bytes (the client plan's JSON and the arrays in an .npz, no pickle), for worker processes."""
+        arrays: dict[str, Any] = {"client": np.frombuffer(self.client.to_json().encode(), dtype=np.uint8)}
+        for i, (t, c) in enumerate(zip(self.trees, self.leaf_consts, strict=True)):
+            arrays.update({f"s{i}": np.asarray(t.split, np.int32), f"l{i}": np.asarray(t.left, np.int32),
+                           f"r{i}": np.asarray(t.right, np.int32), f"c{i}": np.asarray(c, np.int64)})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ServerPlan:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            client = ClientPlan.from_json(z["client"].tobytes().decode())
+            n = sum(1 for k in z.files if k.startswith("s"))
+            trees = tuple(PlanTree(z[f"s{i}"], z[f"l{i}"], z[f"r{i}"], z[f"c{i}"].astype(np.float64))
+                          for i in range(n))
+            consts = tuple(z[f"c{i}"] for i in range(n))
+        return cls(client, trees, consts)
+
+
+@dataclass(frozen=True, eq=False)
+class PlanTree:
+    """A tree as a worker process rebuilds it (its leaf values are the quantised constants)."""
+
+    split: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf_values: np.ndarray
+
+    def depth(self) -> int:
+        if len(self.split) == 0:
+            return 0
+        best, stack = 0, [(0, 1)]
+        while stack:
+            node, d = stack.pop()
+            best = max(best, d)
+            stack.extend((c, d + 1) for c in (int(self.left[node]), int(self.right[node])) if c >= 0)
+        return best
+
 
 def _split_levels(ens: EnsembleLike, top: int, bottom: int) -> tuple[int, ...]:
     n_splits = len(ens.splits)
@@ -105,7 +155,7 @@ def _split_levels(ens: EnsembleLike, top: int, bottom: int) -> tuple[int, ...]:
 
 
 def build_plan(ens: EnsembleLike, tolerance: float = params.DEFAULT_TOLERANCE,
-               per_split_levels: bool = True) -> ServerPlan:
+               per_split_levels: bool = True, switching: bool | None = None) -> ServerPlan:
     """Choose parameters for the ensemble and quantise its leaves; raise ParamsError if it cannot be served.
 
     per_split_levels=False sends every split at the top level: more upload, but the client no longer learns the
@@ -120,8 +170,9 @@ def build_plan(ens: EnsembleLike, tolerance: float = params.DEFAULT_TOLERANCE,
         raise params.ParamsError("leaf_values must be [n_leaves, n_outputs]")
     leaf_max_sum = float(np.max(np.sum([np.abs(v).max(axis=0) for v in vals], axis=0)))
     leaf_abs_total = float(np.max(np.sum([np.abs(v).sum(axis=0) for v in vals], axis=0)))
-    p = params.choose(depth, len(trees), ens.n_outputs, leaf_max_sum, leaf_abs_total, tolerance)
+    p = params.choose(depth, len(trees), ens.n_outputs, leaf_max_sum, leaf_abs_total, tolerance, switching)
     consts = tuple(np.rint(v * p.leaf_scale).astype(np.int64) for v in vals)
     top = p.top_primes
-    levels = _split_levels(ens, top, p.out_primes) if per_split_levels else (top,) * len(ens.splits)
+    flat = not (per_split_levels and p.switching)  # a flat modulus has one level
+    levels = (top,) * len(ens.splits) if flat else _split_levels(ens, top, p.out_primes)
     return ServerPlan(ClientPlan(p, levels), trees, consts)

@@ -11,7 +11,7 @@ model is refused below ``min_agreement``. NaN has no place on a shared grid, so 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,6 +32,17 @@ class Grid:
     def n_bits(self) -> int:
         return int(self.edges.shape[1])
 
+    def to_json(self) -> dict[str, Any]:
+        return {"edges": self.edges.tolist()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Grid:
+        """A grid from ``to_json`` data; ValueError unless it is a finite, strictly increasing table of floats."""
+        edges = np.asarray(data.get("edges") if isinstance(data, dict) else None, dtype=np.float64)
+        if edges.ndim != 2 or edges.shape[1] < 1 or not np.isfinite(edges).all() or (np.diff(edges, axis=1) <= 0).any():
+            raise ValueError("a grid's edges must be a finite, strictly increasing list per feature")
+        return cls(edges=edges)
+
     @classmethod
     def from_calibration(cls, X: np.ndarray, n_bits: int) -> Grid:
         if n_bits < 1:
@@ -47,6 +58,13 @@ class Grid:
         for k in range(1, n_bits):  # strictly increasing, even for a constant feature (distinct bits)
             edges[:, k] = np.maximum(edges[:, k], np.nextafter(edges[:, k - 1], np.inf))
         return cls(edges=edges)
+
+
+def to_grid(ensemble: Ensemble, X_calibration: np.ndarray, n_bits: int) -> tuple[Ensemble, dict[str, Any]]:
+    """The gridded ensemble and its grid as JSON data (``{"edges": [[...] per feature]}``, ``Grid.from_json``),
+    without measuring agreement (``build`` measures it and refuses)."""
+    grid = Grid.from_calibration(X_calibration, n_bits)
+    return grid_ensemble(ensemble, grid), grid.to_json()
 
 
 def grid_ensemble(ensemble: Ensemble, grid: Grid) -> Ensemble:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .ir import Dtype, Ensemble, Op, Split, Tree
+from .ir import Dtype, Ensemble, Op, Split, Task, Tree, finite_split
 
 # Treelite post-processor -> (IR post-processor, whether it is a classifier's). Anything else is refused by name.
 _POSTPROCESSORS = {
@@ -43,19 +43,21 @@ def from_treelite(
     dtype: Dtype,
     classes: Sequence[Any] | None = None,
     zero_band: float = 0.0,
+    task: Task | None = None,
 ) -> Ensemble:
     """Convert a ``treelite.Model`` to the IR.
 
     ``dtype``: the precision the library rounds a feature to before comparing. ``classes``: the original labels
     (default ``0..n_class-1``; two labels for a one-output binary classifier). ``zero_band``: the library reads
     any ``|x| <= zero_band`` as 0.0 before comparing (LightGBM's kZeroThreshold); each split is rewritten to the
-    equivalent comparison on the raw value, so the client needs no such rule.
+    equivalent comparison on the raw value, so the client needs no such rule. ``task``: what the caller knows
+    the model is (a scikit-learn wrapper's kind), over Treelite's reading of the objective.
     """
     # Treelite's JSON writer leaves a non-finite number's value empty ("threshold":,): read it as null; the
     # number itself comes from the field accessor.
     doc = json.loads(re.sub(r":(?=[,}\]])", ":null", model.dump_as_json(pretty_print=False)))
     header = model.get_header_accessor()
-    task = _TASKS.get(doc["task_type"])
+    task = task or _TASKS.get(doc["task_type"])  # type: ignore[assignment]
     if task is None:
         raise UnsupportedModel(f"Treelite task {doc['task_type']!r} is not served (only classification and regression)")
     if int(doc["num_target"]) != 1:
@@ -101,7 +103,7 @@ def from_treelite(
         base_score=base,
         average=bool(doc["average_tree_output"]),
         postprocess=_POSTPROCESSORS[post],
-        task=task,  # type: ignore[arg-type]
+        task=task,
         classes=labels,
         postprocess_params=params,
     ).validate()
@@ -172,7 +174,7 @@ def _tree(
         if math.isnan(t) or (t != float(stated) if stated is not None else math.isfinite(t)):
             raise UnsupportedModel(f"tree {k} node {nid}: threshold {node['threshold']!r} cannot be read exactly")
         t, op = _outside_band(t, op, zero_band) if zero_band else (t, op)
-        s = Split(int(node["split_feature_id"]), t, op, dtype, bool(node["default_left"]))
+        s = finite_split(int(node["split_feature_id"]), t, op, dtype, bool(node["default_left"]))
         split[i] = split_index.setdefault(s, len(split_index))
         for arr, child in ((left, int(node["left_child"])), (right, int(node["right_child"]))):
             arr[i] = internal[child] if child in internal else ~leaves[child]
