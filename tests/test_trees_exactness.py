@@ -77,12 +77,12 @@ def threshold_rows(ens: Ensemble, base: np.ndarray) -> np.ndarray:
         t = s.threshold
         with np.errstate(over="ignore"):
             values = {t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf)}
-        if abs(t) <= np.finfo(np.float32).max:
+        if abs(t) <= float(np.finfo(np.float32).max):
             t32 = np.float32(t)
             values |= {float(t32), float(np.nextafter(t32, np.float32(-np.inf))),
                        float(np.nextafter(t32, np.float32(np.inf)))}
         for v in values:
-            if np.isfinite(v) and abs(v) <= np.finfo(np.float32).max:
+            if np.isfinite(v) and abs(v) <= float(np.finfo(np.float32).max):
                 rows = base.copy()
                 rows[:, s.feature] = v
                 out.append(rows)

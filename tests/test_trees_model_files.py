@@ -34,6 +34,14 @@ NAMES = np.array(["benign", "malignant"])[Y]
 IRIS_NAMES = np.array(["setosa", "versicolor", "virginica"])[YI]
 
 
+def _categorical_frame() -> Any:
+    import pandas as pd
+
+    frame = pd.DataFrame(X[:, :3], columns=["a", "b", "c"])
+    frame["c"] = pd.Categorical(Y * 2 + np.arange(len(Y)) % 2)
+    return frame
+
+
 def predict(ens: Ensemble, rows: np.ndarray) -> np.ndarray:
     return postprocess.predict(ens, reference.tree_sums(ens, bits.split_bits(rows, ens.n_features, ens.splits)))
 
@@ -143,8 +151,15 @@ def test_the_fold_is_needed_thresholds_differ_from_the_trees_own() -> None:
     (lambda: LogisticRegression(max_iter=200).fit(X, Y), "not a served tree model"),
     (lambda: make_pipeline(PCA(3), tree.DecisionTreeClassifier()).fit(X, Y), "not monotone"),
     (lambda: xgb.XGBClassifier(n_estimators=2, objective="binary:hinge").fit(X, Y), "post-processor"),
+    (lambda: xgb.XGBClassifier(n_estimators=2, objective="binary:logitraw").fit(X, Y), "logitraw"),
+    (lambda: xgb.XGBClassifier(n_estimators=2, booster="gblinear").fit(X, Y), "gblinear"),
+    (lambda: xgb.XGBClassifier(n_estimators=2, enable_categorical=True, tree_method="hist").fit(_categorical_frame(), Y),
+     "categorical"),
+    (lambda: ensemble.GradientBoostingRegressor(n_estimators=2, init=tree.DecisionTreeRegressor()).fit(X, Y), "init"),
+    (lambda: ensemble.IsolationForest(n_estimators=2).fit(X), "IsolationForest is not a served"),
 ], ids=["multi-output", "gb-exponential", "hgb-categorical", "lgbm-categorical", "lgbm-zero-as-missing",
-        "lgbm-linear-tree", "xgb-multi-output", "not-a-tree", "pca-pipeline", "xgb-hinge"])
+        "lgbm-linear-tree", "xgb-multi-output", "not-a-tree", "pca-pipeline", "xgb-hinge", "xgb-logitraw", "xgb-gblinear",
+        "xgb-categorical", "gb-custom-init", "isolation-forest"])
 def test_refusals_name_what_and_why(model: Any, match: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -49,7 +49,8 @@ def split_bits(X: object, n_features: int, splits: Sequence[Split]) -> np.ndarra
     """uint8[n_splits, n_rows]: bit ``[s, r]`` is 1 when row ``r`` goes right at split ``s``."""
     rows = check_rows(X, n_features, splits)
     out = np.empty((len(splits), rows.shape[0]), dtype=np.uint8)
-    f32 = rows.astype(np.float32).astype(np.float64) if any(s.dtype == "float32" for s in splits) else rows
+    with np.errstate(over="ignore"):  # only float32 splits read it, and check_rows refused what they overflow
+        f32 = rows.astype(np.float32).astype(np.float64) if any(s.dtype == "float32" for s in splits) else rows
     nan = np.isnan(rows)
     for i, s in enumerate(splits):
         x = (f32 if s.dtype == "float32" else rows)[:, s.feature]

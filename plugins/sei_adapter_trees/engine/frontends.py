@@ -8,6 +8,7 @@ node's default direction (Treelite records it, LightGBM's "NaN counts as 0.0" in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,21 @@ def from_xgboost(model: Any) -> Ensemble:
         else:
             booster = model.get_booster() if hasattr(model, "get_booster") else model
             classes = _classes(model)
+            _check_xgboost(booster)
             imported = tl.frontend.from_xgboost(booster)
     except (tl.TreeliteError, ValueError) as exc:
         raise UnsupportedModel(f"Treelite cannot import this XGBoost model: {exc}") from exc
     return from_treelite(imported, dtype="float32", classes=classes, task=_wrapper_task(model))
+
+
+def _check_xgboost(booster: Any) -> None:
+    """Refuse, by name, what Treelite would reject with an internal message: linear boosters, categorical data."""
+    config = json.loads(booster.save_config())
+    name = config.get("learner", {}).get("gradient_booster", {}).get("name")
+    if name == "gblinear":
+        raise UnsupportedModel("XGBoost booster 'gblinear' is a linear model, not trees: not served")
+    if "c" in (booster.feature_types or []):
+        raise UnsupportedModel("XGBoost model with categorical features: categorical splits are not served")
 
 
 def from_lightgbm(model: Any) -> Ensemble:

@@ -66,6 +66,9 @@ def from_treelite(
     if post not in _POSTPROCESSORS:
         raise UnsupportedModel(f"post-processor {post!r} is not served (served: {', '.join(sorted(_POSTPROCESSORS))})")
     n_class = int(doc["num_class"][0])
+    if task == "classification" and n_class == 1 and post != "sigmoid":
+        raise UnsupportedModel(f"a binary classifier whose output is {post!r}, not a probability (XGBoost's "
+                               "binary:logitraw, for one): its labels depend on a threshold the model does not record")
     n_outputs = n_class
     leaf_shape = tuple(int(v) for v in doc["leaf_vector_shape"])
     if leaf_shape not in ((1, 1), (1, n_class)):
