@@ -113,3 +113,17 @@ def test_every_refusal_names_what_and_why(case, tmp_path):
     with pytest.raises(SeiError, match=words) as caught:
         build(tmp_path, [{"name": "m", "adapter": "trees-seal", "path": name, "options": options}])
     assert "Traceback" not in str(caught.value)
+
+
+def test_a_key_pair_that_does_not_belong_together_is_refused(served):
+    """The relinearization keys the service computes with must be the secret key's: a product through
+    them must decrypt right, or the client would read sums of another key's noise as scores."""
+    service, _, _ = served
+    client = service.adapters["iris"].client(service.describe()["models"]["iris"])
+    secret, public = client.generate_keys()
+    other_secret, other_public = client.generate_keys()
+    client.use_keys(secret, public)
+    with pytest.raises(ValueError, match="not this secret key's"):
+        client.use_keys(secret, other_public)
+    with pytest.raises(ValueError, match="do not load"):
+        client.use_keys(secret, public[: len(public) // 2])

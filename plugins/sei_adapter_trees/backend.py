@@ -267,7 +267,8 @@ def check_relin_keys(keys: Any, plan: Plan, public: bytes) -> None:
 
     client = _client_plan(plan)
     split = int(np.argmax(client.split_levels))
-    ok = client.params.depth >= 2 and client.split_levels[split] > client.params.out_primes
+    params = client.params  # a product needs depth 2, and a prime to drop after it when the chain switches
+    ok = params.depth >= 2 and (not params.switching or client.split_levels[split] > params.out_primes)
     at = np.array([split, split], dtype=np.int32)
     tree = Tree(at, np.array([~0, ~1], np.int32), np.array([1, ~2], np.int32), np.zeros((3, client.params.n_outputs)))
     consts = (np.arange(1, 4, dtype=np.int64)[:, None] * np.ones((1, client.params.n_outputs), dtype=np.int64),)
