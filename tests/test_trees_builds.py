@@ -47,6 +47,7 @@ def served(tmp_path_factory):
         {"name": "iris", "adapter": "trees-seal", "path": "iris.joblib", "options": {"calibration_data": "calibration.npy"}},
         {"name": "grid", "adapter": "trees-seal", "path": "iris.joblib",
          "options": {"mode": "thermometer", "n_bits": 15, "min_agreement": 0.9, "calibration_data": "calibration.npy"}},
+        {"name": "pooled", "adapter": "trees-seal", "path": "iris.joblib", "options": {"workers": 2}},
     ])  # fmt: skip
     return service, forest, X
 
@@ -127,3 +128,18 @@ def test_a_key_pair_that_does_not_belong_together_is_refused(served):
         client.use_keys(secret, other_public)
     with pytest.raises(ValueError, match="do not load"):
         client.use_keys(secret, public[: len(public) // 2])
+
+
+def test_a_pooled_model_splits_each_batch_over_worker_processes(served):
+    """workers: 2 evaluates each batch on two processes; the answer is the library's, and the key cache
+    counts the keys in each process."""
+    service, forest, X = served
+    result = score(service, "pooled", X[::3])
+    assert (result.predictions == forest.predict(X[::3])).all()
+    np.testing.assert_allclose(result.probabilities, forest.predict_proba(X[::3]), atol=1e-5)
+    adapter = service.adapters["pooled"]
+    client = adapter.client(service.describe()["models"]["pooled"])
+    _, public = client.generate_keys()
+    keys = adapter.load_public_keys(public)
+    assert adapter.key_size(keys) == 3 * len(public)
+    assert service.describe()["models"]["pooled"]["splits"] == service.describe()["models"]["iris"]["splits"]

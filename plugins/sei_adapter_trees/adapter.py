@@ -17,6 +17,7 @@ from . import backend
 from .artefacts import load_ensemble, readout, split_to_json
 from .client import TreesClient, scheme_for
 from .options import TreesOptions
+from .pool import PooledServer
 from .request import batch_sizes, parse_request
 
 __all__ = ["TreesAdapter"]
@@ -24,6 +25,11 @@ __all__ = ["TreesAdapter"]
 
 def _b64_size(nbytes: int) -> int:
     return 4 * -(-nbytes // 3)
+
+
+def _key_memory(key_bytes: int, workers: int) -> int:
+    """What one key set holds in the service: converted here, and as received in each worker process."""
+    return int(key_bytes * backend.KEY_EXPANSION) if workers == 1 else key_bytes * (1 + workers)
 
 
 class TreesAdapter(ModelAdapter):
@@ -50,7 +56,7 @@ class TreesAdapter(ModelAdapter):
             batch_rows=plan.slots,
             public_key_bytes=_b64_size(plan.key_bytes) + 32,
             key_bytes=plan.key_bytes,
-            key_memory_bytes=int(plan.key_bytes * backend.KEY_EXPANSION),
+            key_memory_bytes=_key_memory(plan.key_bytes, metadata.get("workers", 1)),
         )
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: TreesOptions) -> None:
@@ -88,9 +94,15 @@ class TreesAdapter(ModelAdapter):
 
     def load_public_keys(self, data: bytes) -> Any:
         try:
-            return self.server.load_keys(data)
+            return self.server.load_keys(data, self.metadata.get("workers", 1))
         except backend.EngineInputError as exc:
             raise InvalidRequest(f"relinearization keys: {exc}", code="invalid_keys") from None
+
+    def key_size(self, keys: Any) -> int | None:
+        """A pooled key set counts in each worker process too; an in-process one is measured generically."""
+        if isinstance(keys, PooledServer):
+            return _key_memory(keys.key_bytes, self.metadata.get("workers", 1))
+        return None
 
     def count_rows(self, data: Any) -> int:
         return parse_request(data, n_features=self.ensemble.n_features, slots=self.plan.slots).n_rows

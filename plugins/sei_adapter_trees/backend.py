@@ -197,13 +197,19 @@ class Server:
         consts = tuple(np.rint(t.leaf_values * scale).astype(np.int64) for t in ensemble.trees)
         self.plan = ServerPlan(client, cast(Any, ensemble.trees), consts)
 
-    def load_keys(self, data: bytes) -> Any:
-        """An engine server holding these relinearization keys (EngineInputError if they are not for this plan)."""
+    def load_keys(self, data: bytes, workers: int = 1) -> Any:
+        """An engine server holding these relinearization keys, its evaluations on `workers` processes
+        (EngineInputError if the keys are not for this plan)."""
         from .engine.server import TreeServer
         from .engine.wire import TreesInputError
 
         try:
-            return TreeServer(self.plan, data)
+            server = TreeServer(self.plan, data)  # the keys checked here first, before any process starts
+            if workers == 1:
+                return server
+            from .pool import PooledServer
+
+            return PooledServer(self.plan, data, workers)
         except TreesInputError as exc:
             raise EngineInputError(str(exc)) from None
 

@@ -149,4 +149,5 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
     accuracy = {"tolerance": options.tolerance, "error_bound": backend.score_bound(ensemble, plan),
                 "max_abs_sum": score_ceiling(ensemble), "verified_rows": len(check)}  # fmt: skip
     return {"estimator": estimator, "mode": options.mode, "n_features": ensemble.n_features,
-            "n_outputs": ensemble.n_outputs, "plan": plan.to_json(), "accuracy": accuracy, **extra}  # fmt: skip
+            "n_outputs": ensemble.n_outputs, "plan": plan.to_json(), "accuracy": accuracy, "workers": options.workers,
+            **extra}  # fmt: skip

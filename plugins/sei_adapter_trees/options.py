@@ -30,6 +30,9 @@ class TreesOptions(PluginOptions):
     verify_rows: StrictInt = Field(64, ge=1, le=4096)
     """Rows the build sends through the encrypted path (threshold neighbours and calibration rows) whose
     predictions must equal the library's own, or the build fails."""
+    workers: StrictInt = Field(1, ge=1, le=16)
+    """Service processes that share each batch's trees (2: both cores of a 2-core machine for one request);
+    each holds the client's keys too, which the key cache counts."""
     trusted_types: list[str] = []
     """Exact `module.name`s to load beyond the allow-list, in a pickled or skops model file."""
 
