@@ -35,12 +35,12 @@ def tree_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(tree_models, model_files, tmp_path_factory):
-    """One azmlinfsrv service: two trees-seal models and a sklearn-packed one, keys inline."""
+    """One azmlinfsrv service: two trees-seal models (one on two worker processes) and a sklearn-packed one, keys inline."""
     folder = tmp_path_factory.mktemp("trees-service")
     config = {
         "name": "trees",
         "models": [
-            {"name": "cancer", "adapter": "trees-seal", "path": str(tree_models["cancer"][0])},
+            {"name": "cancer", "adapter": "trees-seal", "path": str(tree_models["cancer"][0]), "options": {"workers": 2}},
             {"name": "iris", "adapter": "trees-seal", "path": str(tree_models["iris"][0])},
             with_bounds({"name": "digits", "adapter": "sklearn-packed", "path": str(model_files["digits"][0])}),
         ],
