@@ -13,8 +13,8 @@ import numpy as np
 
 from .seal_plan import ClientPlan
 
-__all__ = ["SEED_BYTES", "TreesInputError", "pack_residues", "parse_header", "request_size", "response_size",
-           "unpack_residues"]
+__all__ = ["SEED_BYTES", "TreesInputError", "pack_residues", "parse_header", "relin_keys_size", "request_size",
+           "response_size", "split_sizes", "unpack_residues"]
 
 MAGIC = b"SEIT"
 VERSION = 1
@@ -65,6 +65,22 @@ def request_size(plan: ClientPlan) -> int:
     """Exact bytes of a request (any number of rows: a request always carries whole ciphertexts)."""
     p = plan.params
     return HEADER.size + sum(SEED_BYTES + packed_bytes(p.data_primes[:k], p.rows) for k in plan.split_levels)
+
+
+def split_sizes(plan: ClientPlan) -> tuple[int, ...]:
+    """Bytes each split's ciphertext adds to a request (a seed and c0 at the split's level)."""
+    p = plan.params
+    return tuple(SEED_BYTES + packed_bytes(p.data_primes[:k], p.rows) for k in plan.split_levels)
+
+
+def relin_keys_size(plan: ClientPlan) -> int:
+    """Bytes of a client's relinearization keys for these parameters (SEAL's serialisation; made once to measure:
+    the size depends only on the parameters)."""
+    import seal
+
+    from .seal_context import context_for
+
+    return len(seal.KeyGenerator(context_for(plan.params).ctx).create_relin_keys().to_string())
 
 
 def response_size(plan: ClientPlan) -> int:
