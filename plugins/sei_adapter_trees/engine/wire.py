@@ -51,10 +51,17 @@ def unpack_residues(buf: memoryview, primes: tuple[int, ...], n: int, what: str)
     for j, q in enumerate(primes):
         b = q.bit_length()
         nb = (b * n + 7) // 8
-        bits = np.unpackbits(np.frombuffer(buf[off:off + nb], dtype=np.uint8), bitorder="little")[:b * n]
-        full = np.zeros((n, 64), dtype=np.uint8)
-        full[:, :b] = bits.reshape(n, b)
-        out[j] = np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(n)
+        raw = np.zeros(nb + 16, dtype=np.uint8)
+        raw[:nb] = np.frombuffer(buf[off:off + nb], dtype=np.uint8)
+        start = np.arange(n, dtype=np.int64) * b
+        idx, shift = start >> 3, (start & 7).astype(np.uint64)
+        word = np.zeros(n, dtype=np.uint64)
+        for i in range(8):  # the 8 bytes from each value's first byte, then the 9th for the bits shifted out
+            word |= raw[idx + i].astype(np.uint64) << np.uint64(8 * i)
+        word >>= shift
+        ninth = raw[idx + 8].astype(np.uint64) << (np.uint64(64) - shift)
+        word |= np.where(shift > 0, ninth, np.uint64(0))
+        out[j] = word & np.uint64((1 << b) - 1)
         if np.any(out[j] >= np.uint64(q)):
             raise TreesInputError(f"{what}: a residue is out of range for the coefficient modulus")
         off += nb
