@@ -100,7 +100,8 @@ def test_one_row_and_a_full_batch(iris: Setup) -> None:
 def test_upload_uses_per_split_levels_and_packing(forest: Setup) -> None:
     cp = forest.plan.client
     p = cp.params
-    assert len(forest.request) == wire.request_size(cp)
+    assert len(forest.request) == wire.request_size(cp) == wire.HEADER.size + sum(wire.split_sizes(cp))
+    assert wire.relin_keys_size(cp) == len(forest.client.relin_keys())
     assert min(cp.split_levels) < p.top_primes  # deeper splits travel with fewer primes
     unpacked = wire.HEADER.size + cp.n_splits * (32 + 2 * p.top_primes * p.rows * 8)  # SEAL's own form
     assert len(forest.request) < unpacked / 2.5

@@ -40,6 +40,7 @@ class TreeServer:
         if all(len(t.split) == 0 for t in plan.trees):
             raise wire.TreesInputError("the ensemble has no split: nothing to evaluate encrypted")
         self._plain: dict[int, seal.Plaintext] = {}
+        self._plain_ntt: dict[tuple[int, int], seal.Plaintext] = {}
         self._ones = self._const(1)
         self._req_size = wire.request_size(plan.client)
         self._switching = plan.params.switching
@@ -50,6 +51,14 @@ class TreeServer:
         p = self._plain.get(v)
         if p is None:
             p = self._plain[v] = seal.Plaintext(format(v, "X"))
+        return p
+
+    def _const_ntt(self, c: int, k: int) -> seal.Plaintext:
+        """The constant in NTT form at level k (a pointwise product instead of a transform per use), encoded once."""
+        key = (int(c) % self.c.t, k)
+        p = self._plain_ntt.get(key)
+        if p is None:
+            p = self._plain_ntt[key] = self.c.evaluator.transform_to_ntt(self._const(c), self.c.parms_id_lists[k])
         return p
 
     def parse_request(self, request: bytes, needed: set[int] | None = None
@@ -144,7 +153,7 @@ class TreeServer:
         def leaf(vals: np.ndarray, ind: seal.Ciphertext) -> None:
             k = ind.coeff_modulus_size()
             for o in np.flatnonzero(vals):
-                terms[(k, int(o))].append(ev.multiply_plain(ind, self._const(int(vals[o]))))
+                terms[(k, int(o))].append(ev.multiply_plain(ind, self._const_ntt(int(vals[o]), k)))
 
         for ti, side in units:
             t, vals = self.plan.trees[ti], self.plan.leaf_consts[ti]

@@ -13,8 +13,8 @@ import numpy as np
 
 from .seal_plan import ClientPlan
 
-__all__ = ["SEED_BYTES", "TreesInputError", "pack_residues", "parse_header", "request_size", "response_size",
-           "unpack_residues"]
+__all__ = ["SEED_BYTES", "TreesInputError", "pack_residues", "parse_header", "relin_keys_size", "request_size",
+           "response_size", "split_sizes", "unpack_residues"]
 
 MAGIC = b"SEIT"
 VERSION = 1
@@ -51,10 +51,17 @@ def unpack_residues(buf: memoryview, primes: tuple[int, ...], n: int, what: str)
     for j, q in enumerate(primes):
         b = q.bit_length()
         nb = (b * n + 7) // 8
-        bits = np.unpackbits(np.frombuffer(buf[off:off + nb], dtype=np.uint8), bitorder="little")[:b * n]
-        full = np.zeros((n, 64), dtype=np.uint8)
-        full[:, :b] = bits.reshape(n, b)
-        out[j] = np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(n)
+        raw = np.zeros(nb + 16, dtype=np.uint8)
+        raw[:nb] = np.frombuffer(buf[off:off + nb], dtype=np.uint8)
+        start = np.arange(n, dtype=np.int64) * b
+        idx, shift = start >> 3, (start & 7).astype(np.uint64)
+        word = np.zeros(n, dtype=np.uint64)
+        for i in range(8):  # the 8 bytes from each value's first byte, then the 9th for the bits shifted out
+            word |= raw[idx + i].astype(np.uint64) << np.uint64(8 * i)
+        word >>= shift
+        ninth = raw[idx + 8].astype(np.uint64) << (np.uint64(64) - shift)
+        word |= np.where(shift > 0, ninth, np.uint64(0))
+        out[j] = word & np.uint64((1 << b) - 1)
         if np.any(out[j] >= np.uint64(q)):
             raise TreesInputError(f"{what}: a residue is out of range for the coefficient modulus")
         off += nb
@@ -65,6 +72,22 @@ def request_size(plan: ClientPlan) -> int:
     """Exact bytes of a request (any number of rows: a request always carries whole ciphertexts)."""
     p = plan.params
     return HEADER.size + sum(SEED_BYTES + packed_bytes(p.data_primes[:k], p.rows) for k in plan.split_levels)
+
+
+def split_sizes(plan: ClientPlan) -> tuple[int, ...]:
+    """Bytes each split's ciphertext adds to a request (a seed and c0 at the split's level)."""
+    p = plan.params
+    return tuple(SEED_BYTES + packed_bytes(p.data_primes[:k], p.rows) for k in plan.split_levels)
+
+
+def relin_keys_size(plan: ClientPlan) -> int:
+    """Bytes of a client's relinearization keys for these parameters (SEAL's serialisation; made once to measure:
+    the size depends only on the parameters)."""
+    import seal
+
+    from .seal_context import context_for
+
+    return len(seal.KeyGenerator(context_for(plan.params).ctx).create_relin_keys().to_string())
 
 
 def response_size(plan: ClientPlan) -> int:
