@@ -9,6 +9,7 @@ node's default direction (Treelite records it, LightGBM's "NaN counts as 0.0" in
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +138,19 @@ def from_lightgbm(model: Any) -> Ensemble:
     else:
         booster = model.booster_ if hasattr(model, "booster_") else model
         classes = _classes(model)
-    _check_lightgbm(booster.dump_model())
+    dump = booster.dump_model()
+    _check_lightgbm(dump)
     tl = _treelite()
     try:
         imported = tl.frontend.from_lightgbm(booster)
     except (tl.TreeliteError, ValueError) as exc:
         raise UnsupportedModel(f"Treelite cannot import this LightGBM model: {exc}") from exc
-    return from_treelite(imported, dtype="float64", classes=classes, zero_band=LIGHTGBM_ZERO, task=_wrapper_task(model))
+    ens = from_treelite(imported, dtype="float64", classes=classes, zero_band=LIGHTGBM_ZERO, task=_wrapper_task(model))
+    if "sigmoid_alpha" in ens.postprocess_params:  # Treelite keeps it as a float32; LightGBM's objective, exactly
+        for token in str(dump.get("objective", "")).split():
+            if token.startswith("sigmoid:"):
+                ens = replace(ens, postprocess_params={**ens.postprocess_params, "sigmoid_alpha": float(token[8:])})
+    return ens
 
 
 def _check_lightgbm(dump: dict[str, Any]) -> None:
