@@ -69,6 +69,8 @@ def test_thermometer_mode_shows_only_the_grid_and_agrees_as_measured(served):
     assert {s["threshold"] for s in described["splits"]}.isdisjoint(
         {s["threshold"] for s in service.describe()["models"]["iris"]["splits"]}
     )  # the model's own thresholds are not shown
+    levels = json.loads(described["encryption"]["params"]["engine"])["split_levels"]
+    assert len(set(levels)) == 1  # nor which grid thresholds the trees use, at which depth: every split at one level
     result = score(service, "grid", X)
     assert np.mean(result.predictions == forest.predict(X)) == pytest.approx(described["grid"]["agreement"])
     client = service.adapters["grid"].client(described)

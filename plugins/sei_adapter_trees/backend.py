@@ -135,8 +135,10 @@ def plain_sums(ensemble: Ensemble, rows: np.ndarray) -> np.ndarray:
     return reference.tree_sums(ensemble, split_bits(rows, ensemble.n_features, ensemble.splits))
 
 
-def plan(ensemble: Ensemble, tolerance: float) -> Plan:
-    """Parameters for `ensemble` whose proven error of every raw score is within `tolerance` (PlanError if none)."""
+def plan(ensemble: Ensemble, tolerance: float, per_split_levels: bool = True) -> Plan:
+    """Parameters for `ensemble` whose proven error of every raw score is within `tolerance` (PlanError if none).
+    Without `per_split_levels` every split travels at the top level: the client no longer learns, from the
+    levels, the shallowest depth that uses each split (nor, on a thermometer grid, which edges are used)."""
     from .engine import wire
     from .engine.params import ParamsError
     from .engine.seal_plan import build_plan
@@ -144,7 +146,7 @@ def plan(ensemble: Ensemble, tolerance: float) -> Plan:
     per_sum = tolerance * ensemble.n_trees if ensemble.average else tolerance  # a forest averages its sums
     for attempt in range(4):
         try:  # Ensemble is the engine's EnsembleLike
-            client = build_plan(cast(Any, ensemble), per_sum / 2**attempt).client
+            client = build_plan(cast(Any, ensemble), per_sum / 2**attempt, per_split_levels=per_split_levels).client
             break
         except ParamsError as exc:
             raise PlanError(str(exc)) from None

@@ -135,7 +135,7 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
         ensemble, grid = _thermometer(ensemble, calibration, options)
         extra["grid"] = grid
     try:
-        plan = backend.plan(ensemble, options.tolerance)
+        plan = backend.plan(ensemble, options.tolerance, per_split_levels=options.mode == "splits")  # a grid hides its use
     except backend.PlanError as exc:
         raise PluginError(f"{estimator} cannot be served within tolerance {options.tolerance:g}: {exc}") from None
     base = np.zeros(ensemble.n_features)
