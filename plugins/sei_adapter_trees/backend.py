@@ -269,31 +269,29 @@ def keys_from_pair(plan: Plan, secret: bytes, public: bytes) -> Any:
 def check_relin_keys(keys: Any, plan: Plan, public: bytes) -> None:
     """ValueError unless `public` loads for these parameters and, where the engine multiplies ciphertexts
     (depth >= 2), a product relinearized with it decrypts right under this secret key: a two-node tree on
-    the deepest-reaching split, evaluated by the real engine on the bits [0, 1]."""
-    from .engine.seal_plan import ServerPlan
+    one split at the top level (a plan of its own: one ciphertext to encrypt, whatever the model's
+    splits), evaluated by the real engine on the bits [0, 1]."""
+    from .engine.seal_plan import ClientPlan, ServerPlan
     from .engine.server import TreeServer
     from .engine.wire import TreesInputError
 
-    client = _client_plan(plan)
-    split = int(np.argmax(client.split_levels))
-    params = client.params  # a product needs depth 2, and a prime to drop after it when the chain switches
-    ok = params.depth >= 2 and (not params.switching or client.split_levels[split] > params.out_primes)
-    at = np.array([split, split], dtype=np.int32)
-    tree = Tree(at, np.array([~0, ~1], np.int32), np.array([1, ~2], np.int32), np.zeros((3, client.params.n_outputs)))
-    consts = (np.arange(1, 4, dtype=np.int64)[:, None] * np.ones((1, client.params.n_outputs), dtype=np.int64),)
-    bits = np.zeros((client.n_splits, 2), dtype=np.uint8)
-    bits[split, 1] = 1
+    params = _client_plan(plan).params
     try:
-        server = TreeServer(ServerPlan(client, cast(Any, (tree,)), consts), public) if ok else None
-        if server is None:
+        if params.depth < 2:  # no ciphertext product: the keys are never used, but they must load
             from .engine.seal_context import context_for
 
-            context_for(client.params).ctx.from_relin_str(public)  # they must at least load
+            context_for(params).ctx.from_relin_str(public)
             return
-        sums = keys.decrypt(server.evaluate(keys.encrypt(bits)), 2) * client.params.leaf_scale
+        probe = ClientPlan(params, (params.top_primes,))
+        tree = Tree(np.zeros(2, np.int32), np.array([~0, ~1], np.int32), np.array([1, ~2], np.int32),
+                    np.zeros((3, params.n_outputs)))  # fmt: skip
+        consts = (np.repeat(np.arange(1, 4, dtype=np.int64)[:, None], params.n_outputs, axis=1),)
+        server = TreeServer(ServerPlan(probe, cast(Any, (tree,)), consts), public)
+        client = _engine_client(probe, keys.secret_key())
+        sums = client.decrypt(server.evaluate(client.encrypt(np.array([[0, 1]], dtype=np.uint8))), 2)
     except (TreesInputError, ValueError, RuntimeError, TypeError) as exc:
         raise ValueError(f"the relinearization keys do not load for these parameters: {exc}") from None
-    if not np.array_equal(np.rint(sums), [[1] * client.params.n_outputs, [3] * client.params.n_outputs]):
+    if not np.array_equal(np.rint(sums * params.leaf_scale), [[1] * params.n_outputs, [3] * params.n_outputs]):
         raise ValueError("the relinearization keys are not this secret key's")
 
 
