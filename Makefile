@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite js-client chromium page demo test bench bench-batch bench-browser bench-concrete example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite js-client chromium page demo test bench bench-batch bench-browser bench-concrete bench-trees example-concrete dist lint clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -145,6 +145,10 @@ bench-browser: install js-client chromium
 
 bench-concrete: concrete
 	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m bench.concrete
+
+# Tree ensembles on SEAL (trees engine) beside Concrete ML's predict(fhe="execute") and SEI's concrete-ml adapter.
+bench-trees: install concrete
+	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python SEI_CONCRETE_SEI_PYTHON=$(CURDIR)/$(CONCRETE_PY) $(PY) -m bench.trees
 
 clean:
 	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules $(JS_CLIENT_DIR)/node_modules dist

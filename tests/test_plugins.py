@@ -25,7 +25,7 @@ from sei_framework import (
 from sei_framework.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILT_INS = {"sei_adapter_sklearn", "sei_transport_inline", "sei_transport_local_dir", "sei_deploy_local"}
+BUILT_INS = {"sei_adapter_sklearn", "sei_adapter_trees", "sei_transport_inline", "sei_transport_local_dir", "sei_deploy_local"}
 
 
 class MemoryTransport(KeyTransport):
@@ -61,7 +61,7 @@ def test_entry_points_load_built_ins_and_the_third_party_fixture():
     third_party = infos["sei_transport_sqlite"]
     assert third_party.distribution == "sei-transport-sqlite"
     assert third_party.provides == {"key transport": ["sqlite"]}
-    assert plugins.model_adapters().names() == ["sklearn-eiserver", "sklearn-packed"]
+    assert plugins.model_adapters().names() == ["sklearn-eiserver", "sklearn-packed", "trees-seal"]
     assert {"inline", "local-dir", "sqlite"} <= set(plugins.key_transports().names())
     assert "local" in plugins.deploy_targets().names()
 

@@ -1,5 +1,5 @@
-"""One service, one client, three kinds of model: sklearn-packed, sklearn-eiserver and a Concrete ML
-tree, end to end through azmlinfsrv; and the managed online endpoint's environment for that build."""
+"""One service, one client, four kinds of model: sklearn-packed, sklearn-eiserver, trees-seal and a Concrete
+ML tree, end to end through azmlinfsrv; and the managed online endpoint's environment for that build."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import concrete_model
 from sklearn.datasets import load_diabetes
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,12 +33,15 @@ def mixed_config(trained, tmp_path_factory):
     X, y = load_diabetes(return_X_y=True)
     linear = make_pipeline(StandardScaler(), Ridge()).fit(X[:400], y[:400])
     joblib.dump(linear, folder / "diabetes.joblib")
+    forest = RandomForestRegressor(8, max_depth=4, random_state=0).fit(X[:400], y[:400])
+    joblib.dump(forest, folder / "forest.joblib")
     config = {
         "name": "mixed",
         "models": [
             {"name": "packed", "adapter": "sklearn-packed", "path": str(folder / "diabetes.joblib"), "options": SCALED},
             {"name": "tutorial", "adapter": "sklearn-eiserver", "path": str(folder / "diabetes.joblib"), "options": SCALED},
             concrete_model(trained, "tree"),
+            {"name": "forest", "adapter": "trees-seal", "path": str(folder / "forest.joblib")},
         ],
         "key_transport": {"name": "local-dir", "options": {"path": str(folder / "shared-keys")}},
         "deploy": {"target": "local", "options": {"state_dir": str(folder / "state")}},
@@ -45,11 +49,11 @@ def mixed_config(trained, tmp_path_factory):
     }
     path = folder / "mixed.yaml"
     path.write_text(yaml.safe_dump(config))
-    return path, linear, X[400:]
+    return path, linear, X[400:], forest
 
 
-def test_three_kinds_of_model_in_one_service_through_azmlinfsrv(mixed_config, trained, tmp_path):
-    path, linear, X = mixed_config
+def test_four_kinds_of_model_in_one_service_through_azmlinfsrv(mixed_config, trained, tmp_path):
+    path, linear, X, forest = mixed_config
     deployment = Deployment.from_file(path)
     endpoint = deployment.deploy(tmp_path / "build")
     try:
@@ -59,7 +63,10 @@ def test_three_kinds_of_model_in_one_service_through_azmlinfsrv(mixed_config, tr
         tree = client.predict("tree", trained.X[:3])
         assert tree.predictions.tolist() == trained.expected["tree"]["simulated"][:3]
         assert client.predict("tree", trained.X[3:4]).predictions.tolist() == trained.expected["tree"]["simulated"][3:4]
-        assert len(list((path.parent / "shared-keys").iterdir())) == 3  # one key set per scheme, published once
+        served = client.predict("forest", X[:20])  # trees-seal: one batch, relinearization keys through local-dir
+        bound = client.describe()["models"]["forest"]["accuracy"]["error_bound"]
+        np.testing.assert_allclose(served.predictions, forest.predict(X[:20]), rtol=0, atol=2 * bound)
+        assert len(list((path.parent / "shared-keys").iterdir())) == 4  # one key set per scheme, published once
     finally:
         assert deployment.delete() is True
 
@@ -71,7 +78,7 @@ def test_the_online_endpoints_environment_for_that_build_installs_and_resolves(m
 
     from sei_framework.cli import cli
 
-    path, _, _ = mixed_config
+    path, _, _, _ = mixed_config
     config = yaml.safe_load(path.read_text())
     config["deploy"] = {"target": "azureml-online", "options": {
         "subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "sei-rg",

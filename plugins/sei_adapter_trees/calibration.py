@@ -1,0 +1,35 @@
+"""Calibration rows for a build: a .npy or .csv table of the model's features (NaN allowed, no infinities)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sei_framework import PluginError
+
+__all__ = ["load_rows"]
+
+
+def load_rows(path: Path, n_features: int) -> np.ndarray:
+    """Rows of shape (n, n_features) as float64; PluginError naming the file and what is wrong with it."""
+    try:
+        if path.suffix.lower() == ".npy":
+            rows = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".csv":
+            try:
+                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+            except ValueError:  # a header line
+                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=1)
+        else:
+            raise PluginError(f"calibration_data {path}: expected a .npy or .csv file")
+        rows = np.asarray(rows, dtype=np.float64)
+    except OSError as exc:
+        raise PluginError(f"calibration_data {path} cannot be read: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise PluginError(f"calibration_data {path} is not a numeric table: {exc}") from None
+    if rows.ndim != 2 or rows.shape[1] != n_features or rows.shape[0] == 0:
+        raise PluginError(f"calibration_data {path} has shape {rows.shape}; the model takes rows of {n_features} features")
+    if np.isinf(rows).any():
+        raise PluginError(f"calibration_data {path} holds infinite values")
+    return rows

@@ -1,0 +1,229 @@
+"""The server side of the tree engine: walk each tree on encrypted split bits and sum leaf constants.
+
+For an internal node with indicator I and split bit b: right = I * b, left = I - right (the root: right = b,
+left = 1 - b). A product is relinearized only when a child is internal (a leaf's indicator is only multiplied by
+a constant and summed), then switched down one prime. A bit needed below its upload level keeps only that level's
+primes (a fresh ciphertext stays valid; no modulus switch): every ciphertext of one level then carries the same
+BGV correction factor, so additions never rescale noise by a balancing factor of up to t. Leaf terms are summed per level and output, switched to
+the output level once per level, relinearized once per output. Constants are encoded once (cached).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+import seal
+
+from . import wire
+from .seal_context import context_for, expand_a
+from .seal_plan import ServerPlan
+
+__all__ = ["TreeServer"]
+
+
+class TreeServer:
+    """Evaluates requests for one plan with one client's relinearization keys."""
+
+    def __init__(self, plan: ServerPlan, relin_keys: bytes):
+        self.plan = plan
+        self.c = context_for(plan.params)
+        try:
+            self.rk = self.c.ctx.from_relin_str(relin_keys)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise wire.TreesInputError("relinearization keys do not load for these parameters") from e
+        key_level = list(self.c.ctx.key_context_data().parms_id())
+        if list(self.rk.parms_id()) != key_level:
+            raise wire.TreesInputError("relinearization keys were made for other parameters")
+        if all(len(t.split) == 0 for t in plan.trees):
+            raise wire.TreesInputError("the ensemble has no split: nothing to evaluate encrypted")
+        self._plain: dict[int, seal.Plaintext] = {}
+        self._plain_ntt: dict[tuple[int, int], seal.Plaintext] = {}
+        self._ones = self._const(1)
+        self._req_size = wire.request_size(plan.client)
+        self._switching = plan.params.switching
+
+    def _const(self, c: int) -> seal.Plaintext:
+        """A constant plaintext (one coefficient: SEAL's fast scalar path), encoded once."""
+        v = int(c) % self.c.t
+        p = self._plain.get(v)
+        if p is None:
+            p = self._plain[v] = seal.Plaintext(format(v, "X"))
+        return p
+
+    def _const_ntt(self, c: int, k: int) -> seal.Plaintext:
+        """The constant in NTT form at level k (a pointwise product instead of a transform per use), encoded once."""
+        key = (int(c) % self.c.t, k)
+        p = self._plain_ntt.get(key)
+        if p is None:
+            p = self._plain_ntt[key] = self.c.evaluator.transform_to_ntt(self._const(c), self.c.parms_id_lists[k])
+        return p
+
+    def parse_request(self, request: bytes, needed: set[int] | None = None
+                      ) -> tuple[int, list[seal.Ciphertext | None]]:
+        """Validate a request and rebuild each split's ciphertext at its level (only the ``needed`` ones;
+        the residues of every split are range-checked all the same)."""
+        cp = self.plan.client
+        n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, self._req_size, cp.n_splits)
+        view = memoryview(request)
+        off = wire.HEADER.size
+        n = self.c.n
+        cts: list[seal.Ciphertext | None] = []
+        for s, k in enumerate(cp.split_levels):
+            primes = self.c.primes[:k]
+            seed = bytes(view[off:off + wire.SEED_BYTES])
+            off += wire.SEED_BYTES
+            nb = wire.packed_bytes(primes, n)
+            c0 = wire.unpack_residues(view[off:off + nb], primes, n, f"split {s}")
+            off += nb
+            if needed is not None and s not in needed:
+                cts.append(None)
+                continue
+            try:
+                cts.append(self.c.ct_from_residues(c0, expand_a(seed, primes, n)))
+            except (ValueError, RuntimeError) as e:
+                raise wire.TreesInputError(f"split {s}: ciphertext does not load: {e}") from e
+        return n_rows, cts
+
+    def units(self) -> list[tuple[int, int]]:
+        """Work units for `partial`: (tree, side), side -1 the whole tree, 0/1 the root's left/right subtree."""
+        out: list[tuple[int, int]] = []
+        for i, t in enumerate(self.plan.trees):
+            out.extend([(i, 0), (i, 1)] if len(t.split) else [(i, -1)])
+        return out
+
+    def splits_of(self, units: Iterable[tuple[int, int]]) -> set[int]:
+        """The splits the given units read."""
+        need: set[int] = set()
+        for ti, side in units:
+            t = self.plan.trees[ti]
+            if len(t.split) == 0:
+                continue
+            need.add(int(t.split[0]))
+            stack = [int(t.left[0]), int(t.right[0])] if side < 0 else [int((t.left, t.right)[side][0])]
+            while stack:
+                node = stack.pop()
+                if node >= 0:
+                    need.add(int(t.split[node]))
+                    stack.extend((int(t.left[node]), int(t.right[node])))
+        return need
+
+    def evaluate(self, request: bytes) -> bytes:
+        """The response to a request, in this process."""
+        n_rows, bits = self.parse_request(request)
+        outs = self.partial(bits, self.units())
+        return self.pack_response(n_rows, [self.zero(bits) if ct is None else ct for ct in outs])
+
+    def pack_response(self, n_rows: int, outs: list[seal.Ciphertext]) -> bytes:
+        parts = [wire.pack_header(wire.KIND_RESPONSE, self.plan.client, n_rows, len(outs))]
+        for ct in outs:
+            raw = ct.to_string()
+            parts.append(struct.pack("<I", len(raw)))
+            parts.append(raw)
+        return b"".join(parts)
+
+    def partial(self, bits: list[seal.Ciphertext | None], units: Iterable[tuple[int, int]]
+                ) -> list[seal.Ciphertext | None]:
+        """Per output, the encrypted sum over the given work units (size 2, output level); None where no leaf
+        of these units feeds the output."""
+        ev, c = self.c.evaluator, self.c
+        n_out = self.plan.params.n_outputs
+        terms: dict[tuple[int, int], list[seal.Ciphertext]] = defaultdict(list)  # (level, output) -> terms
+        consts = np.zeros(n_out, dtype=np.int64)
+        switched: dict[tuple[int, int], seal.Ciphertext] = {}
+
+        def bit(s: int) -> seal.Ciphertext:
+            b = bits[s]
+            if b is None:
+                raise RuntimeError(f"split {s} was not parsed for this work unit")
+            return b
+
+        def bit_at(s: int, k: int) -> seal.Ciphertext:
+            b = bit(s)
+            if b.coeff_modulus_size() == k:
+                return b
+            got = switched.get((s, k))
+            if got is None:  # a fresh ciphertext's residues under fewer primes: no scaling, correction factor 1
+                res = c.residues(b)
+                got = switched[(s, k)] = c.ct_from_residues(res[0, :k], res[1, :k])
+            return got
+
+        def leaf(vals: np.ndarray, ind: seal.Ciphertext) -> None:
+            k = ind.coeff_modulus_size()
+            for o in np.flatnonzero(vals):
+                terms[(k, int(o))].append(ev.multiply_plain(ind, self._const_ntt(int(vals[o]), k)))
+
+        for ti, side in units:
+            t, vals = self.plan.trees[ti], self.plan.leaf_consts[ti]
+            if len(t.split) == 0:
+                consts += vals[0]
+                continue
+            stack: list[tuple[int, seal.Ciphertext | None]] = [(0, None)]
+            while stack:
+                node, ind = stack.pop()
+                s = int(t.split[node])
+                lc, rc = int(t.left[node]), int(t.right[node])
+                if ind is None:
+                    right = bit(s)
+                    left = right
+                    if side != 1:
+                        left = ev.negate(right)
+                        ev.add_plain_inplace(left, self._ones)
+                else:
+                    right = ev.multiply(ind, bit_at(s, ind.coeff_modulus_size()))
+                    if lc >= 0 or rc >= 0:
+                        ev.relinearize_inplace(right, self.rk)
+                    if self._switching:
+                        ev.mod_switch_to_next_inplace(right)
+                        left = ev.mod_switch_to_next(ind)
+                        ev.sub_inplace(left, right)
+                    else:
+                        left = ev.sub(ind, right)
+                for j, (child, ci) in enumerate(((lc, left), (rc, right))):
+                    if ind is None and side >= 0 and j != side:
+                        continue
+                    if child >= 0:
+                        stack.append((child, ci))
+                    else:
+                        leaf(vals[~child], ci)
+        return [self._output(o, terms, consts[o], bits, fill=False) for o in range(n_out)]
+
+    def zero(self, bits: list[seal.Ciphertext | None]) -> seal.Ciphertext:
+        """An encryption of 0 at the output level for an output no leaf feeds: t times a fresh bit (by doubling;
+        any plaintext multiple would be centred mod t and cancel to a transparent ciphertext)."""
+        ev, c = self.c.evaluator, self.c
+        res = c.residues(next(x for x in bits if x is not None))
+        k = self.plan.params.out_primes
+        b = c.ct_from_residues(res[0, :k], res[1, :k])
+        acc: seal.Ciphertext | None = None
+        for i in range(c.t.bit_length()):
+            if (c.t >> i) & 1:
+                acc = b if acc is None else ev.add(acc, b)
+            b = ev.add(b, b)
+        assert acc is not None
+        return acc
+
+    def _output(self, o: int, terms: dict[tuple[int, int], list[seal.Ciphertext]], const: int,
+                bits: list[seal.Ciphertext | None], fill: bool) -> seal.Ciphertext | None:
+        ev, c = self.c.evaluator, self.c
+        out_k = self.plan.params.out_primes
+        target = c.parms_id_lists[out_k]
+        acc: seal.Ciphertext | None = None
+        for (k, oo), ts in sorted(terms.items()):
+            if oo != o:
+                continue
+            s = ev.add_many(ts) if len(ts) > 1 else ts[0]
+            if k != out_k:
+                s = ev.mod_switch_to(s, target)
+            acc = s if acc is None else ev.add(acc, s)
+        if acc is None:
+            if not fill:
+                return None
+            acc = self.zero(bits)
+        if acc.size() > 2:
+            ev.relinearize_inplace(acc, self.rk)
+        if const % c.t:
+            ev.add_plain_inplace(acc, self._const(int(const)))
+        return acc

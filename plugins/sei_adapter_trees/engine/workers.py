@@ -1,0 +1,171 @@
+"""Both cores: worker processes that each evaluate a share of the trees, passing only bytes.
+
+Each worker is a fresh interpreter (``python -m sei_adapter_trees.engine.workers``: no fork of a threaded
+parent) talking over its stdin/stdout with length-prefixed frames: a JSON header and raw byte payloads, never a
+pickle. At start it receives the server plan (`ServerPlan.to_bytes`, an .npz read without pickle), the
+relinearization keys and its work units (the root's left or right subtree of a tree); for each request it parses
+only the splits its units read and returns one partial sum per output. The parent adds the partial sums.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from typing import IO, Any
+
+import seal
+
+from . import wire
+from .seal_plan import ServerPlan
+from .server import TreeServer
+
+__all__ = ["WorkerPool"]
+
+_FRAME = struct.Struct("<II")  # JSON length, number of payloads
+_PAYLOAD = struct.Struct("<Q")
+MAX_JSON = 1 << 20
+MAX_PAYLOAD = 1 << 34
+
+
+def _write(out: IO[bytes], header: dict[str, Any], payloads: list[bytes]) -> None:
+    js = json.dumps(header).encode()
+    out.write(_FRAME.pack(len(js), len(payloads)) + js)
+    for p in payloads:
+        out.write(_PAYLOAD.pack(len(p)))
+        out.write(p)
+    out.flush()
+
+
+def _read_exact(inp: IO[bytes], n: int) -> bytes:
+    buf = inp.read(n)
+    if len(buf) != n:
+        raise EOFError("worker pipe closed")
+    return buf
+
+
+def _read(inp: IO[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+    n_js, n_p = _FRAME.unpack(_read_exact(inp, _FRAME.size))
+    if n_js > MAX_JSON or n_p > 4096:
+        raise ValueError("oversized frame")
+    header = json.loads(_read_exact(inp, n_js))
+    payloads = []
+    for _ in range(n_p):
+        (ln,) = _PAYLOAD.unpack(_read_exact(inp, _PAYLOAD.size))
+        if ln > MAX_PAYLOAD:
+            raise ValueError("oversized payload")
+        payloads.append(_read_exact(inp, ln))
+    return header, payloads
+
+
+class WorkerPool:
+    """Evaluates requests for one plan and one client's keys on ``workers`` processes (1 = in this process)."""
+
+    def __init__(self, plan: ServerPlan, relin_keys: bytes, workers: int = 2):
+        self.server = TreeServer(plan, relin_keys)
+        self.n_workers = max(1, int(workers))
+        self._procs: list[subprocess.Popen[bytes]] = []
+        if self.n_workers == 1:
+            return
+        shares: list[list[tuple[int, int]]] = [[] for _ in range(self.n_workers)]
+        load = [0] * self.n_workers
+        for u in sorted(self.server.units(), key=self._weight, reverse=True):  # greedy: heaviest unit first
+            i = load.index(min(load))
+            shares[i].append(u)
+            load[i] += self._weight(u)
+        plan_bytes = plan.to_bytes()
+        for share in shares:
+            proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert proc.stdin is not None
+            _write(proc.stdin, {"units": share}, [plan_bytes, relin_keys])
+            self._procs.append(proc)
+        for proc in self._procs:
+            assert proc.stdout is not None
+            header, _ = _read(proc.stdout)
+            if not header.get("ready"):
+                raise RuntimeError(f"tree worker failed to start: {header.get('error')}")
+
+    def _weight(self, unit: tuple[int, int]) -> int:
+        t = self.server.plan.trees[unit[0]]
+        return 1 + len(self.server.splits_of([unit])) if len(t.split) else 1
+
+    def evaluate(self, request: bytes) -> bytes:
+        if not self._procs:
+            return self.server.evaluate(request)
+        cp = self.server.plan.client
+        n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, wire.request_size(cp), cp.n_splits)
+        for proc in self._procs:
+            assert proc.stdin is not None
+            _write(proc.stdin, {"op": "eval"}, [request])
+        ev = self.server.c.evaluator
+        sums: list[seal.Ciphertext | None] = [None] * self.server.plan.params.n_outputs
+        error = None
+        first: bytes | None = None
+        for proc in self._procs:
+            assert proc.stdout is not None
+            header, payloads = _read(proc.stdout)
+            if "error" in header:
+                error = header["error"]
+                continue
+            if len(payloads) != len(sums) + 1:
+                raise RuntimeError("a tree worker answered with the wrong number of outputs")
+            first = payloads[-1] or first
+            for o, p in enumerate(payloads[:-1]):
+                if p:
+                    ct = self.server.c.ctx.from_cipher_str(p)
+                    prev = sums[o]
+                    sums[o] = ct if prev is None else ev.add(prev, ct)
+        if error is not None:
+            raise wire.TreesInputError(error)
+        outs = [ct if ct is not None else self.server.zero([self.server.c.ctx.from_cipher_str(first or b"")])
+                for ct in sums]
+        return self.server.pack_response(n_rows, outs)
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self._procs:
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self._procs = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _main() -> None:
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        header, (plan_bytes, relin) = _read(inp)
+        server = TreeServer(ServerPlan.from_bytes(plan_bytes), relin)
+        units = [(int(a), int(b)) for a, b in header["units"]]
+        needed = server.splits_of(units)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
+        _write(out, {"error": f"start: {type(e).__name__}: {e}"}, [])
+        return
+    _write(out, {"ready": True}, [])
+    while True:
+        try:
+            header, payloads = _read(inp)
+        except EOFError:
+            return
+        try:
+            n_rows, bits = server.parse_request(payloads[0], needed)
+            outs = server.partial(bits, units)
+        except wire.TreesInputError as e:
+            _write(out, {"error": str(e)}, [])
+            continue
+        # where an output gets nothing from this worker, a fresh bit lets the parent make a zero if no worker feeds it
+        spare = bytes(next(b for b in bits if b is not None).to_string()) if None in outs else b""
+        _write(out, {"rows": n_rows}, [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
+
+
+if __name__ == "__main__":
+    _main()
