@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite demo test bench bench-batch bench-concrete example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite demo test test-main test-floors test-concrete bench bench-batch bench-concrete example-concrete dist lint clean
 
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
@@ -101,9 +101,18 @@ lint: install-test
 
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
 # MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
-test: install-test azurite floors concrete lint
+# Three suites, a target each: `make test` runs lint, then them, one after the other; CI (.ci/run) runs
+# `make -j3 --output-sync=target test`: the environments install side by side and each suite starts as soon as
+# its own environment is ready, its output printed whole when it ends. Any failure fails `make test`.
+test: lint test-main test-concrete test-floors
+
+test-main: install-test azurite
 	SEI_NO_SKIPS=1 $(PY) -m pytest
+
+test-floors: floors
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
+
+test-concrete: concrete
 	SEI_NO_SKIPS=1 PYTHONPATH=$(CURDIR)/tests SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider -p no_skips $(CONCRETE_DIST)/tests
 
 bench: install

@@ -12,14 +12,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _test_recipe() -> list[str]:
-    lines = (ROOT / "Makefile").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("test:"))
+def _recipe(lines: list[str], target: str) -> tuple[list[str], list[str]]:
+    """A Makefile target's prerequisites and its recipe lines."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
     recipe = []
     for line in lines[start + 1 :]:
         if not line.startswith("\t"):
             break
         recipe.append(line.strip())
+    return lines[start].split(":", 1)[1].split(), recipe
+
+
+def _test_recipe() -> list[str]:
+    """The pytest lines `make test` runs: its own recipe's and those of its test-* prerequisites."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    prerequisites, recipe = _recipe(lines, "test")
+    for target in prerequisites:
+        if target.startswith("test-"):
+            recipe += _recipe(lines, target)[1]
     return [line for line in recipe if " -m pytest" in line]
 
 
