@@ -8,11 +8,13 @@ DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
 .PHONY: install install-test floors concrete azurite demo test test-main test-floors test-concrete bench bench-batch bench-concrete example-concrete dist lint clean
 
+# --no-compile: pip does not byte-compile every module it installs (three quarters of its CPU time for
+# scikit-learn and pandas into a fresh venv); Python compiles each module the first time it is imported.
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,test]' -e tests/fixtures/sei-transport-sqlite
+	$(PY) -m pip install --quiet --no-compile -e '.[serve,test]' -e tests/fixtures/sei-transport-sqlite
 	$(PY) -m pip check
 	touch $@
 
@@ -20,7 +22,7 @@ $(VENV)/.installed: $(DEPS)
 $(VENV)/.installed-test: $(DEPS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,test,azure]' -e tests/fixtures/sei-transport-sqlite
+	$(PY) -m pip install --quiet --no-compile -e '.[serve,test,azure]' -e tests/fixtures/sei-transport-sqlite
 	$(PY) -m pip check
 	touch $@ $(VENV)/.installed
 
@@ -32,7 +34,7 @@ FLOORS_TESTS := tests/test_linear.py tests/test_model_files.py tests/test_packed
 $(FLOORS_VENV)/.installed: $(DEPS) tests/floors.txt
 	$(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_PY) -m pip install --quiet --upgrade pip
-	$(FLOORS_PY) -m pip install --quiet -c tests/floors.txt -e '.[test]' -e tests/fixtures/sei-transport-sqlite
+	$(FLOORS_PY) -m pip install --quiet --no-compile -c tests/floors.txt -e '.[test]' -e tests/fixtures/sei-transport-sqlite
 	$(FLOORS_PY) -m pip check
 	touch $@
 
@@ -53,7 +55,7 @@ CONCRETE_PY := $(CONCRETE_VENV)/bin/python
 $(CONCRETE_BUILD_VENV)/.installed: pyproject.toml $(CONCRETE_DIST)/pyproject.toml
 	$(PYTHON) -m venv $(CONCRETE_BUILD_VENV)
 	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet -e . -e '$(CONCRETE_DIST)[compile]'
+	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet --no-compile -e . -e '$(CONCRETE_DIST)[compile]'
 	@# pip check, less one known false alarm: xgboost 1.6.2's wheel (py3-none-manylinux2014 by its file
 	@# name) says cp39 inside, which pip >= 25 reports as "not supported on this platform"; it runs.
 	$(CONCRETE_BUILD_VENV)/bin/python -m pip check | grep -vx 'xgboost 1.6.2 is not supported on this platform' | (! grep .)
@@ -62,8 +64,8 @@ $(CONCRETE_BUILD_VENV)/.installed: pyproject.toml $(CONCRETE_DIST)/pyproject.tom
 $(CONCRETE_VENV)/.installed: $(DEPS) $(CONCRETE_DIST)/pyproject.toml
 	$(PYTHON) -m venv $(CONCRETE_VENV)
 	$(CONCRETE_PY) -m pip install --quiet --upgrade pip
-	$(CONCRETE_PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(CONCRETE_PY) -m pip install --quiet -e '.[serve,test,azure]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
+	$(CONCRETE_PY) -m pip install --quiet --no-compile torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(CONCRETE_PY) -m pip install --quiet --no-compile -e '.[serve,test,azure]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
 	$(CONCRETE_PY) -m pip check
 	touch $@
 
