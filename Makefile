@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite demo test test-main test-floors test-concrete bench bench-batch bench-concrete example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite demo test test-main test-main-split test-floors test-concrete bench bench-batch bench-concrete example-concrete dist lint clean
 
 # --no-compile: pip does not byte-compile every module it installs (three quarters of its CPU time for
 # scikit-learn and pandas into a fresh venv); Python compiles each module the first time it is imported.
@@ -103,13 +103,23 @@ lint: install-test
 
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
 # MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
-# Three suites, a target each: `make test` runs lint, then them, one after the other; CI (.ci/run) runs
-# `make -j3 --output-sync=target test`: the environments install side by side and each suite starts as soon as
-# its own environment is ready, its output printed whole when it ends. Any failure fails `make test`.
-test: lint test-main test-concrete test-floors
+# Three suites (the main one in two runs), a target each: `make test` runs lint, then them, one after the
+# other; CI (.ci/run) runs `make -j4 --output-sync=target test`: the environments install side by side and each
+# run starts as soon as its environment is ready, its output printed whole when it ends. Any failure fails it.
+test: lint test-main test-main-split test-concrete test-floors
 
+# The main suite in two pytest runs that share no test file, so that two cores can share it: the files of
+# MAIN_SPLIT (fresh environments installed, Dask clusters, a notebook's kernel, services started per test) in
+# one, the rest in the other. New test files land in the rest; move slow ones here to keep the two even.
+MAIN_SPLIT := tests/test_aci.py tests/test_azure_blob.py tests/test_azureml_batch.py tests/test_azureml_online.py \
+	tests/test_batch.py tests/test_batch_records.py tests/test_batch_security.py tests/test_container.py \
+	tests/test_install.py tests/test_notebook.py tests/test_client_trust.py tests/test_local_service.py \
+	tests/test_packed_service.py tests/test_tutorial_client.py
 test-main: install-test azurite
-	SEI_NO_SKIPS=1 $(PY) -m pytest
+	SEI_NO_SKIPS=1 $(PY) -m pytest $(addprefix --ignore=,$(MAIN_SPLIT))
+
+test-main-split: install-test azurite
+	SEI_NO_SKIPS=1 $(PY) -m pytest -p no:cacheprovider $(MAIN_SPLIT)
 
 test-floors: floors
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
