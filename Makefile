@@ -6,13 +6,18 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite js-client chromium page demo test bench bench-batch bench-browser bench-concrete bench-trees example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite js-client chromium page demo test test-main test-main-split test-floors test-concrete bench bench-batch bench-browser bench-concrete bench-trees example-concrete dist lint clean
 
+# --no-compile: pip does not byte-compile every module it installs (three quarters of its CPU time for
+# scikit-learn and pandas into a fresh venv); Python compiles each module the first time it is imported.
+# Editable installs write the same in-tree *.egg-info: under `make -j` they take turns (flock, where the
+# system has it); the rest of each environment's work runs side by side.
+EDITABLE_LOCK := $(if $(shell command -v flock),flock $(CURDIR)/.editable-install.lock)
 # The core and the local server (what `make demo` needs).
 $(VENV)/.installed: $(DEPS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,test]' -e tests/fixtures/sei-transport-sqlite
+	$(EDITABLE_LOCK) $(PY) -m pip install --quiet --no-compile -e '.[serve,test]' -e tests/fixtures/sei-transport-sqlite
 	$(PY) -m pip check
 	touch $@
 
@@ -20,7 +25,7 @@ $(VENV)/.installed: $(DEPS)
 $(VENV)/.installed-test: $(DEPS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,test,azure]' -e tests/fixtures/sei-transport-sqlite
+	$(EDITABLE_LOCK) $(PY) -m pip install --quiet --no-compile -e '.[serve,test,azure]' -e tests/fixtures/sei-transport-sqlite
 	$(PY) -m pip check
 	touch $@ $(VENV)/.installed
 
@@ -32,7 +37,7 @@ FLOORS_TESTS := tests/test_linear.py tests/test_model_files.py tests/test_packed
 $(FLOORS_VENV)/.installed: $(DEPS) tests/floors.txt
 	$(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_PY) -m pip install --quiet --upgrade pip
-	$(FLOORS_PY) -m pip install --quiet -c tests/floors.txt -e '.[test]' -e tests/fixtures/sei-transport-sqlite
+	$(EDITABLE_LOCK) $(FLOORS_PY) -m pip install --quiet --no-compile -c tests/floors.txt -e '.[test]' -e tests/fixtures/sei-transport-sqlite
 	$(FLOORS_PY) -m pip check
 	touch $@
 
@@ -53,7 +58,7 @@ CONCRETE_PY := $(CONCRETE_VENV)/bin/python
 $(CONCRETE_BUILD_VENV)/.installed: pyproject.toml $(CONCRETE_DIST)/pyproject.toml
 	$(PYTHON) -m venv $(CONCRETE_BUILD_VENV)
 	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet -e . -e '$(CONCRETE_DIST)[compile]'
+	$(EDITABLE_LOCK) $(CONCRETE_BUILD_VENV)/bin/python -m pip install --quiet --no-compile -e . -e '$(CONCRETE_DIST)[compile]'
 	@# pip check, less one known false alarm: xgboost 1.6.2's wheel (py3-none-manylinux2014 by its file
 	@# name) says cp39 inside, which pip >= 25 reports as "not supported on this platform"; it runs.
 	$(CONCRETE_BUILD_VENV)/bin/python -m pip check | grep -vx 'xgboost 1.6.2 is not supported on this platform' | (! grep .)
@@ -62,8 +67,8 @@ $(CONCRETE_BUILD_VENV)/.installed: pyproject.toml $(CONCRETE_DIST)/pyproject.tom
 $(CONCRETE_VENV)/.installed: $(DEPS) $(CONCRETE_DIST)/pyproject.toml
 	$(PYTHON) -m venv $(CONCRETE_VENV)
 	$(CONCRETE_PY) -m pip install --quiet --upgrade pip
-	$(CONCRETE_PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(CONCRETE_PY) -m pip install --quiet -e '.[serve,test,azure]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
+	$(CONCRETE_PY) -m pip install --quiet --no-compile torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(EDITABLE_LOCK) $(CONCRETE_PY) -m pip install --quiet --no-compile -e '.[serve,test,azure]' -e $(CONCRETE_DIST) -e tests/fixtures/sei-transport-sqlite
 	$(CONCRETE_PY) -m pip check
 	touch $@
 
@@ -122,9 +127,28 @@ lint: install-test
 
 # SEI_NO_SKIPS=1: everything the suite needs is installed here (Azurite, Redis, the Azure SDKs; the
 # MNIST data and the tutorial's model ship in data/), so any skip fails the run (tests/no_skips.py).
-test: install-test azurite js-client chromium floors concrete lint
-	SEI_NO_SKIPS=1 $(PY) -m pytest
+# Three suites (the main one in two runs), a target each: `make test` runs lint, then them, one after the
+# other; CI (.ci/run) runs `make -j4 --output-sync=target test`: the environments install side by side and each
+# run starts as soon as its environment is ready, its output printed whole when it ends. Any failure fails it.
+test: lint test-main test-main-split test-concrete test-floors
+
+# The main suite in two pytest runs that share no test file, so that two cores can share it: the files of
+# MAIN_SPLIT (fresh environments installed, Dask clusters, a notebook's kernel, services started per test) in
+# one, the rest in the other. New test files land in the rest; move slow ones here to keep the two even.
+MAIN_SPLIT := tests/test_aci.py tests/test_azure_blob.py tests/test_azureml_batch.py tests/test_azureml_online.py \
+	tests/test_batch.py tests/test_batch_records.py tests/test_batch_security.py tests/test_container.py \
+	tests/test_install.py tests/test_notebook.py tests/test_client_trust.py tests/test_local_service.py \
+	tests/test_packed_service.py tests/test_tutorial_client.py tests/test_trees_service.py tests/test_browser_page.py
+test-main: install-test azurite js-client chromium
+	SEI_NO_SKIPS=1 $(PY) -m pytest $(addprefix --ignore=,$(MAIN_SPLIT))
+
+test-main-split: install-test azurite js-client chromium
+	SEI_NO_SKIPS=1 $(PY) -m pytest -p no:cacheprovider $(MAIN_SPLIT)
+
+test-floors: floors
 	SEI_NO_SKIPS=1 $(FLOORS_PY) -m pytest -p no:cacheprovider $(FLOORS_TESTS)
+
+test-concrete: concrete
 	SEI_NO_SKIPS=1 PYTHONPATH=$(CURDIR)/tests SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python $(CONCRETE_PY) -m pytest -p no:cacheprovider -p no_skips $(CONCRETE_DIST)/tests
 
 bench: install

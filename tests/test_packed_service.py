@@ -15,8 +15,11 @@ from sei_framework import Client, Deployment
 from sei_framework.keys import Keyring
 
 
-@pytest.fixture
-def packed_service(model_files, tmp_path):
+@pytest.fixture(scope="module")
+def packed_service(model_files, tmp_path_factory):
+    """One service for the module: each test has keys of its own, and none changes what the service holds
+    beyond its own keys' cache entries."""
+    tmp_path = tmp_path_factory.mktemp("packed-service")
     config = {
         "name": "packed",
         "models": [
@@ -30,9 +33,11 @@ def packed_service(model_files, tmp_path):
     }
     (tmp_path / "packed.yaml").write_text(yaml.safe_dump(config))
     deployment = Deployment.from_file(tmp_path / "packed.yaml")
-    endpoint = deployment.deploy(tmp_path / "build")
+    with pytest.MonkeyPatch.context() as patch:  # the tests' own SEI_HOME fixture is per test
+        patch.setenv("SEI_HOME", str(tmp_path / "sei-home"))
+        endpoint = deployment.deploy(tmp_path / "build")
     yield endpoint
-    deployment.delete()
+    assert deployment.delete() is True
 
 
 def test_single_and_bulk_match_plaintext(packed_service, model_files, tmp_path):

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sei_framework import Deployment, Keyring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from fresh_env import fresh_venv, pip_install  # noqa: E402  (the main suite's helpers)
+from fresh_env import NO_COMPILE, fresh_venv, pip_install  # noqa: E402  (the main suite's helpers)
 
 SCALED = {"feature_bounds": [-1, 1]}  # scikit-learn's diabetes rows are scaled
 LIMITS = {"max_public_key_mb": 128, "max_request_mb": 64, "key_cache_mb": 2048}
@@ -96,7 +96,7 @@ def test_the_online_endpoints_environment_for_that_build_installs_and_resolves(m
     local = [str(context / "wheels" / r.removeprefix("/tmp/sei/wheels/")) if r.startswith("/tmp/sei/wheels/") else r
              for r in requirements]  # fmt: skip
     python = fresh_venv(tmp_path / "env")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0"], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", NO_COMPILE, "torch==2.13.0"], check=True)
     pip_install(python, local, cwd=context)  # then pip check
     imports = "import sei_adapter_sklearn, sei_adapter_concrete.runtime, concrete.fhe, seal, encrypted.inference"
     subprocess.run([str(python), "-c", imports], check=True, capture_output=True)
