@@ -194,3 +194,18 @@ def test_two_worker_processes_give_the_same_sums_and_refuse_bad_requests(iris: S
         with pytest.raises(wire.TreesInputError, match="truncated"):
             pool.evaluate(iris.request[:-3])
         assert (iris.client.decrypt(pool.evaluate(iris.request), len(iris.X)) == want).all()
+
+
+@pytest.mark.parametrize("bits", [(50, 50, 50, 50), (60, 59, 58), (30, 31)])
+def test_packed_residues_round_trip_and_out_of_range_is_refused(bits: tuple[int, ...]) -> None:
+    n = 8192
+    primes = params._primes(n, (*bits, 60))[:-1]
+    rng = np.random.default_rng(0)
+    res = np.stack([rng.integers(0, q, n, dtype=np.uint64) for q in primes])
+    res[:, :2] = np.array([[q - 1, 0] for q in primes], dtype=np.uint64)  # the extremes of each prime
+    buf = wire.pack_residues(res, primes)
+    assert len(buf) == wire.packed_bytes(primes, n)
+    assert np.array_equal(wire.unpack_residues(memoryview(buf), primes, n, "x"), res)
+    res[-1, -1] = primes[-1]  # the last value of the last prime, one past its range
+    with pytest.raises(wire.TreesInputError, match="x: a residue is out of range"):
+        wire.unpack_residues(memoryview(wire.pack_residues(res, primes)), primes, n, "x")
