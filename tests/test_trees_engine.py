@@ -209,3 +209,18 @@ def test_packed_residues_round_trip_and_out_of_range_is_refused(bits: tuple[int,
     res[-1, -1] = primes[-1]  # the last value of the last prime, one past its range
     with pytest.raises(wire.TreesInputError, match="x: a residue is out of range"):
         wire.unpack_residues(memoryview(wire.pack_residues(res, primes)), primes, n, "x")
+
+
+def test_a_two_class_forest_derives_its_second_output_exactly(forest: Setup, iris: Setup) -> None:
+    """p1 = 1 - p0 in every leaf: the server walks the leaves for output 0 only and answers output 1 as
+    (number of trees) * scale - output 0, equal to the reference on every row, in one process and on two."""
+    from sei_adapter_trees.engine.workers import WorkerPool
+
+    n_trees = len(forest.plan.trees)
+    assert forest.server.derived == {1: (0, -1, int(round(n_trees * forest.plan.params.leaf_scale)))}
+    assert iris.server.derived == {}  # three classes: no output is a signed copy of another
+    want = reference.tree_sums(forest.ens, forest.bits)
+    got = forest.client.decrypt(forest.response, len(forest.X))
+    assert np.abs(got - want).max() <= forest.plan.client.score_error_bound(n_trees)
+    with WorkerPool(forest.plan, forest.client.relin_keys(), workers=2) as pool:
+        assert (forest.client.decrypt(pool.evaluate(forest.request), len(forest.X)) == got).all()

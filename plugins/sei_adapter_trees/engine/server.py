@@ -21,7 +21,28 @@ from . import wire
 from .seal_context import context_for, expand_a
 from .seal_plan import ServerPlan
 
-__all__ = ["TreeServer"]
+__all__ = ["TreeServer", "derived_outputs"]
+
+
+def derived_outputs(leaf_consts: Iterable[np.ndarray], n_outputs: int) -> dict[int, tuple[int, int, int]]:
+    """Outputs that follow from an earlier one: ``{o: (base, sign, const)}`` when, in every tree, output o's
+    leaf constant equals ``sign`` times the base's plus one per-tree constant (a two-class forest's class
+    fractions: p1 = 1 - p0). A row reaches exactly one leaf per tree, so output o = sign * base + const (the sum
+    of those per-tree constants), exactly, in integers; the server then walks the leaves for the base only."""
+    consts = [np.asarray(c, dtype=np.int64) for c in leaf_consts]
+    out: dict[int, tuple[int, int, int]] = {}
+    for o in range(1, n_outputs):
+        for base in range(o):
+            if base in out:
+                continue
+            for sign in (-1, 1):
+                diffs = [c[:, o] - sign * c[:, base] for c in consts]
+                if all(d.size and np.all(d == d[0]) for d in diffs):
+                    out[o] = (base, sign, int(sum(int(d[0]) for d in diffs)))
+                    break
+            if o in out:
+                break
+    return out
 
 
 class TreeServer:
@@ -44,6 +65,10 @@ class TreeServer:
         self._ones = self._const(1)
         self._req_size = wire.request_size(plan.client)
         self._switching = plan.params.switching
+        self.derived = derived_outputs(plan.leaf_consts, plan.params.n_outputs)
+        # leaf constants with the derived outputs zeroed: no leaf term is computed for them
+        self._base_consts = tuple(np.where(np.isin(np.arange(c.shape[1]), list(self.derived)), 0, c)
+                                  for c in plan.leaf_consts)
 
     def _const(self, c: int) -> seal.Plaintext:
         """A constant plaintext (one coefficient: SEAL's fast scalar path), encoded once."""
@@ -114,7 +139,22 @@ class TreeServer:
         """The response to a request, in this process."""
         n_rows, bits = self.parse_request(request)
         outs = self.partial(bits, self.units())
-        return self.pack_response(n_rows, [self.zero(bits) if ct is None else ct for ct in outs])
+        return self.pack_response(n_rows, self.finish(outs, bits))
+
+    def finish(self, sums: list[seal.Ciphertext | None], bits: list[seal.Ciphertext | None]
+               ) -> list[seal.Ciphertext]:
+        """The response's ciphertexts from the summed partials: an encrypted zero where no leaf fed an output,
+        then each derived output from its base (a negation and a plaintext constant: the base's noise)."""
+        outs = [self.zero(bits) if ct is None and o not in self.derived else ct for o, ct in enumerate(sums)]
+        ev = self.c.evaluator
+        for o, (base, sign, const) in self.derived.items():
+            b = outs[base]
+            assert b is not None
+            ct = ev.negate(b) if sign < 0 else seal.Ciphertext(b)
+            if const % self.c.t:
+                ev.add_plain_inplace(ct, self._const(const))
+            outs[o] = ct
+        return [ct for ct in outs if ct is not None]
 
     def pack_response(self, n_rows: int, outs: list[seal.Ciphertext]) -> bytes:
         parts = [wire.pack_header(wire.KIND_RESPONSE, self.plan.client, n_rows, len(outs))]
@@ -156,7 +196,7 @@ class TreeServer:
                 terms[(k, int(o))].append(ev.multiply_plain(ind, self._const_ntt(int(vals[o]), k)))
 
         for ti, side in units:
-            t, vals = self.plan.trees[ti], self.plan.leaf_consts[ti]
+            t, vals = self.plan.trees[ti], self._base_consts[ti]
             if len(t.split) == 0:
                 consts += vals[0]
                 continue
@@ -188,7 +228,8 @@ class TreeServer:
                         stack.append((child, ci))
                     else:
                         leaf(vals[~child], ci)
-        return [self._output(o, terms, consts[o], bits, fill=False) for o in range(n_out)]
+        return [None if o in self.derived else self._output(o, terms, consts[o], bits, fill=False)
+                for o in range(n_out)]
 
     def zero(self, bits: list[seal.Ciphertext | None]) -> seal.Ciphertext:
         """An encryption of 0 at the output level for an output no leaf feeds: t times a fresh bit (by doubling;

@@ -119,9 +119,8 @@ class WorkerPool:
                     sums[o] = ct if prev is None else ev.add(prev, ct)
         if error is not None:
             raise wire.TreesInputError(error)
-        outs = [ct if ct is not None else self.server.zero([self.server.c.ctx.from_cipher_str(first or b"")])
-                for ct in sums]
-        return self.server.pack_response(n_rows, outs)
+        spare = [self.server.c.ctx.from_cipher_str(first)] if first else []  # a fresh bit, for zero outputs
+        return self.server.pack_response(n_rows, self.server.finish(sums, spare))
 
     def close(self) -> None:
         for proc in self._procs:
@@ -163,7 +162,8 @@ def _main() -> None:
             _write(out, {"error": str(e)}, [])
             continue
         # where an output gets nothing from this worker, a fresh bit lets the parent make a zero if no worker feeds it
-        spare = bytes(next(b for b in bits if b is not None).to_string()) if None in outs else b""
+        empty = any(ct is None and o not in server.derived for o, ct in enumerate(outs))
+        spare = bytes(next(b for b in bits if b is not None).to_string()) if empty else b""
         _write(out, {"rows": n_rows}, [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
 
 
