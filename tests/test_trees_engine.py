@@ -224,3 +224,17 @@ def test_a_two_class_forest_derives_its_second_output_exactly(forest: Setup, iri
     assert np.abs(got - want).max() <= forest.plan.client.score_error_bound(n_trees)
     with WorkerPool(forest.plan, forest.client.relin_keys(), workers=2) as pool:
         assert (forest.client.decrypt(pool.evaluate(forest.request), len(forest.X)) == got).all()
+
+
+def test_two_workers_share_the_range_checks_and_still_refuse_every_split(iris: Setup) -> None:
+    """Each worker unpacks only the splits it reads: an out-of-range residue in any split is still refused."""
+    from sei_adapter_trees.engine.workers import WorkerPool
+
+    sizes = wire.split_sizes(iris.plan.client)
+    with WorkerPool(iris.plan, iris.client.relin_keys(), workers=2) as pool:
+        for s in range(len(sizes)):
+            off = wire.HEADER.size + sum(sizes[:s]) + wire.SEED_BYTES
+            with pytest.raises(wire.TreesInputError, match=f"split {s}: a residue is out of range"):
+                pool.evaluate(_mutate(iris.request, off, b"\xff" * 16))
+        want = iris.client.decrypt(iris.response, len(iris.X))
+        assert (iris.client.decrypt(pool.evaluate(iris.request), len(iris.X)) == want).all()

@@ -86,10 +86,12 @@ class TreeServer:
             p = self._plain_ntt[key] = self.c.evaluator.transform_to_ntt(self._const(c), self.c.parms_id_lists[k])
         return p
 
-    def parse_request(self, request: bytes, needed: set[int] | None = None
+    def parse_request(self, request: bytes, needed: set[int] | None = None, checked: set[int] | None = None
                       ) -> tuple[int, list[seal.Ciphertext | None]]:
-        """Validate a request and rebuild each split's ciphertext at its level (only the ``needed`` ones;
-        the residues of every split are range-checked all the same)."""
+        """Validate a request and rebuild each split's ciphertext at its level (only the ``needed`` ones).
+
+        The residues of the needed splits and of the ``checked`` ones (None: every split) are range-checked;
+        worker processes divide the checks between them, so each split is checked by one of them."""
         cp = self.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, self._req_size, cp.n_splits)
         view = memoryview(request)
@@ -101,9 +103,14 @@ class TreeServer:
             seed = bytes(view[off:off + wire.SEED_BYTES])
             off += wire.SEED_BYTES
             nb = wire.packed_bytes(primes, n)
+            skip = needed is not None and s not in needed
+            if skip and checked is not None and s not in checked:
+                off += nb
+                cts.append(None)
+                continue
             c0 = wire.unpack_residues(view[off:off + nb], primes, n, f"split {s}")
             off += nb
-            if needed is not None and s not in needed:
+            if skip:
                 cts.append(None)
                 continue
             try:

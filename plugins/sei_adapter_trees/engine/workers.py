@@ -3,8 +3,9 @@
 Each worker is a fresh interpreter (``python -m sei_adapter_trees.engine.workers``: no fork of a threaded
 parent) talking over its stdin/stdout with length-prefixed frames: a JSON header and raw byte payloads, never a
 pickle. At start it receives the server plan (`ServerPlan.to_bytes`, an .npz read without pickle), the
-relinearization keys and its work units (the root's left or right subtree of a tree); for each request it parses
-only the splits its units read and returns one partial sum per output. The parent adds the partial sums.
+relinearization keys and its work units (the root's left or right subtree of a tree); for each request it parses and
+range-checks only the splits its units read (the first worker also those no tree reads) and returns one
+partial sum per output. The parent adds the partial sums.
 """
 
 from __future__ import annotations
@@ -75,11 +76,12 @@ class WorkerPool:
             shares[i].append(u)
             load[i] += self._weight(u)
         plan_bytes = plan.to_bytes()
-        for share in shares:
+        for i, share in enumerate(shares):
             proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             assert proc.stdin is not None
-            _write(proc.stdin, {"units": share}, [plan_bytes, relin_keys])
+            # each worker range-checks the splits it reads; the first also those no tree reads
+            _write(proc.stdin, {"units": share, "check_unused": i == 0}, [plan_bytes, relin_keys])
             self._procs.append(proc)
         for proc in self._procs:
             assert proc.stdout is not None
@@ -146,6 +148,9 @@ def _main() -> None:
         server = TreeServer(ServerPlan.from_bytes(plan_bytes), relin)
         units = [(int(a), int(b)) for a, b in header["units"]]
         needed = server.splits_of(units)
+        checked = set(needed)
+        if header.get("check_unused"):
+            checked |= set(range(server.plan.client.n_splits)) - server.splits_of(server.units())
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         _write(out, {"error": f"start: {type(e).__name__}: {e}"}, [])
         return
@@ -156,7 +161,7 @@ def _main() -> None:
         except EOFError:
             return
         try:
-            n_rows, bits = server.parse_request(payloads[0], needed)
+            n_rows, bits = server.parse_request(payloads[0], needed, checked)
             outs = server.partial(bits, units)
         except wire.TreesInputError as e:
             _write(out, {"error": str(e)}, [])
