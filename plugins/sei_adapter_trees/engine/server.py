@@ -119,11 +119,12 @@ class TreeServer:
                 raise wire.TreesInputError(f"split {s}: ciphertext does not load: {e}") from e
         return n_rows, cts
 
-    def units(self) -> list[tuple[int, int]]:
-        """Work units for `partial`: (tree, side), side -1 the whole tree, 0/1 the root's left/right subtree."""
+    def units(self, halves: bool = True) -> list[tuple[int, int]]:
+        """Work units for `partial`: (tree, side), side -1 the whole tree, 0/1 the root's left/right subtree
+        (halves=False: whole trees only; a half re-reads its root's bit)."""
         out: list[tuple[int, int]] = []
         for i, t in enumerate(self.plan.trees):
-            out.extend([(i, 0), (i, 1)] if len(t.split) else [(i, -1)])
+            out.extend([(i, 0), (i, 1)] if halves and len(t.split) else [(i, -1)])
         return out
 
     def splits_of(self, units: Iterable[tuple[int, int]]) -> set[int]:

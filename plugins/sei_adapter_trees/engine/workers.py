@@ -27,6 +27,7 @@ __all__ = ["WorkerPool"]
 _FRAME = struct.Struct("<II")  # JSON length, number of payloads
 _PAYLOAD = struct.Struct("<Q")
 MAX_JSON = 1 << 20
+WHOLE_TREES_PER_WORKER = 4  # from this many trees per worker, work is split by whole trees
 MAX_PAYLOAD = 1 << 34
 
 
@@ -71,7 +72,9 @@ class WorkerPool:
             return
         shares: list[list[tuple[int, int]]] = [[] for _ in range(self.n_workers)]
         load = [0] * self.n_workers
-        for u in sorted(self.server.units(), key=self._weight, reverse=True):  # greedy: heaviest unit first
+        # whole trees when there are enough to balance; else halves (each re-reads its root's bit)
+        units = self.server.units(halves=len(plan.trees) < WHOLE_TREES_PER_WORKER * self.n_workers)
+        for u in sorted(units, key=self._weight, reverse=True):  # greedy: heaviest unit first
             i = load.index(min(load))
             shares[i].append(u)
             load[i] += self._weight(u)
