@@ -219,6 +219,7 @@ def test_a_two_class_forest_derives_its_second_output_exactly(forest: Setup, iri
     n_trees = len(forest.plan.trees)
     assert forest.server.derived == {1: (0, -1, int(round(n_trees * forest.plan.params.leaf_scale)))}
     assert iris.server.derived == {}  # three classes: no output is a signed copy of another
+    assert forest.server._single == 0 and iris.server._single is None  # sibling leaves fold for one walked output
     want = reference.tree_sums(forest.ens, forest.bits)
     got = forest.client.decrypt(forest.response, len(forest.X))
     assert np.abs(got - want).max() <= forest.plan.client.score_error_bound(n_trees)

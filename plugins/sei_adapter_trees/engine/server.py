@@ -6,6 +6,11 @@ a constant and summed), then switched down one prime. A bit needed below its upl
 primes (a fresh ciphertext stays valid; no modulus switch): every ciphertext of one level then carries the same
 BGV correction factor, so additions never rescale noise by a balancing factor of up to t. Leaf terms are summed per level and output, switched to
 the output level once per level, relinearized once per output. Constants are encoded once (cached).
+
+When one output is walked (the others derived from it, `derive.derived_outputs`), two sibling leaves with
+constants a (left) and c (right) under indicator I add I * (a + (c - a) * bit): one unrelinearized product
+instead of the right indicator, the left one and two constant products; its noise is at most the sum of the two
+leaves' terms, so `bound.chain_noise` still bounds it.
 """
 
 from __future__ import annotations
@@ -18,31 +23,11 @@ import numpy as np
 import seal
 
 from . import wire
+from .derive import derived_outputs
 from .seal_context import context_for, expand_a
 from .seal_plan import ServerPlan
 
-__all__ = ["TreeServer", "derived_outputs"]
-
-
-def derived_outputs(leaf_consts: Iterable[np.ndarray], n_outputs: int) -> dict[int, tuple[int, int, int]]:
-    """Outputs that follow from an earlier one: ``{o: (base, sign, const)}`` when, in every tree, output o's
-    leaf constant equals ``sign`` times the base's plus one per-tree constant (a two-class forest's class
-    fractions: p1 = 1 - p0). A row reaches exactly one leaf per tree, so output o = sign * base + const (the sum
-    of those per-tree constants), exactly, in integers; the server then walks the leaves for the base only."""
-    consts = [np.asarray(c, dtype=np.int64) for c in leaf_consts]
-    out: dict[int, tuple[int, int, int]] = {}
-    for o in range(1, n_outputs):
-        for base in range(o):
-            if base in out:
-                continue
-            for sign in (-1, 1):
-                diffs = [c[:, o] - sign * c[:, base] for c in consts]
-                if all(d.size and np.all(d == d[0]) for d in diffs):
-                    out[o] = (base, sign, int(sum(int(d[0]) for d in diffs)))
-                    break
-            if o in out:
-                break
-    return out
+__all__ = ["TreeServer"]
 
 
 class TreeServer:
@@ -66,6 +51,10 @@ class TreeServer:
         self._req_size = wire.request_size(plan.client)
         self._switching = plan.params.switching
         self.derived = derived_outputs(plan.leaf_consts, plan.params.n_outputs)
+        base = [o for o in range(plan.params.n_outputs) if o not in self.derived]
+        # one output walked: sibling leaves fold into one product per pair (the pair's noise is at most the sum
+        # of its two leaves' terms, which `bound.chain_noise` bounds)
+        self._single: int | None = base[0] if len(base) == 1 else None
         # leaf constants with the derived outputs zeroed: no leaf term is computed for them
         self._base_consts = tuple(np.where(np.isin(np.arange(c.shape[1]), list(self.derived)), 0, c)
                                   for c in plan.leaf_consts)
@@ -203,6 +192,22 @@ class TreeServer:
             for o in np.flatnonzero(vals):
                 terms[(k, int(o))].append(ev.multiply_plain(ind, self._const_ntt(int(vals[o]), k)))
 
+        def pair(ind: seal.Ciphertext, s: int, o: int, v_left: int, v_right: int) -> None:
+            """Two sibling leaves of the one walked output: ind * (v_left + (v_right - v_left) * bit), one
+            unrelinearized product in place of two indicators and two constant products."""
+            k = ind.coeff_modulus_size()
+            if (v_right - v_left) % c.t == 0:
+                if v_left % c.t:
+                    terms[(k, o)].append(ev.multiply_plain(ind, self._const_ntt(v_left, k)))
+                return
+            suffix = ev.multiply_plain(bit_at(s, k), self._const_ntt(v_right - v_left, k))
+            if v_left % c.t:
+                ev.add_plain_inplace(suffix, self._const(v_left))
+            prod = ev.multiply(ind, suffix)
+            if self._switching:
+                ev.mod_switch_to_next_inplace(prod)
+            terms[(prod.coeff_modulus_size(), o)].append(prod)
+
         for ti, side in units:
             t, vals = self.plan.trees[ti], self._base_consts[ti]
             if len(t.split) == 0:
@@ -213,6 +218,9 @@ class TreeServer:
                 node, ind = stack.pop()
                 s = int(t.split[node])
                 lc, rc = int(t.left[node]), int(t.right[node])
+                if ind is not None and lc < 0 and rc < 0 and self._single is not None:
+                    pair(ind, s, self._single, int(vals[~lc][self._single]), int(vals[~rc][self._single]))
+                    continue
                 if ind is None:
                     right = bit(s)
                     left = right
