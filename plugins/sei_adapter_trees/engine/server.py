@@ -47,7 +47,7 @@ class TreeServer:
             raise wire.TreesInputError("the ensemble has no split: nothing to evaluate encrypted")
         self._plain: dict[int, seal.Plaintext] = {}
         self._plain_ntt: dict[tuple[int, int], seal.Plaintext] = {}
-        self._ones = self._const(1)
+        self._const_cts: dict[tuple[int, int], seal.Ciphertext] = {}
         self._req_size = wire.request_size(plan.client)
         self._switching = plan.params.switching
         self.derived = derived_outputs(plan.leaf_consts, plan.params.n_outputs)
@@ -74,6 +74,17 @@ class TreeServer:
         if p is None:
             p = self._plain_ntt[key] = self.c.evaluator.transform_to_ntt(self._const(c), self.c.parms_id_lists[k])
         return p
+
+    def _const_ct(self, c: int, k: int) -> seal.Ciphertext:
+        """The constant as a noiseless ciphertext (c, 0) at level k, correction factor 1, cached: adding it to a
+        fresh-residue ciphertext (factor 1) equals add_plain without add_plain's transform per call. The NTT of a
+        constant polynomial is that constant in every slot."""
+        key = (int(c) % self.c.t, k)
+        ct = self._const_cts.get(key)
+        if ct is None:
+            c0 = np.array([[key[0] % q] * self.c.n for q in self.c.primes[:k]], dtype=np.uint64)
+            ct = self._const_cts[key] = self.c.ct_from_residues(c0, np.zeros_like(c0))
+        return ct
 
     def parse_request(self, request: bytes, needed: set[int] | None = None, checked: set[int] | None = None
                       ) -> tuple[int, list[seal.Ciphertext | None]]:
@@ -202,7 +213,7 @@ class TreeServer:
                 return
             suffix = ev.multiply_plain(bit_at(s, k), self._const_ntt(v_right - v_left, k))
             if v_left % c.t:
-                ev.add_plain_inplace(suffix, self._const(v_left))
+                ev.add_inplace(suffix, self._const_ct(v_left, k))
             prod = ev.multiply(ind, suffix)
             if self._switching:
                 ev.mod_switch_to_next_inplace(prod)
@@ -226,7 +237,7 @@ class TreeServer:
                     left = right
                     if side != 1:
                         left = ev.negate(right)
-                        ev.add_plain_inplace(left, self._ones)
+                        ev.add_inplace(left, self._const_ct(1, left.coeff_modulus_size()))
                 else:
                     right = ev.multiply(ind, bit_at(s, ind.coeff_modulus_size()))
                     if lc >= 0 or rc >= 0:
