@@ -49,6 +49,7 @@ class TreeServer:
         self._plain_ntt: dict[tuple[int, int], seal.Plaintext] = {}
         self._const_cts: dict[tuple[int, int], seal.Ciphertext] = {}
         self._req_size = wire.request_size(plan.client)
+        self._split_sizes = wire.split_sizes(plan.client)
         self._switching = plan.params.switching
         self.derived = derived_outputs(plan.leaf_consts, plan.params.n_outputs)
         base = [o for o in range(plan.params.n_outputs) if o not in self.derived]
@@ -86,38 +87,38 @@ class TreeServer:
             ct = self._const_cts[key] = self.c.ct_from_residues(c0, np.zeros_like(c0))
         return ct
 
-    def parse_request(self, request: bytes, needed: set[int] | None = None, checked: set[int] | None = None
-                      ) -> tuple[int, list[seal.Ciphertext | None]]:
-        """Validate a request and rebuild each split's ciphertext at its level (only the ``needed`` ones).
-
-        The residues of the needed splits and of the ``checked`` ones (None: every split) are range-checked;
-        worker processes divide the checks between them, so each split is checked by one of them."""
+    def parse_request(self, request: bytes) -> tuple[int, list[seal.Ciphertext | None]]:
+        """Validate a request and rebuild each split's ciphertext at its level."""
         cp = self.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, self._req_size, cp.n_splits)
-        view = memoryview(request)
-        off = wire.HEADER.size
+        return n_rows, self.parse_splits(memoryview(request)[wire.HEADER.size:], range(cp.n_splits))
+
+    def parse_splits(self, body: bytes | memoryview, splits: Iterable[int], needed: set[int] | None = None
+                     ) -> list[seal.Ciphertext | None]:
+        """Range-check the given splits' ciphertexts, which ``body`` holds in that order (a request's body, or
+        a worker's share of it), and rebuild the ``needed`` ones (None: all); None for the others."""
+        cp = self.plan.client
+        splits = list(splits)
+        if len(body) != sum(self._split_sizes[s] for s in splits):
+            raise wire.TreesInputError("the splits' payload has an unexpected size")
+        view = memoryview(body)
+        off = 0
         n = self.c.n
-        cts: list[seal.Ciphertext | None] = []
-        for s, k in enumerate(cp.split_levels):
-            primes = self.c.primes[:k]
+        cts: list[seal.Ciphertext | None] = [None] * cp.n_splits
+        for s in splits:
+            primes = self.c.primes[:cp.split_levels[s]]
             seed = bytes(view[off:off + wire.SEED_BYTES])
             off += wire.SEED_BYTES
             nb = wire.packed_bytes(primes, n)
-            skip = needed is not None and s not in needed
-            if skip and checked is not None and s not in checked:
-                off += nb
-                cts.append(None)
-                continue
             c0 = wire.unpack_residues(view[off:off + nb], primes, n, f"split {s}")
             off += nb
-            if skip:
-                cts.append(None)
+            if needed is not None and s not in needed:
                 continue
             try:
-                cts.append(self.c.ct_from_residues(c0, expand_a(seed, primes, n)))
+                cts[s] = self.c.ct_from_residues(c0, expand_a(seed, primes, n))
             except (ValueError, RuntimeError) as e:
                 raise wire.TreesInputError(f"split {s}: ciphertext does not load: {e}") from e
-        return n_rows, cts
+        return cts
 
     def units(self, halves: bool = True) -> list[tuple[int, int]]:
         """Work units for `partial`: (tree, side), side -1 the whole tree, 0/1 the root's left/right subtree

@@ -3,9 +3,10 @@
 Each worker is a fresh interpreter (``python -m sei_adapter_trees.engine.workers``: no fork of a threaded
 parent) talking over its stdin/stdout with length-prefixed frames: a JSON header and raw byte payloads, never a
 pickle. At start it receives the server plan (`ServerPlan.to_bytes`, an .npz read without pickle), the
-relinearization keys and its work units (the root's left or right subtree of a tree); for each request it parses and
-range-checks only the splits its units read (the first worker also those no tree reads) and returns one
-partial sum per output. The parent adds the partial sums.
+relinearization keys, its work units (whole trees, or the root's left or right subtree of a tree when there are
+few trees) and the splits it reads; for each request the parent sends it only those splits' ciphertexts (the
+first worker also those no tree reads, so every split is range-checked once) and it returns one partial sum per
+output. The parent adds the partial sums.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from typing import IO, Any
 
+import numpy as np
 import seal
 
 from . import wire
@@ -79,12 +81,18 @@ class WorkerPool:
             shares[i].append(u)
             load[i] += self._weight(u)
         plan_bytes = plan.to_bytes()
+        # each worker receives and range-checks only the splits it reads; the first also those no tree reads
+        unused = set(range(plan.client.n_splits)) - self.server.splits_of(units)
+        self._splits = [sorted(self.server.splits_of(share) | (unused if i == 0 else set()))
+                        for i, share in enumerate(shares)]
+        sizes = wire.split_sizes(plan.client)
+        starts = np.cumsum((wire.HEADER.size, *sizes))
+        self._ranges = [[(int(starts[x]), int(starts[x] + sizes[x])) for x in sp] for sp in self._splits]
         for i, share in enumerate(shares):
             proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             assert proc.stdin is not None
-            # each worker range-checks the splits it reads; the first also those no tree reads
-            _write(proc.stdin, {"units": share, "check_unused": i == 0}, [plan_bytes, relin_keys])
+            _write(proc.stdin, {"units": share, "splits": self._splits[i]}, [plan_bytes, relin_keys])
             self._procs.append(proc)
         for proc in self._procs:
             assert proc.stdout is not None
@@ -101,9 +109,10 @@ class WorkerPool:
             return self.server.evaluate(request)
         cp = self.server.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, wire.request_size(cp), cp.n_splits)
-        for proc in self._procs:
+        view = memoryview(request)
+        for proc, ranges in zip(self._procs, self._ranges, strict=True):
             assert proc.stdin is not None
-            _write(proc.stdin, {"op": "eval"}, [request])
+            _write(proc.stdin, {"op": "eval", "rows": n_rows}, [b"".join(view[a:b] for a, b in ranges)])
         ev = self.server.c.evaluator
         sums: list[seal.Ciphertext | None] = [None] * self.server.plan.params.n_outputs
         error = None
@@ -151,9 +160,9 @@ def _main() -> None:
         server = TreeServer(ServerPlan.from_bytes(plan_bytes), relin)
         units = [(int(a), int(b)) for a, b in header["units"]]
         needed = server.splits_of(units)
-        checked = set(needed)
-        if header.get("check_unused"):
-            checked |= set(range(server.plan.client.n_splits)) - server.splits_of(server.units())
+        splits = [int(x) for x in header["splits"]]
+        if not needed <= set(splits) or not all(0 <= x < server.plan.client.n_splits for x in splits):
+            raise ValueError("the splits sent do not cover the work units")
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         _write(out, {"error": f"start: {type(e).__name__}: {e}"}, [])
         return
@@ -164,7 +173,8 @@ def _main() -> None:
         except EOFError:
             return
         try:
-            n_rows, bits = server.parse_request(payloads[0], needed, checked)
+            n_rows = int(header["rows"])  # the parent validated the request's header and size
+            bits = server.parse_splits(payloads[0], splits, needed)
             outs = server.partial(bits, units)
         except wire.TreesInputError as e:
             _write(out, {"error": str(e)}, [])
