@@ -194,3 +194,48 @@ def test_two_worker_processes_give_the_same_sums_and_refuse_bad_requests(iris: S
         with pytest.raises(wire.TreesInputError, match="truncated"):
             pool.evaluate(iris.request[:-3])
         assert (iris.client.decrypt(pool.evaluate(iris.request), len(iris.X)) == want).all()
+
+
+@pytest.mark.parametrize("bits", [(50, 50, 50, 50), (60, 59, 58), (30, 31)])
+def test_packed_residues_round_trip_and_out_of_range_is_refused(bits: tuple[int, ...]) -> None:
+    n = 8192
+    primes = params._primes(n, (*bits, 60))[:-1]
+    rng = np.random.default_rng(0)
+    res = np.stack([rng.integers(0, q, n, dtype=np.uint64) for q in primes])
+    res[:, :2] = np.array([[q - 1, 0] for q in primes], dtype=np.uint64)  # the extremes of each prime
+    buf = wire.pack_residues(res, primes)
+    assert len(buf) == wire.packed_bytes(primes, n)
+    assert np.array_equal(wire.unpack_residues(memoryview(buf), primes, n, "x"), res)
+    res[-1, -1] = primes[-1]  # the last value of the last prime, one past its range
+    with pytest.raises(wire.TreesInputError, match="x: a residue is out of range"):
+        wire.unpack_residues(memoryview(wire.pack_residues(res, primes)), primes, n, "x")
+
+
+def test_a_two_class_forest_derives_its_second_output_exactly(forest: Setup, iris: Setup) -> None:
+    """p1 = 1 - p0 in every leaf: the server walks the leaves for output 0 only and answers output 1 as
+    (number of trees) * scale - output 0, equal to the reference on every row, in one process and on two."""
+    from sei_adapter_trees.engine.workers import WorkerPool
+
+    n_trees = len(forest.plan.trees)
+    assert forest.server.derived == {1: (0, -1, int(round(n_trees * forest.plan.params.leaf_scale)))}
+    assert iris.server.derived == {}  # three classes: no output is a signed copy of another
+    assert forest.server._single == 0 and iris.server._single is None  # sibling leaves fold for one walked output
+    want = reference.tree_sums(forest.ens, forest.bits)
+    got = forest.client.decrypt(forest.response, len(forest.X))
+    assert np.abs(got - want).max() <= forest.plan.client.score_error_bound(n_trees)
+    with WorkerPool(forest.plan, forest.client.relin_keys(), workers=2) as pool:
+        assert (forest.client.decrypt(pool.evaluate(forest.request), len(forest.X)) == got).all()
+
+
+def test_two_workers_share_the_range_checks_and_still_refuse_every_split(iris: Setup) -> None:
+    """Each worker unpacks only the splits it reads: an out-of-range residue in any split is still refused."""
+    from sei_adapter_trees.engine.workers import WorkerPool
+
+    sizes = wire.split_sizes(iris.plan.client)
+    with WorkerPool(iris.plan, iris.client.relin_keys(), workers=2) as pool:
+        for s in range(len(sizes)):
+            off = wire.HEADER.size + sum(sizes[:s]) + wire.SEED_BYTES
+            with pytest.raises(wire.TreesInputError, match=f"split {s}: a residue is out of range"):
+                pool.evaluate(_mutate(iris.request, off, b"\xff" * 16))
+        want = iris.client.decrypt(iris.response, len(iris.X))
+        assert (iris.client.decrypt(pool.evaluate(iris.request), len(iris.X)) == want).all()

@@ -6,6 +6,11 @@ a constant and summed), then switched down one prime. A bit needed below its upl
 primes (a fresh ciphertext stays valid; no modulus switch): every ciphertext of one level then carries the same
 BGV correction factor, so additions never rescale noise by a balancing factor of up to t. Leaf terms are summed per level and output, switched to
 the output level once per level, relinearized once per output. Constants are encoded once (cached).
+
+When one output is walked (the others derived from it, `derive.derived_outputs`), two sibling leaves with
+constants a (left) and c (right) under indicator I add I * (a + (c - a) * bit): one unrelinearized product
+instead of the right indicator, the left one and two constant products; its noise is at most the sum of the two
+leaves' terms, so `bound.chain_noise` still bounds it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import seal
 
 from . import wire
+from .derive import derived_outputs
 from .seal_context import context_for, expand_a
 from .seal_plan import ServerPlan
 
@@ -41,9 +47,18 @@ class TreeServer:
             raise wire.TreesInputError("the ensemble has no split: nothing to evaluate encrypted")
         self._plain: dict[int, seal.Plaintext] = {}
         self._plain_ntt: dict[tuple[int, int], seal.Plaintext] = {}
-        self._ones = self._const(1)
+        self._const_cts: dict[tuple[int, int], seal.Ciphertext] = {}
         self._req_size = wire.request_size(plan.client)
+        self._split_sizes = wire.split_sizes(plan.client)
         self._switching = plan.params.switching
+        self.derived = derived_outputs(plan.leaf_consts, plan.params.n_outputs)
+        base = [o for o in range(plan.params.n_outputs) if o not in self.derived]
+        # one output walked: sibling leaves fold into one product per pair (the pair's noise is at most the sum
+        # of its two leaves' terms, which `bound.chain_noise` bounds)
+        self._single: int | None = base[0] if len(base) == 1 else None
+        # leaf constants with the derived outputs zeroed: no leaf term is computed for them
+        self._base_consts = tuple(np.where(np.isin(np.arange(c.shape[1]), list(self.derived)), 0, c)
+                                  for c in plan.leaf_consts)
 
     def _const(self, c: int) -> seal.Plaintext:
         """A constant plaintext (one coefficient: SEAL's fast scalar path), encoded once."""
@@ -61,37 +76,56 @@ class TreeServer:
             p = self._plain_ntt[key] = self.c.evaluator.transform_to_ntt(self._const(c), self.c.parms_id_lists[k])
         return p
 
-    def parse_request(self, request: bytes, needed: set[int] | None = None
-                      ) -> tuple[int, list[seal.Ciphertext | None]]:
-        """Validate a request and rebuild each split's ciphertext at its level (only the ``needed`` ones;
-        the residues of every split are range-checked all the same)."""
+    def _const_ct(self, c: int, k: int) -> seal.Ciphertext:
+        """The constant as a noiseless ciphertext (c, 0) at level k, correction factor 1, cached: adding it to a
+        fresh-residue ciphertext (factor 1) equals add_plain without add_plain's transform per call. The NTT of a
+        constant polynomial is that constant in every slot."""
+        key = (int(c) % self.c.t, k)
+        ct = self._const_cts.get(key)
+        if ct is None:
+            c0 = np.array([[key[0] % q] * self.c.n for q in self.c.primes[:k]], dtype=np.uint64)
+            ct = self._const_cts[key] = self.c.ct_from_residues(c0, np.zeros_like(c0))
+        return ct
+
+    def parse_request(self, request: bytes) -> tuple[int, list[seal.Ciphertext | None]]:
+        """Validate a request and rebuild each split's ciphertext at its level."""
         cp = self.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, self._req_size, cp.n_splits)
-        view = memoryview(request)
-        off = wire.HEADER.size
+        return n_rows, self.parse_splits(memoryview(request)[wire.HEADER.size:], range(cp.n_splits))
+
+    def parse_splits(self, body: bytes | memoryview, splits: Iterable[int], needed: set[int] | None = None
+                     ) -> list[seal.Ciphertext | None]:
+        """Range-check the given splits' ciphertexts, which ``body`` holds in that order (a request's body, or
+        a worker's share of it), and rebuild the ``needed`` ones (None: all); None for the others."""
+        cp = self.plan.client
+        splits = list(splits)
+        if len(body) != sum(self._split_sizes[s] for s in splits):
+            raise wire.TreesInputError("the splits' payload has an unexpected size")
+        view = memoryview(body)
+        off = 0
         n = self.c.n
-        cts: list[seal.Ciphertext | None] = []
-        for s, k in enumerate(cp.split_levels):
-            primes = self.c.primes[:k]
+        cts: list[seal.Ciphertext | None] = [None] * cp.n_splits
+        for s in splits:
+            primes = self.c.primes[:cp.split_levels[s]]
             seed = bytes(view[off:off + wire.SEED_BYTES])
             off += wire.SEED_BYTES
             nb = wire.packed_bytes(primes, n)
             c0 = wire.unpack_residues(view[off:off + nb], primes, n, f"split {s}")
             off += nb
             if needed is not None and s not in needed:
-                cts.append(None)
                 continue
             try:
-                cts.append(self.c.ct_from_residues(c0, expand_a(seed, primes, n)))
+                cts[s] = self.c.ct_from_residues(c0, expand_a(seed, primes, n))
             except (ValueError, RuntimeError) as e:
                 raise wire.TreesInputError(f"split {s}: ciphertext does not load: {e}") from e
-        return n_rows, cts
+        return cts
 
-    def units(self) -> list[tuple[int, int]]:
-        """Work units for `partial`: (tree, side), side -1 the whole tree, 0/1 the root's left/right subtree."""
+    def units(self, halves: bool = True) -> list[tuple[int, int]]:
+        """Work units for `partial`: (tree, side), side -1 the whole tree, 0/1 the root's left/right subtree
+        (halves=False: whole trees only; a half re-reads its root's bit)."""
         out: list[tuple[int, int]] = []
         for i, t in enumerate(self.plan.trees):
-            out.extend([(i, 0), (i, 1)] if len(t.split) else [(i, -1)])
+            out.extend([(i, 0), (i, 1)] if halves and len(t.split) else [(i, -1)])
         return out
 
     def splits_of(self, units: Iterable[tuple[int, int]]) -> set[int]:
@@ -114,7 +148,22 @@ class TreeServer:
         """The response to a request, in this process."""
         n_rows, bits = self.parse_request(request)
         outs = self.partial(bits, self.units())
-        return self.pack_response(n_rows, [self.zero(bits) if ct is None else ct for ct in outs])
+        return self.pack_response(n_rows, self.finish(outs, bits))
+
+    def finish(self, sums: list[seal.Ciphertext | None], bits: list[seal.Ciphertext | None]
+               ) -> list[seal.Ciphertext]:
+        """The response's ciphertexts from the summed partials: an encrypted zero where no leaf fed an output,
+        then each derived output from its base (a negation and a plaintext constant: the base's noise)."""
+        outs = [self.zero(bits) if ct is None and o not in self.derived else ct for o, ct in enumerate(sums)]
+        ev = self.c.evaluator
+        for o, (base, sign, const) in self.derived.items():
+            b = outs[base]
+            assert b is not None
+            ct = ev.negate(b) if sign < 0 else seal.Ciphertext(b)
+            if const % self.c.t:
+                ev.add_plain_inplace(ct, self._const(const))
+            outs[o] = ct
+        return [ct for ct in outs if ct is not None]
 
     def pack_response(self, n_rows: int, outs: list[seal.Ciphertext]) -> bytes:
         parts = [wire.pack_header(wire.KIND_RESPONSE, self.plan.client, n_rows, len(outs))]
@@ -155,8 +204,24 @@ class TreeServer:
             for o in np.flatnonzero(vals):
                 terms[(k, int(o))].append(ev.multiply_plain(ind, self._const_ntt(int(vals[o]), k)))
 
+        def pair(ind: seal.Ciphertext, s: int, o: int, v_left: int, v_right: int) -> None:
+            """Two sibling leaves of the one walked output: ind * (v_left + (v_right - v_left) * bit), one
+            unrelinearized product in place of two indicators and two constant products."""
+            k = ind.coeff_modulus_size()
+            if (v_right - v_left) % c.t == 0:
+                if v_left % c.t:
+                    terms[(k, o)].append(ev.multiply_plain(ind, self._const_ntt(v_left, k)))
+                return
+            suffix = ev.multiply_plain(bit_at(s, k), self._const_ntt(v_right - v_left, k))
+            if v_left % c.t:
+                ev.add_inplace(suffix, self._const_ct(v_left, k))
+            prod = ev.multiply(ind, suffix)
+            if self._switching:
+                ev.mod_switch_to_next_inplace(prod)
+            terms[(prod.coeff_modulus_size(), o)].append(prod)
+
         for ti, side in units:
-            t, vals = self.plan.trees[ti], self.plan.leaf_consts[ti]
+            t, vals = self.plan.trees[ti], self._base_consts[ti]
             if len(t.split) == 0:
                 consts += vals[0]
                 continue
@@ -165,12 +230,15 @@ class TreeServer:
                 node, ind = stack.pop()
                 s = int(t.split[node])
                 lc, rc = int(t.left[node]), int(t.right[node])
+                if ind is not None and lc < 0 and rc < 0 and self._single is not None:
+                    pair(ind, s, self._single, int(vals[~lc][self._single]), int(vals[~rc][self._single]))
+                    continue
                 if ind is None:
                     right = bit(s)
                     left = right
                     if side != 1:
                         left = ev.negate(right)
-                        ev.add_plain_inplace(left, self._ones)
+                        ev.add_inplace(left, self._const_ct(1, left.coeff_modulus_size()))
                 else:
                     right = ev.multiply(ind, bit_at(s, ind.coeff_modulus_size()))
                     if lc >= 0 or rc >= 0:
@@ -188,7 +256,8 @@ class TreeServer:
                         stack.append((child, ci))
                     else:
                         leaf(vals[~child], ci)
-        return [self._output(o, terms, consts[o], bits, fill=False) for o in range(n_out)]
+        return [None if o in self.derived else self._output(o, terms, consts[o], bits, fill=False)
+                for o in range(n_out)]
 
     def zero(self, bits: list[seal.Ciphertext | None]) -> seal.Ciphertext:
         """An encryption of 0 at the output level for an output no leaf feeds: t times a fresh bit (by doubling;

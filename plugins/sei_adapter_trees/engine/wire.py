@@ -45,23 +45,30 @@ def pack_residues(res: np.ndarray, primes: tuple[int, ...]) -> bytes:
 
 
 def unpack_residues(buf: memoryview, primes: tuple[int, ...], n: int, what: str) -> np.ndarray:
-    """Inverse of `pack_residues`; every residue must lie below its prime."""
+    """Inverse of `pack_residues`; every residue must lie below its prime.
+
+    Eight b-bit values fill exactly b bytes, so value i of every group of eight starts at the same bit offset
+    i*b of its group: one strided (unaligned) 8-byte read per position i, shifted, plus the group's next byte
+    where the value runs past those 8 bytes."""
+    if n % 8:
+        raise ValueError("n must be a multiple of 8")
     out = np.empty((len(primes), n), dtype=np.uint64)
+    g = n // 8
     off = 0
     for j, q in enumerate(primes):
         b = q.bit_length()
-        nb = (b * n + 7) // 8
+        nb = b * g
         raw = np.zeros(nb + 16, dtype=np.uint8)
         raw[:nb] = np.frombuffer(buf[off:off + nb], dtype=np.uint8)
-        start = np.arange(n, dtype=np.int64) * b
-        idx, shift = start >> 3, (start & 7).astype(np.uint64)
-        word = np.zeros(n, dtype=np.uint64)
-        for i in range(8):  # the 8 bytes from each value's first byte, then the 9th for the bits shifted out
-            word |= raw[idx + i].astype(np.uint64) << np.uint64(8 * i)
-        word >>= shift
-        ninth = raw[idx + 8].astype(np.uint64) << (np.uint64(64) - shift)
-        word |= np.where(shift > 0, ninth, np.uint64(0))
-        out[j] = word & np.uint64((1 << b) - 1)
+        row = out[j].reshape(g, 8)
+        mask = np.uint64((1 << b) - 1)
+        for i in range(8):
+            byte, sh = (i * b) >> 3, (i * b) & 7
+            col = np.ndarray((g,), dtype="<u8", buffer=raw.data, offset=byte, strides=(b,)) >> np.uint64(sh)
+            if sh + b > 64:
+                ninth = np.ndarray((g,), dtype=np.uint8, buffer=raw.data, offset=byte + 8, strides=(b,))
+                col |= ninth.astype(np.uint64) << np.uint64(64 - sh)
+            row[:, i] = col & mask
         if np.any(out[j] >= np.uint64(q)):
             raise TreesInputError(f"{what}: a residue is out of range for the coefficient modulus")
         off += nb

@@ -3,8 +3,10 @@
 Each worker is a fresh interpreter (``python -m sei_adapter_trees.engine.workers``: no fork of a threaded
 parent) talking over its stdin/stdout with length-prefixed frames: a JSON header and raw byte payloads, never a
 pickle. At start it receives the server plan (`ServerPlan.to_bytes`, an .npz read without pickle), the
-relinearization keys and its work units (the root's left or right subtree of a tree); for each request it parses
-only the splits its units read and returns one partial sum per output. The parent adds the partial sums.
+relinearization keys, its work units (whole trees, or the root's left or right subtree of a tree when there are
+few trees) and the splits it reads; for each request the parent sends it only those splits' ciphertexts (the
+first worker also those no tree reads, so every split is range-checked once) and it returns one partial sum per
+output. The parent adds the partial sums.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 from typing import IO, Any
 
+import numpy as np
 import seal
 
 from . import wire
@@ -26,6 +29,7 @@ __all__ = ["WorkerPool"]
 _FRAME = struct.Struct("<II")  # JSON length, number of payloads
 _PAYLOAD = struct.Struct("<Q")
 MAX_JSON = 1 << 20
+WHOLE_TREES_PER_WORKER = 4  # from this many trees per worker, work is split by whole trees
 MAX_PAYLOAD = 1 << 34
 
 
@@ -70,16 +74,25 @@ class WorkerPool:
             return
         shares: list[list[tuple[int, int]]] = [[] for _ in range(self.n_workers)]
         load = [0] * self.n_workers
-        for u in sorted(self.server.units(), key=self._weight, reverse=True):  # greedy: heaviest unit first
+        # whole trees when there are enough to balance; else halves (each re-reads its root's bit)
+        units = self.server.units(halves=len(plan.trees) < WHOLE_TREES_PER_WORKER * self.n_workers)
+        for u in sorted(units, key=self._weight, reverse=True):  # greedy: heaviest unit first
             i = load.index(min(load))
             shares[i].append(u)
             load[i] += self._weight(u)
         plan_bytes = plan.to_bytes()
-        for share in shares:
+        # each worker receives and range-checks only the splits it reads; the first also those no tree reads
+        unused = set(range(plan.client.n_splits)) - self.server.splits_of(units)
+        self._splits = [sorted(self.server.splits_of(share) | (unused if i == 0 else set()))
+                        for i, share in enumerate(shares)]
+        sizes = wire.split_sizes(plan.client)
+        starts = np.cumsum((wire.HEADER.size, *sizes))
+        self._ranges = [[(int(starts[x]), int(starts[x] + sizes[x])) for x in sp] for sp in self._splits]
+        for i, share in enumerate(shares):
             proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             assert proc.stdin is not None
-            _write(proc.stdin, {"units": share}, [plan_bytes, relin_keys])
+            _write(proc.stdin, {"units": share, "splits": self._splits[i]}, [plan_bytes, relin_keys])
             self._procs.append(proc)
         for proc in self._procs:
             assert proc.stdout is not None
@@ -96,9 +109,10 @@ class WorkerPool:
             return self.server.evaluate(request)
         cp = self.server.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, wire.request_size(cp), cp.n_splits)
-        for proc in self._procs:
+        view = memoryview(request)
+        for proc, ranges in zip(self._procs, self._ranges, strict=True):
             assert proc.stdin is not None
-            _write(proc.stdin, {"op": "eval"}, [request])
+            _write(proc.stdin, {"op": "eval", "rows": n_rows}, [b"".join(view[a:b] for a, b in ranges)])
         ev = self.server.c.evaluator
         sums: list[seal.Ciphertext | None] = [None] * self.server.plan.params.n_outputs
         error = None
@@ -119,9 +133,8 @@ class WorkerPool:
                     sums[o] = ct if prev is None else ev.add(prev, ct)
         if error is not None:
             raise wire.TreesInputError(error)
-        outs = [ct if ct is not None else self.server.zero([self.server.c.ctx.from_cipher_str(first or b"")])
-                for ct in sums]
-        return self.server.pack_response(n_rows, outs)
+        spare = [self.server.c.ctx.from_cipher_str(first)] if first else []  # a fresh bit, for zero outputs
+        return self.server.pack_response(n_rows, self.server.finish(sums, spare))
 
     def close(self) -> None:
         for proc in self._procs:
@@ -147,6 +160,9 @@ def _main() -> None:
         server = TreeServer(ServerPlan.from_bytes(plan_bytes), relin)
         units = [(int(a), int(b)) for a, b in header["units"]]
         needed = server.splits_of(units)
+        splits = [int(x) for x in header["splits"]]
+        if not needed <= set(splits) or not all(0 <= x < server.plan.client.n_splits for x in splits):
+            raise ValueError("the splits sent do not cover the work units")
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         _write(out, {"error": f"start: {type(e).__name__}: {e}"}, [])
         return
@@ -157,13 +173,15 @@ def _main() -> None:
         except EOFError:
             return
         try:
-            n_rows, bits = server.parse_request(payloads[0], needed)
+            n_rows = int(header["rows"])  # the parent validated the request's header and size
+            bits = server.parse_splits(payloads[0], splits, needed)
             outs = server.partial(bits, units)
         except wire.TreesInputError as e:
             _write(out, {"error": str(e)}, [])
             continue
         # where an output gets nothing from this worker, a fresh bit lets the parent make a zero if no worker feeds it
-        spare = bytes(next(b for b in bits if b is not None).to_string()) if None in outs else b""
+        empty = any(ct is None and o not in server.derived for o, ct in enumerate(outs))
+        spare = bytes(next(b for b in bits if b is not None).to_string()) if empty else b""
         _write(out, {"rows": n_rows}, [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
 
 
