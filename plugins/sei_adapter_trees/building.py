@@ -130,7 +130,7 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
     """Write ensemble.json and trees.npz into `dest`; return the metadata the service and describe() need."""
     model, ensemble, estimator = _import(source, options)
     names = tree_feature_names(source, model, ensemble.n_features)
-    calibration = load_rows(options.calibration_data, ensemble.n_features) if options.calibration_data else None
+    calibration = load_rows(options.calibration_data, ensemble.n_features, names) if options.calibration_data else None
     extra: dict[str, Any] = {}
     if options.mode == "thermometer":
         assert calibration is not None  # the options' validator requires it in this mode
