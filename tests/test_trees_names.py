@@ -29,14 +29,16 @@ def served(tmp_path_factory):
     X = X.rename(columns=lambda name: name.replace(" ", "_"))  # LightGBM rewrites spaces in names
     tree = make_pipeline(StandardScaler(), DecisionTreeClassifier(max_depth=3, random_state=0)).fit(X, y)
     joblib.dump(tree, folder / "tree.joblib")
-    xgboost.XGBClassifier(n_estimators=3, max_depth=2, random_state=0).fit(X, y).save_model(folder / "xgb.json")
+    xgb = xgboost.XGBClassifier(n_estimators=3, max_depth=2, random_state=0).fit(X, y)
+    xgb.save_model(folder / "xgb.json")
+    xgb.save_model(folder / "xgb.ubj")
     lgb = lightgbm.LGBMClassifier(n_estimators=3, num_leaves=4, verbose=-1, random_state=0).fit(X, y)
     lgb.booster_.save_model(folder / "lgb.txt")
     lightgbm.LGBMClassifier(n_estimators=2, num_leaves=3, verbose=-1).fit(X.to_numpy(), y).booster_.save_model(folder / "anon.txt")
     config = {
         "name": "names",
         "models": [{"name": name, "adapter": "trees-seal", "path": file}
-                   for name, file in [("tree", "tree.joblib"), ("xgb", "xgb.json"), ("lgb", "lgb.txt"), ("anon", "anon.txt")]],
+                   for name, file in [("tree", "tree.joblib"), ("xgb", "xgb.json"), ("ubj", "xgb.ubj"), ("lgb", "lgb.txt"), ("anon", "anon.txt")]],
     }  # fmt: skip
     (folder / "names.yaml").write_text(yaml.safe_dump(config))
     service = ScoringService.from_build(Deployment.from_file(folder / "names.yaml").build(folder / "build").path)
@@ -46,7 +48,7 @@ def served(tmp_path_factory):
 def test_library_files_and_fitted_models_keep_their_names(served):
     service, _, X = served
     models = service.describe()["models"]
-    for name in ("tree", "xgb", "lgb"):
+    for name in ("tree", "xgb", "ubj", "lgb"):
         assert models[name]["feature_names"] == list(X.columns), name
     assert "feature_names" not in models["anon"]  # LightGBM's generated Column_i are no names
 

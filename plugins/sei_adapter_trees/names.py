@@ -8,6 +8,7 @@ are no names. A model without names takes its columns by position.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,18 @@ def model_feature_names(model: Any) -> list[str] | None:
 
 
 def file_feature_names(path: Path) -> list[str] | None:
-    """The names an XGBoost JSON/UBJSON or LightGBM text file stores, read by the library's own loader."""
+    """The names a LightGBM text file (LightGBM's loader) or an XGBoost JSON/UBJSON file stores."""
     if path.suffix.lower() == ".txt":
         import lightgbm
 
         return _usable(lightgbm.Booster(model_file=str(path)).feature_name())
-    import xgboost
-
+    if path.suffix.lower() == ".json":  # XGBoost's JSON: read as data, XGBoost itself not needed
+        learner = json.loads(path.read_text(encoding="utf-8")).get("learner")
+        return _usable(learner.get("feature_names") or None) if isinstance(learner, dict) else None
+    try:  # UBJSON: XGBoost's own reader (without XGBoost installed, the file is served by position)
+        import xgboost
+    except ImportError:
+        return None
     return _usable(xgboost.Booster(model_file=str(path)).feature_names)
 
 
