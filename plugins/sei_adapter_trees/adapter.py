@@ -67,8 +67,10 @@ class TreesAdapter(ModelAdapter):
 
     def describe(self) -> dict[str, Any]:
         """What the client needs and learns: the splits (never tree structure or leaf values), the
-        post-processing, the parameters, the proven error bound and what a request costs."""
+        post-processing, the parameters, the proven error bound, what a request costs, and the model's
+        feature names when it has them (a client then chooses columns by name)."""
         return {
+            **({"feature_names": self.metadata["feature_names"]} if self.metadata.get("feature_names") else {}),
             "n_features": self.ensemble.n_features,
             "n_outputs": self.ensemble.n_outputs,
             "estimator": self.metadata["estimator"],

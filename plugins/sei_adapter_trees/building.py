@@ -19,6 +19,7 @@ from .artefacts import save_ensemble
 from .calibration import load_rows
 from .engine import postprocess
 from .engine.ir import Ensemble, Split
+from .names import tree_feature_names
 from .options import TreesOptions
 
 __all__ = ["prepare_trees", "score_ceiling", "threshold_rows"]
@@ -128,7 +129,8 @@ def _verify(model: Any, ensemble: Ensemble, plan: backend.Plan, rows: np.ndarray
 def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, Any]:
     """Write ensemble.json and trees.npz into `dest`; return the metadata the service and describe() need."""
     model, ensemble, estimator = _import(source, options)
-    calibration = load_rows(options.calibration_data, ensemble.n_features) if options.calibration_data else None
+    names = tree_feature_names(source, model, ensemble.n_features)
+    calibration = load_rows(options.calibration_data, ensemble.n_features, names) if options.calibration_data else None
     extra: dict[str, Any] = {}
     if options.mode == "thermometer":
         assert calibration is not None  # the options' validator requires it in this mode
@@ -150,4 +152,4 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
                 "max_abs_sum": score_ceiling(ensemble), "verified_rows": len(check)}  # fmt: skip
     return {"estimator": estimator, "mode": options.mode, "n_features": ensemble.n_features,
             "n_outputs": ensemble.n_outputs, "plan": plan.to_json(), "accuracy": accuracy, "workers": options.workers,
-            **extra}  # fmt: skip
+            **({"feature_names": names} if names is not None else {}), **extra}  # fmt: skip

@@ -11,8 +11,23 @@ from sei_framework import PluginError
 __all__ = ["load_rows"]
 
 
-def load_rows(path: Path, n_features: int) -> np.ndarray:
-    """Rows of shape (n, n_features) as float64; PluginError naming the file and what is wrong with it."""
+def _by_name(path: Path, rows: np.ndarray, names: list[str] | None) -> np.ndarray:
+    """A CSV's columns in the model's order when the model has `names` (its header must name exactly
+    those columns); by position otherwise."""
+    if names is None:
+        return rows
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = [cell.strip().strip('"') for cell in handle.readline().rstrip("\r\n").split(",")]
+    missing, unknown = [n for n in names if n not in header], [h for h in header if h not in names]
+    if missing or unknown or len(set(header)) != len(header):
+        raise PluginError(f"calibration_data {path}: its header must name the model's features once each "
+                          f"(missing: {missing[:8]}; not the model's: {unknown[:8]})")
+    return rows[:, [header.index(n) for n in names]]
+
+
+def load_rows(path: Path, n_features: int, names: list[str] | None = None) -> np.ndarray:
+    """Rows of shape (n, n_features) as float64; PluginError naming the file and what is wrong with it.
+    A CSV with a header is read by the model's feature `names` when it has them, else by position."""
     try:
         if path.suffix.lower() == ".npy":
             rows = np.load(path, allow_pickle=False)
@@ -20,7 +35,7 @@ def load_rows(path: Path, n_features: int) -> np.ndarray:
             try:
                 rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
             except ValueError:  # a header line
-                rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=1)
+                rows = _by_name(path, np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=1), names)
         else:
             raise PluginError(f"calibration_data {path}: expected a .npy or .csv file")
         rows = np.asarray(rows, dtype=np.float64)

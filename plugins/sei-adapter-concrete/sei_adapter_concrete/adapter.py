@@ -26,11 +26,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from sei_framework import (
-    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, decode_base64, read_rows,
+    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, Rows, decode_base64, read_rows,
     validation_problems,
 )
 
 from . import numerics, runtime
+from .names import reported_names
 
 if TYPE_CHECKING:
     from .client import ConcreteClient
@@ -88,18 +89,24 @@ def _compiler(options: ConcreteOptions) -> str:
     )
 
 
-def calibration_rows(options: ConcreteOptions) -> np.ndarray:
-    """calibration_data's rows, read by SEI's one row reader (the header rule, columns by position): the
-    compiler's environment gets them as .npy, so Concrete ML's quantiser ranges never see a header."""
+def calibration_table(options: ConcreteOptions) -> Rows:
+    """calibration_data's rows and column names, read by SEI's one row reader (the header rule, columns by
+    position; names.py checks them against the model's): the compiler's environment gets them as .npy,
+    so Concrete ML's quantiser ranges never see a header."""
     try:
-        return read_rows(Path(options.calibration_data), header=options.calibration_header).values
+        return read_rows(Path(options.calibration_data), header=options.calibration_header)
     except InvalidRequest as exc:
         raise PluginError(f"calibration_data: {exc.message}") from None
 
 
+def calibration_rows(options: ConcreteOptions) -> np.ndarray:
+    return calibration_table(options).values
+
+
 def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any]:
     """Run compile_model.py in Concrete ML's environment; its report, or a PluginError saying why not."""
-    calibration = calibration_rows(options)
+    table = calibration_table(options)
+    calibration = table.values
     with tempfile.TemporaryDirectory(prefix="sei-concrete-") as work:
         np.save(Path(work) / "calibration.npy", calibration, allow_pickle=False)
         request = {"model": str(source), "calibration": str(Path(work) / "calibration.npy"), "out": str(out),
@@ -122,6 +129,7 @@ def _compile(source: Path, options: ConcreteOptions, out: Path) -> dict[str, Any
         raise PluginError(f"concrete-ml cannot serve {source.name}: {report['refused']}")
     if done.returncode != 0 or report is None:
         raise PluginError(f"Concrete ML failed to compile {source.name}: {said[-1] if said else f'exit {done.returncode}'}")
+    report["feature_names"] = reported_names(report, table.columns, source.name)
     return report
 
 
@@ -240,6 +248,7 @@ class ConcreteAdapter(ModelAdapter):
         report = self.report
         circuit = circuit_id(self.specs)
         return {
+            **({"feature_names": report["feature_names"]} if report.get("feature_names") else {}),
             "family": report["family"],
             "task": report["task"],
             "n_features": self.n_features,

@@ -285,6 +285,12 @@ def load_model(path: Path) -> object:
         ) from None
 
 
+def fitted_names(model: Any) -> list[str] | None:
+    """The `feature_names_in_` a model fitted on a DataFrame kept (None: fitted on an array)."""
+    names = getattr(model, "feature_names_in_", None)
+    return None if names is None else [str(name) for name in names]
+
+
 def compile_request(request: dict) -> dict:
     from concrete.ml.deployment import FHEModelDev
 
@@ -323,6 +329,7 @@ def compile_request(request: dict) -> dict:
         "task": task,
         "classes": as_json_list(classes) if task == "classifier" else None,
         "n_features": int(X.shape[1]),
+        "feature_names": fitted_names(model),
         "n_outputs": int(q_outputs.shape[1]),
         "input_quantizers": [quantizer(q) for q in inputs],
         "output_quantizer": quantizer(outputs[0]),
