@@ -239,3 +239,11 @@ def test_two_workers_share_the_range_checks_and_still_refuse_every_split(iris: S
                 pool.evaluate(_mutate(iris.request, off, b"\xff" * 16))
         want = iris.client.decrypt(iris.response, len(iris.X))
         assert (iris.client.decrypt(pool.evaluate(iris.request), len(iris.X)) == want).all()
+
+
+def test_a_plaintext_size_without_a_batching_prime_takes_the_next_size():
+    """SEAL has no batching prime of 19 bits at any N served: the leaves below need 19 bits, so the
+    parameters take 20 (once a RuntimeError from SEAL at build)."""
+    chosen = params.choose(depth=3, n_trees=1, n_outputs=1, leaf_max_sum=100.0, leaf_abs_total=100.0, tolerance=2.0**-11)
+    assert chosen.plain_modulus_bits == 20
+    assert chosen.plain_modulus % (2 * chosen.poly_modulus_degree) == 1  # a batching prime

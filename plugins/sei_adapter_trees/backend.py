@@ -144,16 +144,10 @@ def plan(ensemble: Ensemble, tolerance: float, per_split_levels: bool = True) ->
     from .engine.seal_plan import build_plan
 
     per_sum = tolerance * ensemble.n_trees if ensemble.average else tolerance  # a forest averages its sums
-    for attempt in range(4):
-        try:  # Ensemble is the engine's EnsembleLike
-            client = build_plan(cast(Any, ensemble), per_sum / 2**attempt, per_split_levels=per_split_levels).client
-            break
-        except ParamsError as exc:
-            raise PlanError(str(exc)) from None
-        except RuntimeError:  # SEAL has no batching prime of the plaintext bits chosen for this tolerance:
-            continue  # a tighter tolerance picks other bits, and serves this one too (the engine should skip them)
-    else:
-        raise PlanError(f"SEAL finds no batching plaintext modulus for tolerance {tolerance:g} or up to 8 times tighter")
+    try:  # Ensemble is the engine's EnsembleLike
+        client = build_plan(cast(Any, ensemble), per_sum, per_split_levels=per_split_levels).client
+    except ParamsError as exc:
+        raise PlanError(str(exc)) from None
     return Plan(
         engine=client.to_json(),
         slots=client.params.rows,

@@ -42,6 +42,18 @@ def _plain_modulus(n: int, bits: int) -> int:
     return int(seal.PlainModulus.Batching(n, bits).value())
 
 
+def _batching_bits(n: int, bits: int) -> int | None:
+    """The fewest plaintext bits >= `bits` for which SEAL has a batching prime at N=`n` (t = 1 mod 2N):
+    some sizes have none, and a larger t only leaves more room. None above the largest size served."""
+    for size in range(bits, MAX_PRIME_BITS - 7):
+        try:
+            _plain_modulus(n, size)
+        except RuntimeError:  # SEAL found no prime of that size
+            continue
+        return size
+    return None
+
+
 @dataclass(frozen=True)
 class TreeParams:
     """Everything both sides must agree on; `fingerprint` binds messages to it."""
@@ -130,10 +142,12 @@ def choose(depth: int, n_trees: int, n_outputs: int, leaf_max_sum: float, leaf_a
         # |output| <= scale * leaf_max_sum + n_trees / 2 must stay below t / 2
         need = 2 * (scale * leaf_max_sum + n_trees / 2 + 1)
         t_bits = max(math.ceil(math.log2(need)) + 1, n.bit_length() + 2)
-        if t_bits > MAX_PRIME_BITS - 8:
+        found_bits = _batching_bits(n, t_bits)
+        if found_bits is None:
             reasons.append(f"N={n}: leaf values need a {t_bits}-bit plaintext modulus (tolerance too tight or "
                            f"leaf values too large)")
             continue
+        t_bits = found_bits
         t = _plain_modulus(n, t_bits)
         # spend the plaintext room on precision: the largest power-of-two scale that still fits
         room = (t / 2 - 1 - n_trees / 2) / leaf_max_sum if leaf_max_sum > 0 else scale
