@@ -117,7 +117,7 @@ def test_the_page_is_served_with_its_policy_and_nothing_else(mnist_service):
     assert index.status_code == 200 and "script-src 'self'" in index.headers["Content-Security-Policy"]
     wasm = requests.get(mnist_service + "page/vendor/node-seal/seal_throws.wasm", timeout=10)
     assert wasm.headers["Content-Type"] == "application/wasm"
-    for path in ("page/../sei_build.json", "page/%2e%2e/sei_build.json", "page/vendor/", "page/.hidden", "page/lib"):
+    for path in ("page/../sei_build.json", "page/%2e%2e/sei_build.json", "page/vendor/", "page/.hidden", "page/lib", "page/a%00b.js"):
         answer = requests.get(mnist_service + path, timeout=10)
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found", path
     assert requests.post(mnist_service + "page/index.html", timeout=10).status_code == 405

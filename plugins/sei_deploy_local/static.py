@@ -72,7 +72,7 @@ class StaticPage:
     def find(self, relative: str) -> Path | None:
         """The file at `relative` inside the root, of a known type; None for anything else."""
         parts = relative.split("/")
-        if any(not part or part.startswith(".") or "\\" in part for part in parts):
+        if any(not part or part.startswith(".") or "\\" in part or "\x00" in part for part in parts):
             return None
         candidate = self.root.joinpath(*parts)
         try:
