@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from sei_adapter_trees.engine import frontends
@@ -25,10 +24,11 @@ from sei_adapter_trees.engine.bits import split_bits
 from sei_adapter_trees.engine.client import TreeClient
 from sei_adapter_trees.engine.seal_plan import ServerPlan, build_plan
 from sei_adapter_trees.engine.workers import WorkerPool
+from sei_adapter_trees.model_files import load_tree_model
 
 
 def _plan(out: Path, name: str) -> tuple[object, ServerPlan]:
-    model = joblib.load(out / f"engine-{name}.joblib")
+    model = load_tree_model(out / f"engine-{name}.joblib")  # the allow-list, not a bare unpickle
     ens = frontends.from_xgboost(model) if "XGB" in type(model).__name__ else frontends.from_sklearn(model)
     return ens, build_plan(ens)
 
@@ -92,7 +92,7 @@ def _cpu(pool: WorkerPool) -> float:
 
 def client_decrypt(out: Path, name: str) -> dict:
     ens, plan = _plan(out, name)
-    model = joblib.load(out / f"engine-{name}.joblib")
+    model = load_tree_model(out / f"engine-{name}.joblib")  # the allow-list, not a bare unpickle
     client = TreeClient(plan.client, (out / f"{name}.sk").read_bytes())
     rows = plan.params.rows
     X = np.load(out / "test_X.npy")
