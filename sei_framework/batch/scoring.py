@@ -145,12 +145,13 @@ class ShardScorer:
                 f"job {manifest.job} is for model {manifest.model!r}; this build ({self.build.name}) has: "
                 + ", ".join(sorted(self.adapters))
             )
-        if description_fingerprint(model_description(adapter)) != manifest.description_sha256:
+        described = model_description(adapter)
+        if description_fingerprint(described) != manifest.description_sha256:
             raise BatchError(
                 f"job {manifest.job} was encrypted for another version of model {manifest.model!r} (its description, "
                 f"parameters included, differs from build {self.build.name}'s); encrypt again with this build's description"
             )
-        recorded_columns(manifest.columns, feature_names(model_description(adapter)), f"job {manifest.job}")
+        recorded_columns(manifest.columns, feature_names(described), f"job {manifest.job}")
         return adapter
 
     def keys_for(self, store: JobStore, manifest: JobManifest, adapter: ModelAdapter) -> Any:
