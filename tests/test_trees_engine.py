@@ -247,3 +247,19 @@ def test_a_plaintext_size_without_a_batching_prime_takes_the_next_size():
     chosen = params.choose(depth=3, n_trees=1, n_outputs=1, leaf_max_sum=100.0, leaf_abs_total=100.0, tolerance=2.0**-11)
     assert chosen.plain_modulus_bits == 20
     assert chosen.plain_modulus % (2 * chosen.poly_modulus_degree) == 1  # a batching prime
+
+
+def test_a_dead_worker_fails_one_request_and_the_pool_starts_again(iris: Setup) -> None:
+    """A worker killed under the service: that request is ProcessLost (not a crash, not a stuck pool), the next
+    one is answered by fresh workers."""
+    from sei_adapter_trees.pool import PooledServer
+
+    from sei_framework import ProcessLost
+
+    want = iris.client.decrypt(iris.response, len(iris.X))
+    pooled = PooledServer(iris.plan, iris.client.relin_keys(), 2)
+    pooled._pool._procs[1].kill()
+    with pytest.raises(ProcessLost, match="worker process stopped"):
+        pooled.evaluate(iris.request)
+    assert (iris.client.decrypt(pooled.evaluate(iris.request), len(iris.X)) == want).all()
+    pooled._pool.close()

@@ -7,25 +7,46 @@ processes end when the key cache drops the key set (a finalizer), or with the se
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from typing import Any
 
+from sei_framework import ProcessLost
+
 __all__ = ["PooledServer"]
+
+log = logging.getLogger(__name__)
 
 
 class PooledServer:
-    """An engine server for one key set whose evaluations run on `workers` processes."""
+    """An engine server for one key set whose evaluations run on `workers` processes. A worker that dies or
+    breaks the exchange fails that request (ProcessLost) and the pool is started afresh for the next one."""
 
     def __init__(self, plan: Any, relin_keys: bytes, workers: int) -> None:
-        from .engine.workers import WorkerPool
-
-        self._pool = WorkerPool(plan, relin_keys, workers)
+        self._args = (plan, relin_keys, workers)
         self._lock = threading.Lock()
         self.key_bytes = len(relin_keys)
         """The key set's bytes as received (the adapter's `key_size` counts them once per process)."""
-        weakref.finalize(self, WorkerPool.close, self._pool)
+        self._start()
+
+    def _start(self) -> None:
+        from .engine.workers import WorkerPool
+
+        self._pool = WorkerPool(*self._args)
+        self._finalizer = weakref.finalize(self, WorkerPool.close, self._pool)
 
     def evaluate(self, request: bytes) -> bytes:
+        from .engine.wire import TreesInputError
+
         with self._lock:
-            return bytes(self._pool.evaluate(request))
+            try:
+                return bytes(self._pool.evaluate(request))
+            except TreesInputError:
+                raise
+            except (OSError, EOFError, ValueError, RuntimeError) as exc:  # a worker died, hung up or answered garbage
+                log.warning("a trees-seal worker process failed (%s): starting the pool again", type(exc).__name__)
+                self._finalizer.detach()
+                self._pool.kill()
+                self._start()
+                raise ProcessLost("trees-seal evaluation failed: a worker process stopped; retry the request") from None

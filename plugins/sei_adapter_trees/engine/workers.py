@@ -146,6 +146,17 @@ class WorkerPool:
                 proc.stdout.close()
         self._procs = []
 
+    def kill(self) -> None:
+        """Stop every worker at once (one died or broke the exchange: its pipes can no longer be trusted)."""
+        for proc in self._procs:
+            proc.kill()
+        for proc in self._procs:
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        self._procs = []
+
     def __enter__(self) -> WorkerPool:
         return self
 
