@@ -24,8 +24,9 @@ __all__ = [
 ]
 
 KEY_EXPANSION = 1.0
-"""Bytes a loaded key set (SEAL's relinearization keys in an engine server) holds per byte received: measured
-at about 0.67 (the resident memory of three more key sets of the XGBoost test model, 1.57 MB each as sent)."""
+"""Bytes a loaded key set (SEAL's relinearization keys in an engine server) holds per byte received, as the key
+cache counts it: 1.0, a deliberate upper bound on the about 0.67 measured (the resident memory of three more key
+sets of the XGBoost test model, 1.57 MB each as sent)."""
 RowError = engine_bits.RowError
 
 
