@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["MARGIN_BITS", "SIGMA", "TAIL", "NoiseReport", "chain_noise", "score_error_bound"]
+__all__ = ["MARGIN_BITS", "SIGMA", "TAIL", "NoiseReport", "chain_noise", "horner_noise", "score_error_bound"]
 
 TAIL = 6.0            # tail factor of the central-limit bounds
 SIGMA = 3.2           # SEAL's error standard deviation
@@ -67,14 +67,15 @@ class NoiseReport:
 
 
 def chain_noise(n: int, t: int, data_primes: Sequence[int], special: int, depth: int,
-                leaf_abs_sum: float, switching: bool = True) -> NoiseReport:
+                leaf_abs_sum: float, switching: bool = True, n_trees: int = 1) -> NoiseReport:
     """Noise bound of one output: indicators down ``depth`` levels, leaf constants summed.
 
     ``data_primes`` in SEAL order (q_0 first; the last is dropped first); the bits start fresh at the top level
     and after each of the ``depth - 1`` products the product is switched down one prime. ``leaf_abs_sum`` is the
     sum over all leaves of all trees of |quantised leaf constant| for that output (a constant c scales noise by |c|).
     The final relinearization of the sum happens at the output level. ``switching=False``: no prime is dropped
-    (a flat modulus: fewer, cheaper operations per product, more modulus bits for deep trees).
+    (a flat modulus: fewer, cheaper operations per product, more modulus bits for deep trees); the server may then
+    walk the trees bottom-up (`horner`), so the bound is the larger of both walks' (``n_trees`` trees).
     """
     if depth < 0 or len(data_primes) < (max(depth, 1) if switching else 1):
         raise ValueError("not enough data primes for the depth")
@@ -100,8 +101,27 @@ def chain_noise(n: int, t: int, data_primes: Sequence[int], special: int, depth:
     out_primes = data_primes[:level]
     q_max = max(out_primes)
     total = leaf_abs_sum * nu + relin_noise(n, t, level, q_max, special)
+    if not switching:
+        total = max(total, horner_noise(n, t, data_primes, special, depth, leaf_abs_sum, n_trees))
     half_q = math.prod(out_primes) / 2
     return NoiseReport(math.log2(total), math.log2(half_q))
+
+
+def horner_noise(n: int, t: int, data_primes: Sequence[int], special: int, depth: int, leaf_abs_sum: float,
+                 n_trees: int) -> float:
+    """Noise bound of one output of the bottom-up walk (`horner`) on a flat modulus.
+
+    With x the bound of a fresh bit and R of a relinearization, a node's value f = f_L + bit * (relin(f_R - f_L))
+    has ||f|| <= (1 + x)(||f_L|| + ||f_R||) + x R, a root split for two workers (1 - bit)(relin(f_L)) +
+    bit (relin(f_R)) at most (1 + x)(||f_L|| + ||f_R||) + 2 (1 + x) R, and a leaf its constant. Unrolled: each leaf
+    constant times (1 + x)^(its depth <= depth), plus, per relinearizing node at depth d (only nodes at depth
+    <= depth - 3 relinearize, and the root; at most 2^d per tree), 2 (1 + x) R (1 + x)^d; then the output's
+    relinearization. The phase's constant part (at most ``leaf_abs_sum``) is counted once more.
+    """
+    x = fresh(n, t)
+    r = relin_noise(n, t, len(data_primes), max(data_primes), special)
+    relinearizing = sum(2.0 ** d * (1 + x) ** d for d in range(max(depth - 2, 1)))
+    return leaf_abs_sum * ((1 + x) ** depth + 1) + n_trees * 2 * (1 + x) * r * relinearizing + r
 
 
 def score_error_bound(n_trees: int, leaf_scale: float) -> float:

@@ -155,7 +155,7 @@ def choose(depth: int, n_trees: int, n_outputs: int, leaf_max_sum: float, leaf_a
         n_scale = min(max(n_scale, scale), 2.0 ** 52)
         fits = False
         for sw in (True, False) if switching is None else (switching,):
-            found = _fit_chain(n, t, t_bits, depth, n_scale * leaf_abs_total + n_trees, sw)
+            found = _fit_chain(n, t, t_bits, depth, n_scale * leaf_abs_total + n_trees, sw, n_trees)
             if found is None:
                 continue
             fits = True
@@ -185,7 +185,7 @@ def cost(p: TreeParams) -> float:
 
 
 def _fit_chain(n: int, t: int, t_bits: int, depth: int, leaf_abs_sum: float,
-               switching: bool) -> tuple[tuple[int, ...], int] | None:
+               switching: bool, n_trees: int = 1) -> tuple[tuple[int, ...], int] | None:
     """Smallest modulus (fewest primes, then fewest bits) whose noise bound leaves the margin.
 
     switching: ``out_primes`` 60-bit primes then ``depth - 1`` chain primes; flat: ``out_primes`` equal primes."""
@@ -201,7 +201,7 @@ def _fit_chain(n: int, t: int, t_bits: int, depth: int, leaf_abs_sum: float,
             if sum(bits) > lim:
                 break
             primes = _primes(n, bits)
-            rep = bound.chain_noise(n, t, primes[:-1], primes[-1], depth, leaf_abs_sum, switching)
+            rep = bound.chain_noise(n, t, primes[:-1], primes[-1], depth, leaf_abs_sum, switching, n_trees)
             if rep.ok:
                 return bits, out_primes
         if switching and out_primes >= 3:

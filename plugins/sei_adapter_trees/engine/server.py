@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 import seal
 
-from . import wire
+from . import horner, wire
 from .derive import derived_outputs
 from .seal_context import context_for, expand_a
 from .seal_plan import ServerPlan
@@ -56,9 +56,12 @@ class TreeServer:
         # one output walked: sibling leaves fold into one product per pair (the pair's noise is at most the sum
         # of its two leaves' terms, which `bound.chain_noise` bounds)
         self._single: int | None = base[0] if len(base) == 1 else None
+        # a flat modulus and one walked output: each tree bottom-up (`horner`), half the products and relinearizations
+        self._horner = self._single is not None and not self._switching
         # leaf constants with the derived outputs zeroed: no leaf term is computed for them
         self._base_consts = tuple(np.where(np.isin(np.arange(c.shape[1]), list(self.derived)), 0, c)
                                   for c in plan.leaf_consts)
+        self._ops = horner.Ops(self.c.evaluator, self.rk, self.c.t, self._const_ntt, self._const_ct)
 
     def _const(self, c: int) -> seal.Plaintext:
         """A constant plaintext (one coefficient: SEAL's fast scalar path), encoded once."""
@@ -147,7 +150,7 @@ class TreeServer:
     def evaluate(self, request: bytes) -> bytes:
         """The response to a request, in this process."""
         n_rows, bits = self.parse_request(request)
-        outs = self.partial(bits, self.units())
+        outs = self.partial(bits, self.units(halves=False))
         return self.pack_response(n_rows, self.finish(outs, bits))
 
     def finish(self, sums: list[seal.Ciphertext | None], bits: list[seal.Ciphertext | None]
@@ -224,6 +227,14 @@ class TreeServer:
             t, vals = self.plan.trees[ti], self._base_consts[ti]
             if len(t.split) == 0:
                 consts += vals[0]
+                continue
+            if self._horner:
+                o = self._single
+                assert o is not None
+                ct, const = horner.tree_value(self._ops, t, vals[:, o], side, bit)
+                consts[o] += const
+                if ct is not None:
+                    terms[(ct.coeff_modulus_size(), o)].append(ct)
                 continue
             stack: list[tuple[int, seal.Ciphertext | None]] = [(0, None)]
             while stack:

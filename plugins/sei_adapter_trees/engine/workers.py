@@ -154,7 +154,10 @@ class WorkerPool:
             proc.wait()
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
-                    pipe.close()
+                    try:
+                        pipe.close()
+                    except OSError:  # a half-written frame to a dead worker: closing flushes into a broken pipe
+                        pass
         self._procs = []
 
     def __enter__(self) -> WorkerPool:
