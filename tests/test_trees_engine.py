@@ -186,7 +186,7 @@ def test_two_worker_processes_give_the_same_sums_and_refuse_bad_requests(iris: S
 
     want = iris.client.decrypt(iris.response, len(iris.X))
     with WorkerPool(iris.plan, iris.client.relin_keys(), workers=2) as pool:
-        assert len(pool._procs) == 2
+        assert len(pool._procs) == 1  # this process evaluates a share too
         assert (iris.client.decrypt(pool.evaluate(iris.request), len(iris.X)) == want).all()
         h = wire.HEADER.size
         with pytest.raises(wire.TreesInputError, match="out of range"):
@@ -258,7 +258,7 @@ def test_a_dead_worker_fails_one_request_and_the_pool_starts_again(iris: Setup) 
 
     want = iris.client.decrypt(iris.response, len(iris.X))
     pooled = PooledServer(iris.plan, iris.client.relin_keys(), 2)
-    pooled._pool._procs[1].kill()
+    pooled._pool._procs[0].kill()
     with pytest.raises(ProcessLost, match="worker process stopped"):
         pooled.evaluate(iris.request)
     assert (iris.client.decrypt(pooled.evaluate(iris.request), len(iris.X)) == want).all()

@@ -120,8 +120,11 @@ def horner_noise(n: int, t: int, data_primes: Sequence[int], special: int, depth
     """
     x = fresh(n, t)
     r = relin_noise(n, t, len(data_primes), max(data_primes), special)
-    relinearizing = sum(2.0 ** d * (1 + x) ** d for d in range(max(depth - 2, 1)))
-    return leaf_abs_sum * ((1 + x) ** depth + 1) + n_trees * 2 * (1 + x) * r * relinearizing + r
+    try:
+        relinearizing = sum(2.0 ** d * (1 + x) ** d for d in range(max(depth - 2, 1)))
+        return leaf_abs_sum * ((1 + x) ** depth + 1) + n_trees * 2 * (1 + x) * r * relinearizing + r
+    except OverflowError:  # far beyond any modulus
+        return math.inf
 
 
 def score_error_bound(n_trees: int, leaf_scale: float) -> float:

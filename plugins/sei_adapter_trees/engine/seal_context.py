@@ -23,25 +23,42 @@ _CF_OFF = 81        # correction factor (uint64) inside the ciphertext header
 _PT_HEADER = 88     # SEAL Plaintext serialisation header (the secret key is one)
 
 
-def expand_a(seed: bytes, primes: tuple[int, ...], n: int) -> np.ndarray:
-    """Uniform residues (len(primes), n) from a 32-byte seed: SHAKE-256 words masked to each prime's bit length,
-    rejection-sampled below it. Both sides call this; the seed is what travels instead of c1."""
-    out = np.empty((len(primes), n), dtype=np.uint64)
+_A_LABEL = b"SEI-trees-a/aes256ctr"
+
+
+def expand_a(seed: bytes, primes: tuple[int, ...], n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Uniform residues (len(primes), n) from a 32-byte seed (into ``out`` if given). Prime j's row reads the
+    AES-256-CTR keystream (key SHA-256(label | seed), initial counter block j << 64) as little-endian words (4
+    bytes for primes of up to 32 bits, else 8), masks each to the prime's bit length and keeps, in order, the
+    first n below the prime. Both sides call this; the seed is what travels instead of c1. AES-CTR is a standard
+    pseudorandom generator and runs at several GB/s with AES-NI (SHAKE-256 took 2.5x as long here)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = hashlib.sha256(_A_LABEL + seed).digest()
+    out = np.empty((len(primes), n), dtype=np.uint64) if out is None else out
     for j, q in enumerate(primes):
         bits = q.bit_length()
-        word = "<u4" if bits <= 32 else "<u8"
-        mask = (1 << bits) - 1
-        got = np.empty(0, dtype=np.uint64)
-        ctr = 0
-        while got.size < n:
-            need = n - got.size + (n >> 3) + 64  # SEAL primes lie just below 2^bits: few rejections
-            size = 4 if bits <= 32 else 8
-            raw = hashlib.shake_256(b"SEI-trees-a" + bytes([j]) + ctr.to_bytes(4, "little") + seed).digest(size * need)
-            w = np.frombuffer(raw, dtype=word).astype(np.uint64) & np.uint64(mask)
-            got = np.concatenate([got, w[w < np.uint64(q)]])
-            ctr += 1
-        out[j] = got[:n]
+        size = 4 if bits <= 32 else 8
+        dtype = np.dtype("<u4" if size == 4 else "<u8")
+        mask = np.uint64((1 << bits) - 1)
+        stream = Cipher(algorithms.AES(key), modes.CTR((j << 64).to_bytes(16, "big"))).encryptor()
+        buf = bytearray(n * size + 15)  # update_into wants a block's slack
+        stream.update_into(_zeros(n * size), buf)
+        row = out[j]
+        np.bitwise_and(np.frombuffer(buf, dtype=dtype, count=n), mask, out=row, casting="unsafe")
+        over = row >= np.uint64(q)
+        if over.any():  # SEAL's primes lie just below 2^bits: rare, but the rule is the same on both sides
+            kept = row[~over]
+            while kept.size < n:
+                more = np.frombuffer(stream.update(_zeros(64 * size)), dtype=dtype).astype(np.uint64) & mask
+                kept = np.concatenate([kept, more[more < np.uint64(q)]])
+            row[:] = kept[:n]
     return out
+
+
+@lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    return bytes(size)
 
 
 class SealContext:
@@ -94,13 +111,23 @@ class SealContext:
         """Number of data primes of a ciphertext."""
         return int(ct.coeff_modulus_size())
 
+    def ct_buffer(self, k: int) -> tuple[bytearray, np.ndarray]:
+        """The bytes of a size-2 NTT-form ciphertext at level k (header filled, correction factor 1) and a
+        (2, k, n) view of its residues to fill in place; `ct_from_buffer` loads it."""
+        buf = bytearray(CT_HEADER + 2 * k * self.n * 8)
+        buf[:CT_HEADER] = self._headers[k]  # the template already states size 2 at level k
+        return buf, np.frombuffer(buf, dtype=np.uint64, offset=CT_HEADER).reshape(2, k, self.n)
+
+    def ct_from_buffer(self, buf: bytearray) -> seal.Ciphertext:
+        ct = seal.Ciphertext()
+        ct.load_bytes(self.ctx, bytes(buf))  # SEAL checks every residue against its prime
+        return ct
+
     def ct_from_residues(self, c0: np.ndarray, c1: np.ndarray) -> seal.Ciphertext:
         """A size-2 NTT-form ciphertext at the level of c0/c1 (k, n) with correction factor 1."""
-        k = c0.shape[0]
-        body = np.ascontiguousarray(np.stack([c0, c1]), dtype=np.uint64).tobytes()
-        ct = seal.Ciphertext()
-        ct.load_bytes(self.ctx, self._headers[k] + body)  # the template already states size 2 at level k
-        return ct
+        buf, res = self.ct_buffer(c0.shape[0])
+        res[0], res[1] = c0, c1
+        return self.ct_from_buffer(buf)
 
     def residues(self, ct: seal.Ciphertext) -> np.ndarray:
         """(size, k, n) uint64 view of a ciphertext's residues."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import seal
@@ -96,29 +96,37 @@ class TreeServer:
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, self._req_size, cp.n_splits)
         return n_rows, self.parse_splits(memoryview(request)[wire.HEADER.size:], range(cp.n_splits))
 
-    def parse_splits(self, body: bytes | memoryview, splits: Iterable[int], needed: set[int] | None = None
-                     ) -> list[seal.Ciphertext | None]:
-        """Range-check the given splits' ciphertexts, which ``body`` holds in that order (a request's body, or
-        a worker's share of it), and rebuild the ``needed`` ones (None: all); None for the others."""
+    def parse_splits(self, body: bytes | memoryview, splits: Iterable[int], needed: set[int] | None = None,
+                     offsets: Sequence[int] | None = None) -> list[seal.Ciphertext | None]:
+        """Range-check the given splits' ciphertexts and rebuild the ``needed`` ones (None: all); None for the
+        others. ``body`` holds them one after another in that order (a request's body, or a worker's share of
+        it), or each at its ``offsets`` entry (indexed by split: the parent's share read in place)."""
         cp = self.plan.client
         splits = list(splits)
-        if len(body) != sum(self._split_sizes[s] for s in splits):
-            raise wire.TreesInputError("the splits' payload has an unexpected size")
+        if offsets is None:
+            if len(body) != sum(self._split_sizes[s] for s in splits):
+                raise wire.TreesInputError("the splits' payload has an unexpected size")
+            starts = np.cumsum([0, *(self._split_sizes[s] for s in splits)])
+            at = {s: int(starts[i]) for i, s in enumerate(splits)}
+        else:
+            at = {s: int(offsets[s]) for s in splits}
         view = memoryview(body)
-        off = 0
         n = self.c.n
         cts: list[seal.Ciphertext | None] = [None] * cp.n_splits
         for s in splits:
+            off = at[s]
             primes = self.c.primes[:cp.split_levels[s]]
             seed = bytes(view[off:off + wire.SEED_BYTES])
             off += wire.SEED_BYTES
-            nb = wire.packed_bytes(primes, n)
-            c0 = wire.unpack_residues(view[off:off + nb], primes, n, f"split {s}")
-            off += nb
+            payload = view[off:off + wire.packed_bytes(primes, n)]
             if needed is not None and s not in needed:
+                wire.unpack_residues(payload, primes, n, f"split {s}")  # range-checked all the same
                 continue
+            buf, res = self.c.ct_buffer(len(primes))
+            wire.unpack_residues(payload, primes, n, f"split {s}", out=res[0])
+            expand_a(seed, primes, n, out=res[1])
             try:
-                cts[s] = self.c.ct_from_residues(c0, expand_a(seed, primes, n))
+                cts[s] = self.c.ct_from_buffer(buf)
             except (ValueError, RuntimeError) as e:
                 raise wire.TreesInputError(f"split {s}: ciphertext does not load: {e}") from e
         return cts

@@ -17,7 +17,7 @@ __all__ = ["SEED_BYTES", "TreesInputError", "pack_residues", "parse_header", "re
            "response_size", "split_sizes", "unpack_residues"]
 
 MAGIC = b"SEIT"
-VERSION = 1
+VERSION = 2  # 2: c1 expanded from its seed by AES-256-CTR (1: SHAKE-256)
 KIND_REQUEST, KIND_RESPONSE = 1, 2
 # magic(4) version(1) kind(1) reserved(2) plan fingerprint(8) n_rows(u32) n_ct(u32)
 HEADER = struct.Struct("<4sBBH8sII")
@@ -44,15 +44,16 @@ def pack_residues(res: np.ndarray, primes: tuple[int, ...]) -> bytes:
     return b"".join(out)
 
 
-def unpack_residues(buf: memoryview, primes: tuple[int, ...], n: int, what: str) -> np.ndarray:
-    """Inverse of `pack_residues`; every residue must lie below its prime.
+def unpack_residues(buf: memoryview, primes: tuple[int, ...], n: int, what: str,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of `pack_residues` (into ``out`` if given); every residue must lie below its prime.
 
     Eight b-bit values fill exactly b bytes, so value i of every group of eight starts at the same bit offset
     i*b of its group: one strided (unaligned) 8-byte read per position i, shifted, plus the group's next byte
     where the value runs past those 8 bytes."""
     if n % 8:
         raise ValueError("n must be a multiple of 8")
-    out = np.empty((len(primes), n), dtype=np.uint64)
+    out = np.empty((len(primes), n), dtype=np.uint64) if out is None else out
     g = n // 8
     off = 0
     for j, q in enumerate(primes):

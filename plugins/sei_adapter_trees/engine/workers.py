@@ -1,12 +1,12 @@
-"""Both cores: worker processes that each evaluate a share of the trees, passing only bytes.
+"""Both cores: this process and worker processes each evaluate a share of the trees, passing only bytes.
 
 Each worker is a fresh interpreter (``python -m sei_adapter_trees.engine.workers``: no fork of a threaded
 parent) talking over its stdin/stdout with length-prefixed frames: a JSON header and raw byte payloads, never a
 pickle. At start it receives the server plan (`ServerPlan.to_bytes`, an .npz read without pickle), the
 relinearization keys, its work units (whole trees, or the root's left or right subtree of a tree when there are
-few trees) and the splits it reads; for each request the parent sends it only those splits' ciphertexts (the
-first worker also those no tree reads, so every split is range-checked once) and it returns one partial sum per
-output. The parent adds the partial sums.
+few trees) and the splits it reads; for each request the parent sends it only those splits' ciphertexts and it
+returns one partial sum per output. Meanwhile the parent evaluates the lightest share itself, reading its splits
+in place (and range-checking those no tree reads), then adds the partial sums.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 from typing import IO, Any
 
 import numpy as np
-import seal
 
 from . import wire
 from .seal_plan import ServerPlan
@@ -33,12 +32,15 @@ WHOLE_TREES_PER_WORKER = 4  # from this many trees per worker, work is split by 
 MAX_PAYLOAD = 1 << 34
 
 
-def _write(out: IO[bytes], header: dict[str, Any], payloads: list[bytes]) -> None:
+def _write(out: IO[bytes], header: dict[str, Any], payloads: list[bytes | list[memoryview]]) -> None:
+    """One frame; a payload given as pieces is written piece by piece (no joined copy)."""
     js = json.dumps(header).encode()
     out.write(_FRAME.pack(len(js), len(payloads)) + js)
     for p in payloads:
-        out.write(_PAYLOAD.pack(len(p)))
-        out.write(p)
+        pieces = p if isinstance(p, list) else [memoryview(p)]
+        out.write(_PAYLOAD.pack(sum(len(x) for x in pieces)))
+        for x in pieces:
+            out.write(x)
     out.flush()
 
 
@@ -64,7 +66,8 @@ def _read(inp: IO[bytes]) -> tuple[dict[str, Any], list[bytes]]:
 
 
 class WorkerPool:
-    """Evaluates requests for one plan and one client's keys on ``workers`` processes (1 = in this process)."""
+    """Evaluates requests for one plan and one client's keys on ``workers`` processes, this one included
+    (1: all in this process)."""
 
     def __init__(self, plan: ServerPlan, relin_keys: bytes, workers: int = 2):
         self.server = TreeServer(plan, relin_keys)
@@ -80,19 +83,22 @@ class WorkerPool:
             i = load.index(min(load))
             shares[i].append(u)
             load[i] += self._weight(u)
-        plan_bytes = plan.to_bytes()
-        # each worker receives and range-checks only the splits it reads; the first also those no tree reads
-        unused = set(range(plan.client.n_splits)) - self.server.splits_of(units)
-        self._splits = [sorted(self.server.splits_of(share) | (unused if i == 0 else set()))
-                        for i, share in enumerate(shares)]
+        shares = [shares[i] for i in sorted(range(self.n_workers), key=load.__getitem__)]
+        self._own = shares[0]  # the lightest: this process also sends, collects and finishes
+        self._own_needed = self.server.splits_of(self._own)
+        # this process range-checks its splits and those no tree reads; each worker only the splits it reads
+        self._own_splits = sorted(self._own_needed | (set(range(plan.client.n_splits)) - self.server.splits_of(units)))
         sizes = wire.split_sizes(plan.client)
-        starts = np.cumsum((wire.HEADER.size, *sizes))
-        self._ranges = [[(int(starts[x]), int(starts[x] + sizes[x])) for x in sp] for sp in self._splits]
-        for i, share in enumerate(shares):
+        self._starts = [int(x) for x in np.cumsum((wire.HEADER.size, *sizes))]
+        plan_bytes = plan.to_bytes()
+        self._ranges: list[list[tuple[int, int]]] = []
+        for share in shares[1:]:
+            splits = sorted(self.server.splits_of(share))
+            self._ranges.append([(self._starts[x], self._starts[x] + sizes[x]) for x in splits])
             proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             assert proc.stdin is not None
-            _write(proc.stdin, {"units": share, "splits": self._splits[i]}, [plan_bytes, relin_keys])
+            _write(proc.stdin, {"units": share, "splits": splits}, [plan_bytes, relin_keys])
             self._procs.append(proc)
         for proc in self._procs:
             assert proc.stdout is not None
@@ -107,34 +113,39 @@ class WorkerPool:
     def evaluate(self, request: bytes) -> bytes:
         if not self._procs:
             return self.server.evaluate(request)
-        cp = self.server.plan.client
+        server = self.server
+        cp = server.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, wire.request_size(cp), cp.n_splits)
         view = memoryview(request)
         for proc, ranges in zip(self._procs, self._ranges, strict=True):
             assert proc.stdin is not None
-            _write(proc.stdin, {"op": "eval", "rows": n_rows}, [b"".join(view[a:b] for a, b in ranges)])
-        ev = self.server.c.evaluator
-        sums: list[seal.Ciphertext | None] = [None] * self.server.plan.params.n_outputs
-        error = None
-        first: bytes | None = None
+            _write(proc.stdin, {"op": "eval", "rows": n_rows}, [[view[a:b] for a, b in ranges]])
+        error: str | None = None
+        try:
+            bits = server.parse_splits(view, self._own_splits, self._own_needed, self._starts[:-1])
+            sums = server.partial(bits, self._own)
+        except wire.TreesInputError as e:  # still read every worker's answer: the pipes stay in step
+            error, bits, sums = str(e), [], [None] * server.plan.params.n_outputs
+        ev = server.c.evaluator
+        spare = next((b for b in bits if b is not None), None)  # a fresh bit, for outputs no leaf feeds
         for proc in self._procs:
             assert proc.stdout is not None
             header, payloads = _read(proc.stdout)
             if "error" in header:
-                error = header["error"]
+                error = error or header["error"]
                 continue
             if len(payloads) != len(sums) + 1:
                 raise RuntimeError("a tree worker answered with the wrong number of outputs")
-            first = payloads[-1] or first
+            if payloads[-1] and spare is None:
+                spare = server.c.ctx.from_cipher_str(payloads[-1])
             for o, p in enumerate(payloads[:-1]):
                 if p:
-                    ct = self.server.c.ctx.from_cipher_str(p)
+                    ct = server.c.ctx.from_cipher_str(p)
                     prev = sums[o]
                     sums[o] = ct if prev is None else ev.add(prev, ct)
         if error is not None:
             raise wire.TreesInputError(error)
-        spare = [self.server.c.ctx.from_cipher_str(first)] if first else []  # a fresh bit, for zero outputs
-        return self.server.pack_response(n_rows, self.server.finish(sums, spare))
+        return server.pack_response(n_rows, server.finish(sums, [spare] if spare is not None else []))
 
     def close(self) -> None:
         for proc in self._procs:
