@@ -15,6 +15,7 @@ import json
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -32,7 +33,7 @@ WHOLE_TREES_PER_WORKER = 4  # from this many trees per worker, work is split by 
 MAX_PAYLOAD = 1 << 34
 
 
-def _write(out: IO[bytes], header: dict[str, Any], payloads: list[bytes | list[memoryview]]) -> None:
+def _write(out: IO[bytes], header: dict[str, Any], payloads: Sequence[bytes | list[memoryview]]) -> None:
     """One frame; a payload given as pieces is written piece by piece (no joined copy)."""
     js = json.dumps(header).encode()
     out.write(_FRAME.pack(len(js), len(payloads)) + js)
