@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..client.results import described_row_limit
-from ..columns import BY_POSITION, feature_names
+from ..columns import BY_POSITION, columns_label, feature_names
 from ..errors import BatchError
 from ..rows import open_rows
 from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
@@ -163,5 +163,5 @@ def encrypt_dataset(
     manifest_bytes = manifest.to_bytes()
     write_record(client.keyring, manifest, manifest_bytes)  # the owner's own record, which decrypt checks
     store.write(MANIFEST, manifest_bytes)  # last: a job with a manifest has every shard
-    by = "by name: " + ", ".join(data.columns or []) if data.by_name else BY_POSITION
+    by = columns_label(data.columns if data.by_name else None)
     return EncryptReport(job, start, len(shards), total_bytes, time.perf_counter() - started, by)
