@@ -70,14 +70,3 @@ def test_client_chooses_columns_by_name(served, tmp_path):
             client.predict("tree", rows.drop(columns="mean_radius"))
         assert caught.value.code == "wrong_features"
 
-
-def test_calibration_csv_is_read_by_the_model_names(tmp_path):
-    from sei_adapter_trees.calibration import load_rows
-
-    from sei_framework import PluginError
-
-    (tmp_path / "rows.csv").write_text("b,a\n2,1\n4,3\n")
-    np.testing.assert_array_equal(load_rows(tmp_path / "rows.csv", 2, ["a", "b"]), [[1, 2], [3, 4]])
-    np.testing.assert_array_equal(load_rows(tmp_path / "rows.csv", 2), [[2, 1], [4, 3]])  # no names: by position
-    with pytest.raises(PluginError, match=r"missing: \['c'\]; not the model's: \['b'\]"):
-        load_rows(tmp_path / "rows.csv", 2, ["a", "c"])
