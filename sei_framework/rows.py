@@ -71,9 +71,10 @@ def _checked(chunk: np.ndarray, start: int, columns: list[str] | None, where: st
     return chunk
 
 
-def table_rows(X: Any, names: list[str] | None = None, where: str = "the input") -> Rows:
+def table_rows(X: Any, names: list[str] | None = None, where: str = "the input", allow_nan: bool = False) -> Rows:
     """An in-memory table (array, list of rows, pandas DataFrame, or `Rows`) as the model's columns:
-    by name when both have names (a DataFrame's string column names), else by position."""
+    by name when both have names (a DataFrame's string column names), else by position; NaN a value
+    only with `allow_nan`."""
     if isinstance(X, Rows):
         values, available = X.values, X.columns
     else:
@@ -90,7 +91,7 @@ def table_rows(X: Any, names: list[str] | None = None, where: str = "the input")
     chosen, by_name = choose_columns(available, names, None, where)
     if by_name and chosen is not None and available is not None:
         values = values[:, [available.index(name) for name in chosen]]
-    return Rows(_checked(values, 0, chosen, where), chosen, by_name)
+    return Rows(_checked(values, 0, chosen, where, allow_nan), chosen, by_name)
 
 
 def read_rows(

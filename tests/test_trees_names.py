@@ -70,3 +70,25 @@ def test_client_chooses_columns_by_name(served, tmp_path):
             client.predict("tree", rows.drop(columns="mean_radius"))
         assert caught.value.code == "wrong_features"
 
+
+def test_client_sends_missing_values_as_the_library_routes_them(served, tmp_path):
+    """NaN is a missing value for a tree (each split's default direction): Client.predict sends it; an
+    infinity is still refused before anything is encrypted."""
+    service, tree, X = served
+
+    def handle(n: int, body: bytes):
+        answer, status = service.handle(body)
+        return status, answer
+
+    rows = X.iloc[::40].copy()
+    used = sorted({X.columns[i] for i in tree[-1].tree_.feature if i >= 0})  # the features the tree splits on
+    for i, name in enumerate(used):
+        rows.iloc[i::2, rows.columns.get_loc(name)] = np.nan
+    with serve(handle) as (uri, _):
+        client = Client(uri, keyring=Keyring(tmp_path / "keys"))
+        result = client.predict("tree", rows)
+        assert (np.asarray(result.predictions) == tree.predict(rows)).all()
+        rows.iloc[1, 0] = np.inf
+        with pytest.raises(InvalidRequest, match="row 1, column 'mean_radius': every value must be a number or NaN") as caught:
+            client.predict("tree", rows)
+        assert caught.value.code == "invalid_rows"

@@ -59,7 +59,8 @@ def fitted_rows_per_shard(
     request of the data's first rows is encrypted to measure it. Fewer, larger shards cost less per row to
     schedule; smaller ones lose less work when a worker dies."""
     names = feature_names(adapter.description)
-    read = open_rows(source, request_rows, names=names, columns=columns, header=header, storage_options=storage_options)
+    read = open_rows(source, request_rows, names=names, columns=columns, header=header, storage_options=storage_options,
+                     allow_nan=adapter.allows_nan)  # fmt: skip
     first = next(read.chunks, None)
     if first is None:
         return request_rows
@@ -120,7 +121,7 @@ def encrypt_dataset(
     expected = description.get("n_features")
     data = open_rows(
         source, rows_per_shard, names=feature_names(description), columns=columns, header=header,
-        storage_options=storage_options,
+        storage_options=storage_options, allow_nan=session.adapter.allows_nan,
     )  # fmt: skip
     store.write(key_file(session.key_id), session.public_keys)  # once per job; its name is its hash
     job = uuid.uuid4().hex
