@@ -53,15 +53,20 @@ def test_library_files_and_fitted_models_keep_their_names(served):
     assert "feature_names" not in models["anon"]  # LightGBM's generated Column_i are no names
 
 
-def test_client_chooses_columns_by_name(served, tmp_path):
-    service, tree, X = served
+def _handler(service: ScoringService):
+    """The in-process service behind test_client_retry.serve's HTTP server."""
 
     def handle(n: int, body: bytes):
         answer, status = service.handle(body)
         return status, answer
 
+    return handle
+
+
+def test_client_chooses_columns_by_name(served, tmp_path):
+    service, tree, X = served
     rows = X.iloc[::25]
-    with serve(handle) as (uri, _):
+    with serve(_handler(service)) as (uri, _):
         client = Client(uri, keyring=Keyring(tmp_path / "keys"))
         result = client.predict("tree", rows[rows.columns[::-1]])
         assert (np.asarray(result.predictions) == tree.predict(rows)).all()
@@ -75,16 +80,11 @@ def test_client_sends_missing_values_as_the_library_routes_them(served, tmp_path
     """NaN is a missing value for a tree (each split's default direction): Client.predict sends it; an
     infinity is still refused before anything is encrypted."""
     service, tree, X = served
-
-    def handle(n: int, body: bytes):
-        answer, status = service.handle(body)
-        return status, answer
-
     rows = X.iloc[::40].copy()
     used = sorted({X.columns[i] for i in tree[-1].tree_.feature if i >= 0})  # the features the tree splits on
     for i, name in enumerate(used):
         rows.iloc[i::2, rows.columns.get_loc(name)] = np.nan
-    with serve(handle) as (uri, _):
+    with serve(_handler(service)) as (uri, _):
         client = Client(uri, keyring=Keyring(tmp_path / "keys"))
         result = client.predict("tree", rows)
         assert (np.asarray(result.predictions) == tree.predict(rows)).all()
