@@ -15,10 +15,11 @@ from .base import (
     RequestSize,
 )
 from .build import Build
+from .calibration import read_calibration
 from .client import Client, ModelSession
 from .cors import CORS_ENV, check_cors_origins, cors_environment
 from .deployment import Deployment
-from .encoding import decode_base64
+from .encoding import base64_size, decode_base64
 from .errors import (
     BatchError,
     BuildError,
@@ -60,6 +61,7 @@ __all__ = [
     "cors_environment",
     "Rows",
     "feature_names",
+    "read_calibration",
     "read_rows",
     "DATA_TYPES",
     "ModelFileError",
@@ -112,6 +114,7 @@ __all__ = [
     "encode_frame",
     "decode_frame",
     "check_key_id",
+    "base64_size",
     "decode_base64",
     "get_plugin_manager",
     "install_hint",

@@ -102,6 +102,10 @@ class AdapterClient(ABC):
 
     max_rows_per_request: int = 16
 
+    allows_nan: bool = False
+    """Whether the model routes NaN as a missing value (tree models): the client's row checks then accept
+    NaN, never an infinity, and leave the rest to `encrypt`. False: every value must be finite."""
+
     allow_unproven: bool = False
     """Serve a model whose description states no proven accuracy (an older or hand-made build) without
     its input and score checks; `Client(allow_unproven=True)` sets it. Adapters that prove bounds refuse

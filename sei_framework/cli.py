@@ -11,7 +11,7 @@ import click
 from .cli_batch import batch
 from .cli_common import csv_header_option, endpoint_with_headers, handle_errors, load_plugins
 from .deployment import Deployment
-from .columns import BY_POSITION
+from .columns import BY_POSITION, columns_label
 from .rows import read_rows
 
 __all__ = ["main", "cli"]
@@ -165,8 +165,7 @@ def predict(
         out["columns"] = result.columns if result.columns is not None else BY_POSITION
         click.echo(json.dumps(out))
         return
-    by = BY_POSITION if result.columns is None else "by name: " + ", ".join(result.columns)
-    click.echo(f"columns {by}", err=True)
+    click.echo(f"columns {columns_label(result.columns)}", err=True)
     for i, (scores, label) in enumerate(zip(result.scores, result.predictions, strict=True)):
         shown = " ".join(f"{s:+.4f}" for s in scores)
         click.echo(f"{i}\tprediction={label}\tscores=[{shown}]")

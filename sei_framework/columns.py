@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InvalidRequest
 
-__all__ = ["BY_POSITION", "choose_columns", "feature_names", "name_list", "recorded_columns"]
+__all__ = ["BY_POSITION", "choose_columns", "columns_label", "feature_names", "name_list", "recorded_columns"]
 
 BY_POSITION = "by position"
 """What a result records when its columns were taken by position, not by name."""
@@ -68,16 +68,22 @@ def choose_columns(
     return list(names), True
 
 
-def recorded_columns(recorded: list[str] | None, names: list[str] | None, where: str) -> str:
-    """How a job's rows fed the model, from the columns its manifest records (`recorded`) and the model's
-    `names`: "by name", or BY_POSITION; a job whose recorded columns are not the model's names is refused
-    (it was encrypted for another column order)."""
+def columns_label(chosen: Sequence[str] | None) -> str:
+    """How rows' columns fed the model, as every summary says it: "by name: a, b, ..." (`chosen`: the
+    model's names, in its order) or BY_POSITION (None)."""
+    return BY_POSITION if chosen is None else "by name: " + ", ".join(chosen)
+
+
+def recorded_columns(recorded: list[str] | None, names: list[str] | None, where: str) -> list[str] | None:
+    """The columns by whose names a job's rows fed the model, from the columns its manifest records
+    (`recorded`) and the model's `names`; None: by position. A job whose recorded columns are not the
+    model's names is refused (it was encrypted for another column order)."""
     if names is None or recorded is None:
-        return BY_POSITION
+        return None
     if recorded != names:
         raise InvalidRequest(
             f"{where} was encrypted with the columns {name_list(recorded)}; the model takes {name_list(names)} "
             "in that order: encrypt it again with this model's description",
             code="wrong_features",
         )
-    return "by name"
+    return names

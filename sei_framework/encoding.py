@@ -7,7 +7,14 @@ import binascii
 
 from .errors import InvalidRequest
 
-__all__ = ["decode_base64"]
+__all__ = ["base64_size", "decode_base64"]
+
+
+def base64_size(nbytes: int) -> int:
+    """Characters of `nbytes` bytes in padded base64 (what a ciphertext or key costs in a JSON request)."""
+    if nbytes < 0:
+        raise ValueError(f"a byte count cannot be negative: {nbytes}")
+    return 4 * -(-nbytes // 3)
 
 
 def decode_base64(text: object, what: str, *, code: str = "invalid_ciphertext") -> bytes:

@@ -2,7 +2,9 @@
 
 Every path that reads rows uses it: `sei predict`, `sei batch encrypt`, the Python `Client`, the build's
 calibration data. Row i of the result is row i of the source (0-based, the header not counted): a
-value that is not a finite number is an error naming its row and column, never a skipped row.
+value that is not a finite number is an error naming its row and column, never a skipped row. With
+`allow_nan=True` (tree models route a missing value) NaN is a value, and so is a blank CSV cell, read as
+NaN; an infinity is still an error.
 
 The header rule for CSV: `header=True`, the first line names the columns; `header=False`, every line is
 data; `header=None` (the default), the first line must be a header of names: a first line holding a
@@ -12,6 +14,7 @@ common, and so is a file with no header). Columns are then chosen by name (colum
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -56,19 +59,22 @@ class RowSource:
     chunks: Iterator[np.ndarray]
 
 
-def _checked(chunk: np.ndarray, start: int, columns: list[str] | None, where: str) -> np.ndarray:
-    """`chunk` (rows from `start`) if every value is finite; else an error naming the first bad cell."""
-    bad = np.argwhere(~np.isfinite(chunk))
+def _checked(chunk: np.ndarray, start: int, columns: list[str] | None, where: str, allow_nan: bool = False) -> np.ndarray:
+    """`chunk` (rows from `start`) if every value is finite (or NaN, with `allow_nan`); else an error
+    naming the first bad cell."""
+    bad = np.argwhere(np.isinf(chunk) if allow_nan else ~np.isfinite(chunk))
     if len(bad):
         row, col = (int(i) for i in bad[0])
         name = f"column {columns[col]!r}" if columns else f"column {col}"
-        raise _error(f"{where}: row {start + row}, {name}: every value must be a finite number")
+        rule = "a number or NaN, never infinite" if allow_nan else "a finite number"
+        raise _error(f"{where}: row {start + row}, {name}: every value must be {rule}")
     return chunk
 
 
-def table_rows(X: Any, names: list[str] | None = None, where: str = "the input") -> Rows:
+def table_rows(X: Any, names: list[str] | None = None, where: str = "the input", allow_nan: bool = False) -> Rows:
     """An in-memory table (array, list of rows, pandas DataFrame, or `Rows`) as the model's columns:
-    by name when both have names (a DataFrame's string column names), else by position."""
+    by name when both have names (a DataFrame's string column names), else by position; NaN a value
+    only with `allow_nan`."""
     if isinstance(X, Rows):
         values, available = X.values, X.columns
     else:
@@ -85,15 +91,16 @@ def table_rows(X: Any, names: list[str] | None = None, where: str = "the input")
     chosen, by_name = choose_columns(available, names, None, where)
     if by_name and chosen is not None and available is not None:
         values = values[:, [available.index(name) for name in chosen]]
-    return Rows(_checked(values, 0, chosen, where), chosen, by_name)
+    return Rows(_checked(values, 0, chosen, where, allow_nan), chosen, by_name)
 
 
 def read_rows(
     source: str | os.PathLike[str], *, names: list[str] | None = None, columns: list[str] | None = None,
-    header: bool | None = None, storage_options: dict[str, Any] | None = None,
+    header: bool | None = None, storage_options: dict[str, Any] | None = None, allow_nan: bool = False,
 ) -> Rows:  # fmt: skip
     """Every row of a file at once (see `open_rows`); an empty file is an error."""
-    data = open_rows(source, 1 << 16, names=names, columns=columns, header=header, storage_options=storage_options)
+    data = open_rows(source, 1 << 16, names=names, columns=columns, header=header, storage_options=storage_options,
+                     allow_nan=allow_nan)  # fmt: skip
     chunks = list(data.chunks)
     if not chunks:
         raise _error(f"{os.fspath(source)}: has no rows")
@@ -103,10 +110,12 @@ def read_rows(
 def open_rows(
     source: str | os.PathLike[str], chunk_rows: int, *, names: list[str] | None = None,
     columns: list[str] | None = None, header: bool | None = None, storage_options: dict[str, Any] | None = None,
+    allow_nan: bool = False,
 ) -> RowSource:  # fmt: skip
     """The rows of a .csv, .parquet or .npy file (a path or fsspec URL), `chunk_rows` at a time, never the
     whole file in memory. `names`: the model's feature names (None: it has none); `columns`: the columns
-    the caller chose; `header`: whether a CSV's first line is a header (module docstring)."""
+    the caller chose; `header`: whether a CSV's first line is a header; `allow_nan`: NaN (a blank CSV
+    cell) is a value, not an error (module docstring)."""
     url = os.fspath(source)
     kind = FORMATS.get(os.path.splitext(url.rstrip("/"))[1].lower())
     if kind is None:
@@ -116,10 +125,10 @@ def open_rows(
     handle = _open(url, storage_options)
     try:
         if kind == "npy":
-            return _npy(handle, url, chunk_rows, names, columns)
+            return _npy(handle, url, chunk_rows, names, columns, allow_nan)
         if kind == "csv":
-            return _csv(handle, url, chunk_rows, names, columns, header)
-        return _parquet(handle, url, chunk_rows, names, columns)
+            return _csv(handle, url, chunk_rows, names, columns, header, allow_nan)
+        return _parquet(handle, url, chunk_rows, names, columns, allow_nan)
     except BaseException:
         handle.close()
         raise
@@ -141,7 +150,9 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> IO[bytes]:
         raise _error(f"cannot open {url}: {exc}") from None
 
 
-def _npy(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None) -> RowSource:
+def _npy(
+    handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None, allow_nan: bool,
+) -> RowSource:  # fmt: skip
     choose_columns(None, names, columns, url)  # a .npy file has no names: refuses `columns`
     try:
         version = np.lib.format.read_magic(handle)
@@ -162,7 +173,7 @@ def _npy(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, 
                 if len(raw) != count * row_bytes:
                     raise _error(f"{url} ends early: row {start + len(raw) // max(row_bytes, 1)} of {n_rows} is missing")
                 rows = np.frombuffer(raw, dtype=dtype).reshape(count, n_cols).astype(np.float64)
-                yield _checked(rows, start, None, url)
+                yield _checked(rows, start, None, url, allow_nan)
 
     return RowSource(None, False, int(n_rows), chunks())
 
@@ -177,7 +188,7 @@ def _is_number(cell: str) -> bool:
 
 def _csv(
     handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None,
-    header: bool | None,
+    header: bool | None, allow_nan: bool,
 ) -> RowSource:  # fmt: skip
     """A CSV file by the header rule, parsed by the standard library (no pyarrow: the concrete-ml
     environment's numpy is older than pyarrow's)."""
@@ -187,7 +198,8 @@ def _csv(
     def rows() -> Iterator[list[str]]:
         try:
             for line in lines:
-                if line and any(cell.strip() for cell in line):  # blank lines are no rows
+                # blank lines are no rows; with allow_nan a line of blank cells (",,") is a row of NaN
+                if line and (any(cell.strip() for cell in line) or (allow_nan and len(line) > 1)):
                     yield line
         except (csv.Error, UnicodeDecodeError) as exc:
             raise _error(f"cannot read {url} as CSV: {exc}") from None
@@ -219,13 +231,17 @@ def _csv(
         try:
             values = np.array(cells, dtype=np.float64)
         except ValueError:
+            if allow_nan:  # a blank cell is a missing value
+                cells = [[cell if cell.strip() else "nan" for cell in line] for line in cells]
+                with contextlib.suppress(ValueError):
+                    return _checked(np.array(cells, dtype=np.float64).reshape(len(batch), -1), start, chosen, url, allow_nan)
             for row, line in enumerate(cells):
                 for col, cell in enumerate(line):
                     if not _is_number(cell):
                         name = f"column {chosen[col]!r}" if chosen is not None else f"column {col}"
                         raise _error(f"{url}: row {start + row}, {name}: {cell!r} is not a number") from None
             raise
-        return _checked(values.reshape(len(batch), -1), start, chosen, url)
+        return _checked(values.reshape(len(batch), -1), start, chosen, url, allow_nan)
 
     def chunks() -> Iterator[np.ndarray]:
         with text:
@@ -242,7 +258,9 @@ def _csv(
     return RowSource(chosen, by_name, None, chunks())
 
 
-def _parquet(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None) -> RowSource:
+def _parquet(
+    handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | None, columns: list[str] | None, allow_nan: bool,
+) -> RowSource:  # fmt: skip
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -270,7 +288,7 @@ def _parquet(handle: IO[bytes], url: str, chunk_rows: int, names: list[str] | No
                     if batch.num_rows == 0:
                         continue
                     rows = np.column_stack([column(batch, name) for name in fields])
-                    pending.append(_checked(rows, start + held, chosen, url))
+                    pending.append(_checked(rows, start + held, chosen, url, allow_nan))
                     held += batch.num_rows
                     while held >= chunk_rows:
                         rows = np.concatenate(pending) if len(pending) > 1 else pending[0]

@@ -21,6 +21,7 @@ from batch_fixtures import read_predictions
 from sei_framework import Client, Deployment, InvalidRequest
 from sei_framework.batch import JobManifest, JobStore, decrypt_job, describe_build, encrypt_dataset, score_job
 from sei_framework.cli import cli
+from sei_framework.columns import columns_label, recorded_columns
 from sei_framework.keys import Keyring
 
 
@@ -67,10 +68,21 @@ def test_batch_reads_a_reversed_parquet_by_name(named, tmp_path):
     done = decrypt_job(offline, tmp_path / "job", tmp_path / "out.parquet")
     table = read_predictions(tmp_path / "out.parquet")
     assert (table["prediction"].to_numpy() == model.predict(rows)).all()
-    assert json.loads(Path(done.summary).read_text())["columns"].startswith("by name: mean radius")
+    assert json.loads(Path(done.summary).read_text())["columns"] == "by name: " + ", ".join(X.columns)
     dropped = _parquet(rows.drop(columns="mean radius").assign(extra=1.0), tmp_path / "dropped.parquet")
     with pytest.raises(InvalidRequest, match="missing 'mean radius'; unknown 'extra'"):
         encrypt_dataset(offline, "named", dropped, tmp_path / "job2")
+
+
+def test_one_label_says_how_columns_fed_the_model():
+    """`sei predict`, `sei batch encrypt` and the decrypt summary say it with one function."""
+    assert columns_label(None) == "by position"
+    assert columns_label(["b", "a"]) == "by name: b, a"
+    assert recorded_columns(["a", "b"], ["a", "b"], "job j") == ["a", "b"]
+    assert recorded_columns(["a", "b"], None, "job j") is None and recorded_columns(None, ["a", "b"], "job j") is None
+    with pytest.raises(InvalidRequest, match="job j was encrypted with the columns 'b', 'a'") as caught:
+        recorded_columns(["b", "a"], ["a", "b"], "job j")
+    assert caught.value.code == "wrong_features"
 
 
 def test_online_predict_and_cli_choose_columns_by_name(named, tmp_path):

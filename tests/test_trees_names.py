@@ -53,15 +53,20 @@ def test_library_files_and_fitted_models_keep_their_names(served):
     assert "feature_names" not in models["anon"]  # LightGBM's generated Column_i are no names
 
 
-def test_client_chooses_columns_by_name(served, tmp_path):
-    service, tree, X = served
+def _handler(service: ScoringService):
+    """The in-process service behind test_client_retry.serve's HTTP server."""
 
     def handle(n: int, body: bytes):
         answer, status = service.handle(body)
         return status, answer
 
+    return handle
+
+
+def test_client_chooses_columns_by_name(served, tmp_path):
+    service, tree, X = served
     rows = X.iloc[::25]
-    with serve(handle) as (uri, _):
+    with serve(_handler(service)) as (uri, _):
         client = Client(uri, keyring=Keyring(tmp_path / "keys"))
         result = client.predict("tree", rows[rows.columns[::-1]])
         assert (np.asarray(result.predictions) == tree.predict(rows)).all()
@@ -71,13 +76,19 @@ def test_client_chooses_columns_by_name(served, tmp_path):
         assert caught.value.code == "wrong_features"
 
 
-def test_calibration_csv_is_read_by_the_model_names(tmp_path):
-    from sei_adapter_trees.calibration import load_rows
-
-    from sei_framework import PluginError
-
-    (tmp_path / "rows.csv").write_text("b,a\n2,1\n4,3\n")
-    np.testing.assert_array_equal(load_rows(tmp_path / "rows.csv", 2, ["a", "b"]), [[1, 2], [3, 4]])
-    np.testing.assert_array_equal(load_rows(tmp_path / "rows.csv", 2), [[2, 1], [4, 3]])  # no names: by position
-    with pytest.raises(PluginError, match=r"missing: \['c'\]; not the model's: \['b'\]"):
-        load_rows(tmp_path / "rows.csv", 2, ["a", "c"])
+def test_client_sends_missing_values_as_the_library_routes_them(served, tmp_path):
+    """NaN is a missing value for a tree (each split's default direction): Client.predict sends it; an
+    infinity is still refused before anything is encrypted."""
+    service, tree, X = served
+    rows = X.iloc[::40].copy()
+    used = sorted({X.columns[i] for i in tree[-1].tree_.feature if i >= 0})  # the features the tree splits on
+    for i, name in enumerate(used):
+        rows.iloc[i::2, rows.columns.get_loc(name)] = np.nan
+    with serve(_handler(service)) as (uri, _):
+        client = Client(uri, keyring=Keyring(tmp_path / "keys"))
+        result = client.predict("tree", rows)
+        assert (np.asarray(result.predictions) == tree.predict(rows)).all()
+        rows.iloc[1, 0] = np.inf
+        with pytest.raises(InvalidRequest, match="row 1, column 'mean_radius': every value must be a number or NaN") as caught:
+            client.predict("tree", rows)
+        assert caught.value.code == "invalid_rows"

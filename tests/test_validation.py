@@ -48,3 +48,14 @@ def test_strict_base64_names_the_field(text, said):
         decode_base64(text, "ciphertext 3", code="invalid_keys")
     assert caught.value.code == "invalid_keys" and caught.value.message == f"ciphertext 3 {said}"
     assert decode_base64("QUJD", "x") == b"ABC"
+
+
+def test_base64_size_is_the_encoded_length():
+    import base64
+
+    from sei_framework import base64_size
+
+    for n in [*range(8), 4096, 1 << 20, (1 << 20) + 1]:
+        assert base64_size(n) == len(base64.b64encode(bytes(n))), n
+    with pytest.raises(ValueError, match="negative"):
+        base64_size(-1)

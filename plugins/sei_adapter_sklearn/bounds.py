@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import Field, FiniteFloat, field_validator
 
-from sei_framework import ConfigPath, InvalidRequest, PluginError, read_rows
+from sei_framework import ConfigPath, InvalidRequest, PluginError, read_calibration
 
 from .common import SklearnOptions
 from .rounding import delivered_error, output_grid, round_scores
 
 __all__ = [
     "NO_BOUNDS", "WIDEN_STEPS", "BoundsOptions", "accuracy_entry", "check_described_rows", "check_rows",
-    "check_scores", "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds", "load_calibration",
+    "check_scores", "compact_bounds", "describe_bounds", "expand_bounds", "input_bounds",
     "output_grid", "proven_accuracy", "refusal", "round_scores", "score_limit", "widest_bounds",
 ]
 
@@ -72,16 +72,10 @@ NO_BOUNDS = (
 """The build's refusal when a model states no bounds (no range is assumed: raw units would not fit it)."""
 
 
-def load_calibration(path: Path, n_features: int, names: list[str] | None = None, header: bool | None = None) -> np.ndarray:
-    """calibration_data's rows, read by sei_framework.read_rows (by `names` where the model has them),
-    shape (n, n_features), all finite."""
-    try:
-        rows = read_rows(path, names=names, header=header).values
-    except InvalidRequest as exc:
-        raise PluginError(f"calibration_data: {exc.message}") from None
-    if rows.shape[1] != n_features:
-        raise PluginError(f"calibration_data {path} has shape {rows.shape}; the model takes rows of {n_features} features")
-    return rows
+def _calibration(options: Any, n_features: int, names: list[str] | None) -> np.ndarray:
+    """calibration_data's rows (sei_framework.read_calibration: by `names` where the model has them), all finite."""
+    header = getattr(options, "calibration_header", None)
+    return read_calibration(Path(options.calibration_data), n_features=n_features, names=names, header=header).values
 
 
 def input_bounds(n_features: int, options: Any, names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -95,7 +89,7 @@ def input_bounds(n_features: int, options: Any, names: list[str] | None = None) 
     """
     rows = None
     if options.calibration_data is not None:
-        rows = load_calibration(Path(options.calibration_data), n_features, names, getattr(options, "calibration_header", None))
+        rows = _calibration(options, n_features, names)
     if options.feature_bounds is not None:
         lo, hi = expand_bounds(options.feature_bounds, n_features, "feature_bounds", PluginError)
         if rows is not None and np.any((rows < lo) | (rows > hi)):
@@ -133,7 +127,7 @@ def widest_bounds(n_features: int, options: Any, lo: np.ndarray, hi: np.ndarray,
     """
     if options.calibration_data is None or options.feature_bounds is not None:
         return lo, hi, proof, None
-    rows = load_calibration(Path(options.calibration_data), n_features, names, getattr(options, "calibration_header", None))
+    rows = _calibration(options, n_features, names)
     low, high = rows.min(axis=0), rows.max(axis=0)
     good, bad = float(options.calibration_margin), float(options.calibration_max_margin)
     best = (lo, hi, proof)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr, ValidationError
 
-from sei_framework import InvalidRequest, PluginError, RequestSize, decode_base64, validation_problems
+from sei_framework import InvalidRequest, PluginError, RequestSize, base64_size, decode_base64, validation_problems
 
 from .bounds import (
     BoundsOptions, accuracy_entry, check_described_rows, check_scores, input_bounds, output_grid, proven_accuracy,
@@ -36,10 +36,6 @@ class PackedOptions(BoundsOptions):
     """`single`: one small request per row; `bulk`: up to 4096 rows per ciphertext batch."""
     max_abs_score: FiniteFloat | None = Field(None, gt=0)
     """Declared score bound; must be >= the worst case the bounds give (default: that worst case)."""
-
-
-def _b64_size(nbytes: int) -> int:
-    return 4 * -(-nbytes // 3)
 
 
 def _b64(blob: bytes) -> str:
@@ -91,9 +87,9 @@ class PackedAdapter(LinearAdapter):
         feature; a single-mode request one ciphertext per row. Base64 and the JSON quotes included."""
         params = Params.from_json(metadata["params"])
         return RequestSize(
-            batch_bytes=_b64_size(request_size(params)) + 4,  # quotes and the ", " between list items
+            batch_bytes=base64_size(request_size(params)) + 4,  # quotes and the ", " between list items
             batch_rows=params.poly_modulus_degree if params.mode == "bulk" else 1,
-            public_key_bytes=_b64_size(public_key_size(params)) + 32,
+            public_key_bytes=base64_size(public_key_size(params)) + 32,
         )
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], options: PackedOptions) -> None:

@@ -11,7 +11,7 @@ import base64
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sei_framework import InvalidRequest, ModelAdapter, RequestSize, decode_base64
+from sei_framework import InvalidRequest, ModelAdapter, RequestSize, base64_size, decode_base64
 
 from . import backend
 from .artefacts import load_ensemble, readout, split_to_json
@@ -21,10 +21,6 @@ from .pool import PooledServer
 from .request import batch_sizes, parse_request
 
 __all__ = ["TreesAdapter"]
-
-
-def _b64_size(nbytes: int) -> int:
-    return 4 * -(-nbytes // 3)
 
 
 def _key_memory(key_bytes: int, workers: int) -> int:
@@ -52,9 +48,9 @@ class TreesAdapter(ModelAdapter):
         """A request costs one message per batch of `slots` rows (base64 and the JSON quotes included)."""
         plan = backend.plan_from_json(metadata["plan"])
         return RequestSize(
-            batch_bytes=_b64_size(plan.request_bytes) + 4,
+            batch_bytes=base64_size(plan.request_bytes) + 4,
             batch_rows=plan.slots,
-            public_key_bytes=_b64_size(plan.key_bytes) + 32,
+            public_key_bytes=base64_size(plan.key_bytes) + 32,
             key_bytes=plan.key_bytes,
             key_memory_bytes=_key_memory(plan.key_bytes, metadata.get("workers", 1)),
         )

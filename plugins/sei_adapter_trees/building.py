@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from sei_framework import ModelFileError, PluginError, install_hint, load_pickle, load_skops
+from sei_framework import ModelFileError, PluginError, install_hint, load_pickle, load_skops, read_calibration
 
 from . import backend
 from .artefacts import save_ensemble
-from .calibration import load_rows
 from .engine import postprocess
 from .engine.ir import Ensemble, Split
 from .names import tree_feature_names
@@ -130,7 +129,10 @@ def prepare_trees(source: Path, options: TreesOptions, dest: Path) -> dict[str, 
     """Write ensemble.json and trees.npz into `dest`; return the metadata the service and describe() need."""
     model, ensemble, estimator = _import(source, options)
     names = tree_feature_names(source, model, ensemble.n_features)
-    calibration = load_rows(options.calibration_data, ensemble.n_features, names) if options.calibration_data else None
+    calibration = None
+    if options.calibration_data is not None:  # NaN allowed: a missing value, routed as the library routes it
+        calibration = read_calibration(options.calibration_data, n_features=ensemble.n_features, names=names,
+                                       header=options.calibration_header, allow_nan=True).values  # fmt: skip
     extra: dict[str, Any] = {}
     if options.mode == "thermometer":
         assert calibration is not None  # the options' validator requires it in this mode

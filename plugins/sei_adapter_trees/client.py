@@ -64,6 +64,8 @@ def _classes(data: Any) -> tuple[Any, ...] | None:
 class TreesClient(AdapterClient):
     """Encrypts rows as split bits, decrypts summed leaf values, reads them as the library's `predict` would."""
 
+    allows_nan = True  # a missing value follows each split's default direction (refused on a thermometer grid)
+
     def __init__(self, description: dict[str, Any]) -> None:
         super().__init__(description)
         self.model, self.plan, accuracy = _read(description)

@@ -24,9 +24,13 @@ class TreesOptions(PluginOptions):
     min_agreement: FiniteFloat = Field(0.99, gt=0, le=1)
     """Thermometer mode: the least share of calibration rows whose gridded prediction equals the model's own."""
     calibration_data: ConfigPath | None = None
-    """A .npy or .csv file of representative rows, relative to the config file: the thermometer grid's range
-    and the rows its agreement is measured on (required in that mode); in `splits` mode the build also
-    checks its first rows through the encrypted path."""
+    """A .npy, .csv or .parquet file of representative rows, relative to the config file, read like `sei predict`
+    input (columns by the model's feature names where it has them; NaN, or a blank CSV cell, is a missing
+    value): the thermometer grid's range and the rows its agreement is measured on (required in that mode);
+    in `splits` mode the build also checks its first rows through the encrypted path."""
+    calibration_header: bool | None = None
+    """Whether a CSV calibration_data's first line names the columns (default: it must, and a first
+    line holding a number is refused until this says which it is)."""
     verify_rows: StrictInt = Field(64, ge=1, le=4096)
     """Rows the build sends through the encrypted path (threshold neighbours and calibration rows) whose
     predictions must equal the library's own, or the build fails."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import fsspec
 import numpy as np
 
-from ..columns import BY_POSITION, feature_names, recorded_columns
+from ..columns import columns_label, feature_names, recorded_columns
 from ..errors import BatchError, SeiError
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, JobManifest, description_fingerprint, result_file
 from .record import check_job
@@ -204,7 +204,7 @@ def decrypt_job(
         "source": manifest.source,
         "rows": manifest.n_rows,
         "row_check": f"rows 0 to {manifest.n_rows - 1}, each exactly once, in input order (column 'row')",
-        "columns": columns if columns == BY_POSITION else f"{columns}: {', '.join(manifest.columns or [])}",
+        "columns": columns_label(columns),
         "shards": len(manifest.shards),
         "file": os.path.basename(path),
         "sha256": digest,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..client.results import described_row_limit
-from ..columns import BY_POSITION, feature_names
+from ..columns import BY_POSITION, columns_label, feature_names
 from ..errors import BatchError
 from ..rows import open_rows
 from .manifest import FORMAT, MANIFEST, JobManifest, Shard, description_fingerprint, key_file, shard_file
@@ -59,7 +59,8 @@ def fitted_rows_per_shard(
     request of the data's first rows is encrypted to measure it. Fewer, larger shards cost less per row to
     schedule; smaller ones lose less work when a worker dies."""
     names = feature_names(adapter.description)
-    read = open_rows(source, request_rows, names=names, columns=columns, header=header, storage_options=storage_options)
+    read = open_rows(source, request_rows, names=names, columns=columns, header=header, storage_options=storage_options,
+                     allow_nan=adapter.allows_nan)  # fmt: skip
     first = next(read.chunks, None)
     if first is None:
         return request_rows
@@ -120,7 +121,7 @@ def encrypt_dataset(
     expected = description.get("n_features")
     data = open_rows(
         source, rows_per_shard, names=feature_names(description), columns=columns, header=header,
-        storage_options=storage_options,
+        storage_options=storage_options, allow_nan=session.adapter.allows_nan,
     )  # fmt: skip
     store.write(key_file(session.key_id), session.public_keys)  # once per job; its name is its hash
     job = uuid.uuid4().hex
@@ -163,5 +164,5 @@ def encrypt_dataset(
     manifest_bytes = manifest.to_bytes()
     write_record(client.keyring, manifest, manifest_bytes)  # the owner's own record, which decrypt checks
     store.write(MANIFEST, manifest_bytes)  # last: a job with a manifest has every shard
-    by = "by name: " + ", ".join(data.columns or []) if data.by_name else BY_POSITION
+    by = columns_label(data.columns if data.by_name else None)
     return EncryptReport(job, start, len(shards), total_bytes, time.perf_counter() - started, by)

@@ -17,9 +17,10 @@ __all__ = ["check_rows", "described_row_limit", "request_rows", "score_in_batche
 
 def check_rows(name: str, adapter: AdapterClient, X: Any, described: dict[str, Any]) -> Rows:
     """X (array, DataFrame or `Rows`) as the model's columns (sei_framework.rows: by name where the model
-    and X both name them, else by position), checked by the adapter and against the described feature count."""
+    and X both name them, else by position; NaN only where the adapter routes it), checked by the adapter and
+    against the described feature count."""
     adapter.check_input(X)  # an adapter's own look at the input as given
-    rows = table_rows(X, feature_names(described))
+    rows = table_rows(X, feature_names(described), allow_nan=adapter.allows_nan)
     n_features = described.get("n_features")
     if n_features is not None and rows.values.shape[1] != n_features:
         raise InvalidRequest(

@@ -26,8 +26,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from sei_framework import (
-    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, Rows, decode_base64, read_rows,
-    validation_problems,
+    ConfigPath, InvalidRequest, ModelAdapter, PluginError, PluginOptions, RequestSize, Rows, base64_size, decode_base64,
+    read_calibration, validation_problems,
 )
 
 from . import numerics, runtime
@@ -93,10 +93,7 @@ def calibration_table(options: ConcreteOptions) -> Rows:
     """calibration_data's rows and column names, read by SEI's one row reader (the header rule, columns by
     position; names.py checks them against the model's): the compiler's environment gets them as .npy,
     so Concrete ML's quantiser ranges never see a header."""
-    try:
-        return read_rows(Path(options.calibration_data), header=options.calibration_header)
-    except InvalidRequest as exc:
-        raise PluginError(f"calibration_data: {exc.message}") from None
+    return read_calibration(Path(options.calibration_data), header=options.calibration_header)
 
 
 def calibration_rows(options: ConcreteOptions) -> np.ndarray:
@@ -226,10 +223,9 @@ class ConcreteAdapter(ModelAdapter):
     def request_size(cls, metadata: dict[str, Any]) -> RequestSize:
         """One ciphertext per row; evaluation keys of tens to hundreds of MB, held expanded by the engine."""
         sizes = metadata["sizes"]
-        b64 = lambda n: 4 * -(-n // 3)  # noqa: E731
         return RequestSize(
-            batch_bytes=b64(sizes["ciphertext_bytes"]) + 4,
-            public_key_bytes=b64(sizes["evaluation_key_bytes"]),
+            batch_bytes=base64_size(sizes["ciphertext_bytes"]) + 4,
+            public_key_bytes=base64_size(sizes["evaluation_key_bytes"]),
             key_bytes=sizes["evaluation_key_bytes"],
             key_memory_bytes=sizes["evaluation_key_bytes"] + sizes["key_memory_bytes"],
         )
