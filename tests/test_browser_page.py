@@ -8,7 +8,9 @@ import base64
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,7 +153,7 @@ EXPECTED_CODE = {
 def hostile_site(page_dir, mnist_service):
     """The page and a fake /score on one origin: describe and predict go to the real service, then `mode`
     says how the answer to a prediction is spoiled."""
-    state = {"mode": "honest"}
+    state: dict[str, Any] = {"mode": "honest"}
 
     def real(body: bytes):
         return lambda: requests.post(mnist_service + "score", data=body, timeout=60,
@@ -159,7 +161,11 @@ def hostile_site(page_dir, mnist_service):
 
     def handle(body: bytes, headers: dict) -> tuple[int, dict, bytes]:
         request = json.loads(body)
-        if request.get("op") == "describe" or state["mode"] == "honest":
+        if request.get("op") != "describe" and state["mode"] == "together":
+            # honest, but no prediction is answered before the other one has arrived: two in flight at once
+            state["bodies"].append((request["data"]["n_rows"], len(body)))
+            state["barrier"].wait(timeout=60)
+        if request.get("op") == "describe" or state["mode"] in ("honest", "together"):
             return 200, {"Content-Type": "application/json"}, json.dumps(real(body)()).encode()
         return HOSTILE[state["mode"]](real(body))
 
@@ -171,6 +177,49 @@ def hostile_site(page_dir, mnist_service):
         yield site, state
     finally:
         site.stop()
+
+
+TWO_AT_ONCE = """async ([uri, first, second]) => {
+  const worker = new Worker(new URL('worker.js', location.href), { type: 'module' });
+  const ask = (id, rows) => new Promise((resolve) => {
+    worker.addEventListener('message', (event) => { if (event.data.id === id) resolve(event.data); });
+    worker.postMessage({ id, op: 'predict', uri, token: '', store: 'memory', model: 'mnist', rows });
+  });
+  try {
+    return await Promise.all([ask(1, first), ask(2, second)]);
+  } finally {
+    worker.terminate();
+  }
+}"""
+
+
+def test_two_predictions_in_flight_at_once_get_their_own_answers_times_and_bytes(chromium, hostile_site):
+    """The page's Worker with two predictions of one model in flight together (the service answers neither before
+    both arrived): each answer is its own rows', and its times and bytes are its call's alone."""
+    site, state = hostile_site
+    X, _ = load_mnist(17)
+    first, second = X[:1], X[1:17]  # 1 row and 16: one request each
+    page = open_page(chromium, site.url("/page/index.html"))
+    state.update(mode="together", bodies=[], barrier=threading.Barrier(2))
+    try:
+        answers = page.evaluate(TWO_AT_ONCE, [site.url("/score"), first.tolist(), second.tolist()])
+    finally:
+        state["mode"] = "honest"
+    model = load_seed_model()
+    assert [a["ok"] for a in answers] == [True, True], answers
+    assert answers[0]["result"]["predictions"] == model.predict(first).tolist()
+    assert answers[1]["result"]["predictions"] == model.predict(second).tolist()
+    sent = dict(state["bodies"])  # rows -> bytes of that request's body, as the service received it
+    assert sorted(sent) == [1, 16] and len(state["bodies"]) == 2
+    assert [a["bytesSent"] for a in answers] == [sent[1], sent[16]]  # each its own, not the other's too
+    for answer in answers:
+        steps = answer["steps"]
+        assert set(steps) == {"keys", "encrypt", "service", "decrypt", "total"} and min(steps.values()) >= 0
+        assert steps["keys"] + steps["encrypt"] + steps["service"] + steps["decrypt"] == pytest.approx(steps["total"])
+    # each call timed its own encryption and decryption (a shared timer gives both the same figures)
+    assert answers[0]["steps"]["encrypt"] != answers[1]["steps"]["encrypt"]
+    assert answers[0]["steps"]["decrypt"] != answers[1]["steps"]["decrypt"]
+    assert chromium.errors_of(page) == []
 
 
 def test_hostile_answers_show_a_clear_error_and_never_a_number(chromium, hostile_site, tmp_path):
