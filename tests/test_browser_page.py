@@ -5,6 +5,7 @@ equal plaintext predict() of the pixels the canvas holds. Hostile services get a
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -123,6 +124,33 @@ def test_the_page_is_served_with_its_policy_and_nothing_else(mnist_service):
         answer = requests.get(mnist_service + path, timeout=10)
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found", path
     assert requests.post(mnist_service + "page/index.html", timeout=10).status_code == 405
+
+
+def test_the_pages_files_are_revalidated_by_a_strong_etag(mnist_service, page_dir):
+    """Each file: `no-cache` and a strong ETag, its content's SHA-256; If-None-Match with that tag is a 304 without
+    the body (weak comparison, lists, `*`), any other tag the file; new bytes at the same path, a new tag."""
+    url = mnist_service + "page/worker.js"
+    first = requests.get(url, timeout=10)
+    tag = first.headers["ETag"]
+    assert first.status_code == 200 and tag == f'"{hashlib.sha256(first.content).hexdigest()}"'
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert requests.get(mnist_service + "page/", timeout=10).headers["ETag"] != tag  # per file
+    for header in (tag, f'"other", {tag}', f"W/{tag}", "*"):
+        again = requests.get(url, headers={"If-None-Match": header}, timeout=10)
+        assert again.status_code == 304 and again.content == b"", header
+        assert again.headers["ETag"] == tag and again.headers["Cache-Control"] == "no-cache", header
+    assert requests.head(url, headers={"If-None-Match": tag}, timeout=10).status_code == 304
+    for header in ('"other"', tag[:-2] + '"', tag.strip('"'), ""):
+        assert requests.get(url, headers={"If-None-Match": header}, timeout=10).content == first.content, header
+    script = page_dir / "worker.js"
+    kept = script.read_bytes()
+    try:
+        script.write_bytes(kept + b"// redeployed\n")  # a redeploy: other bytes under the same name
+        changed = requests.get(url, headers={"If-None-Match": tag}, timeout=10)
+        assert changed.status_code == 200 and changed.content.endswith(b"// redeployed\n")
+        assert changed.headers["ETag"] == f'"{hashlib.sha256(changed.content).hexdigest()}"' != tag
+    finally:
+        script.write_bytes(kept)
 
 
 def _truncated(answer: dict) -> dict:
