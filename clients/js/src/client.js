@@ -59,6 +59,8 @@ export class Client {
     this.description = options.description ?? (options.descriptionText ? JSON.parse(options.descriptionText) : null);
     /** @type {string | undefined} the describe answer as the service wrote it (for the fingerprint) */
     this.descriptionText = options.descriptionText;
+    /** @type {Promise<{ json: any, text: string }> | null} the describe request in flight */
+    this.describing = null;
     /** @type {Map<string, Promise<PackedModel>>} */
     this.models = new Map();
     /** @type {Map<string, Record<string, string>>} key id -> fields to send once */
@@ -83,12 +85,21 @@ export class Client {
     return post(this.scoringUri, this.headers, bytes, this.http);
   }
 
-  /** The service's models, parameters and key transport (cached). */
+  /** The service's models, parameters and key transport (cached; calls at once share one request). */
   async describe() {
     if (this.description === null) {
-      const { json, text } = await this.send({ op: 'describe' });
-      this.description = json;
-      this.descriptionText = text;
+      const asking = this.describing ?? this.send({ op: 'describe' });
+      this.describing = asking;
+      let answer;
+      try {
+        answer = await asking;
+      } finally {
+        if (this.describing === asking) this.describing = null;
+      }
+      if (this.description === null) {
+        this.description = answer.json;
+        this.descriptionText = answer.text;
+      }
     }
     const d = /** @type {Record<string, any>} */ (this.description);
     if (typeof d.models !== 'object' || d.models === null) throw new SeiError("the service's description has no models", 'invalid_response');
@@ -222,6 +233,7 @@ export class Client {
     // the model was rebuilt or redeployed since it was described: describe again (same checks) and score again, once
     this.description = null;
     this.descriptionText = undefined;
+    this.describing = null;
     this.models.clear();
     this.pending.clear();
     try {

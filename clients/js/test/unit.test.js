@@ -235,6 +235,13 @@ export const tests = {
     void accuracy;
   },
 
+  async 'describe calls at once share one request'() {
+    const client = new Client('/score', { keyStore: 'memory' });
+    const [a, b] = await Promise.all([client.describe(), client.describe()]);
+    assert(a === b && a.models.digits !== undefined, 'one description');
+    assert(client.bytesSent === '{"op":"describe"}'.length, `${client.bytesSent} bytes sent`);
+  },
+
   async 'concurrent predictions each get their own times and bytes'() {
     const client = await pythonKeyed();
     await client.describe(); // its bytes are the client's, not a prediction's
