@@ -5,10 +5,13 @@ equal plaintext predict() of the pixels the canvas holds. Hostile services get a
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,6 +126,33 @@ def test_the_page_is_served_with_its_policy_and_nothing_else(mnist_service):
     assert requests.post(mnist_service + "page/index.html", timeout=10).status_code == 405
 
 
+def test_the_pages_files_are_revalidated_by_a_strong_etag(mnist_service, page_dir):
+    """Each file: `no-cache` and a strong ETag, its content's SHA-256; If-None-Match with that tag is a 304 without
+    the body (weak comparison, lists, `*`), any other tag the file; new bytes at the same path, a new tag."""
+    url = mnist_service + "page/worker.js"
+    first = requests.get(url, timeout=10)
+    tag = first.headers["ETag"]
+    assert first.status_code == 200 and tag == f'"{hashlib.sha256(first.content).hexdigest()}"'
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert requests.get(mnist_service + "page/", timeout=10).headers["ETag"] != tag  # per file
+    for header in (tag, f'"other", {tag}', f"W/{tag}", "*"):
+        again = requests.get(url, headers={"If-None-Match": header}, timeout=10)
+        assert again.status_code == 304 and again.content == b"", header
+        assert again.headers["ETag"] == tag and again.headers["Cache-Control"] == "no-cache", header
+    assert requests.head(url, headers={"If-None-Match": tag}, timeout=10).status_code == 304
+    for header in ('"other"', tag[:-2] + '"', tag.strip('"'), ""):
+        assert requests.get(url, headers={"If-None-Match": header}, timeout=10).content == first.content, header
+    script = page_dir / "worker.js"
+    kept = script.read_bytes()
+    try:
+        script.write_bytes(kept + b"// redeployed\n")  # a redeploy: other bytes under the same name
+        changed = requests.get(url, headers={"If-None-Match": tag}, timeout=10)
+        assert changed.status_code == 200 and changed.content.endswith(b"// redeployed\n")
+        assert changed.headers["ETag"] == f'"{hashlib.sha256(changed.content).hexdigest()}"' != tag
+    finally:
+        script.write_bytes(kept)
+
+
 def _truncated(answer: dict) -> dict:
     blob = base64.b64decode(answer["result"][0])
     return {**answer, "result": [base64.b64encode(blob[: len(blob) // 2]).decode()]}
@@ -151,7 +181,7 @@ EXPECTED_CODE = {
 def hostile_site(page_dir, mnist_service):
     """The page and a fake /score on one origin: describe and predict go to the real service, then `mode`
     says how the answer to a prediction is spoiled."""
-    state = {"mode": "honest"}
+    state: dict[str, Any] = {"mode": "honest"}
 
     def real(body: bytes):
         return lambda: requests.post(mnist_service + "score", data=body, timeout=60,
@@ -159,7 +189,11 @@ def hostile_site(page_dir, mnist_service):
 
     def handle(body: bytes, headers: dict) -> tuple[int, dict, bytes]:
         request = json.loads(body)
-        if request.get("op") == "describe" or state["mode"] == "honest":
+        if request.get("op") != "describe" and state["mode"] == "together":
+            # honest, but no prediction is answered before the other one has arrived: two in flight at once
+            state["bodies"].append((request["data"]["n_rows"], len(body)))
+            state["barrier"].wait(timeout=60)
+        if request.get("op") == "describe" or state["mode"] in ("honest", "together"):
             return 200, {"Content-Type": "application/json"}, json.dumps(real(body)()).encode()
         return HOSTILE[state["mode"]](real(body))
 
@@ -171,6 +205,49 @@ def hostile_site(page_dir, mnist_service):
         yield site, state
     finally:
         site.stop()
+
+
+TWO_AT_ONCE = """async ([uri, first, second]) => {
+  const worker = new Worker(new URL('worker.js', location.href), { type: 'module' });
+  const ask = (id, rows) => new Promise((resolve) => {
+    worker.addEventListener('message', (event) => { if (event.data.id === id) resolve(event.data); });
+    worker.postMessage({ id, op: 'predict', uri, token: '', store: 'memory', model: 'mnist', rows });
+  });
+  try {
+    return await Promise.all([ask(1, first), ask(2, second)]);
+  } finally {
+    worker.terminate();
+  }
+}"""
+
+
+def test_two_predictions_in_flight_at_once_get_their_own_answers_times_and_bytes(chromium, hostile_site):
+    """The page's Worker with two predictions of one model in flight together (the service answers neither before
+    both arrived): each answer is its own rows', and its times and bytes are its call's alone."""
+    site, state = hostile_site
+    X, _ = load_mnist(17)
+    first, second = X[:1], X[1:17]  # 1 row and 16: one request each
+    page = open_page(chromium, site.url("/page/index.html"))
+    state.update(mode="together", bodies=[], barrier=threading.Barrier(2))
+    try:
+        answers = page.evaluate(TWO_AT_ONCE, [site.url("/score"), first.tolist(), second.tolist()])
+    finally:
+        state["mode"] = "honest"
+    model = load_seed_model()
+    assert [a["ok"] for a in answers] == [True, True], answers
+    assert answers[0]["result"]["predictions"] == model.predict(first).tolist()
+    assert answers[1]["result"]["predictions"] == model.predict(second).tolist()
+    sent = dict(state["bodies"])  # rows -> bytes of that request's body, as the service received it
+    assert sorted(sent) == [1, 16] and len(state["bodies"]) == 2
+    assert [a["bytesSent"] for a in answers] == [sent[1], sent[16]]  # each its own, not the other's too
+    for answer in answers:
+        steps = answer["steps"]
+        assert set(steps) == {"keys", "encrypt", "service", "decrypt", "total"} and min(steps.values()) >= 0
+        assert steps["keys"] + steps["encrypt"] + steps["service"] + steps["decrypt"] == pytest.approx(steps["total"])
+    # each call timed its own encryption and decryption (a shared timer gives both the same figures)
+    assert answers[0]["steps"]["encrypt"] != answers[1]["steps"]["encrypt"]
+    assert answers[0]["steps"]["decrypt"] != answers[1]["steps"]["decrypt"]
+    assert chromium.errors_of(page) == []
 
 
 def test_hostile_answers_show_a_clear_error_and_never_a_number(chromium, hostile_site, tmp_path):

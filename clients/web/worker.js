@@ -15,39 +15,21 @@ function clientFor(/** @type {string} */ uri, /** @type {string} */ token, /** @
   return /** @type {Client} */ (clients.get(key));
 }
 
-/** Time `fn` (sync or async) into `steps[name]`, in milliseconds. */
-async function timed(/** @type {Record<string, number>} */ steps, /** @type {string} */ name, /** @type {() => any} */ fn) {
-  const start = performance.now();
-  try {
-    return await fn();
-  } finally {
-    steps[name] = (steps[name] ?? 0) + performance.now() - start;
-  }
-}
-
+/**
+ * The library's own predict, timed by the figures it gives for this call alone (`stats`), so requests in flight
+ * at once each get their own times and bytes.
+ */
 async function predict(/** @type {any} */ message) {
   const client = clientFor(message.uri, message.token, message.store);
-  /** @type {Record<string, number>} */
-  const steps = {};
-  const sentBefore = client.bytesSent;
+  /** @type {import('../js/src/client.js').Stats} */
+  const stats = {};
   const start = performance.now();
-  const model = await timed(steps, 'keys', () => client.model(message.model));
-  // the library's own predict, with its encrypt and decrypt timed in place (no second encryption)
-  const encrypt = model.encrypt.bind(model);
-  const decrypt = model.decrypt.bind(model);
-  model.encrypt = (/** @type {number[][]} */ rows) => { const t = performance.now(); try { return encrypt(rows); } finally { steps.encrypt = performance.now() - t; } };
-  model.decrypt = (/** @type {unknown} */ r, /** @type {number} */ n) => { const t = performance.now(); try { return decrypt(r, n); } finally { steps.decrypt = performance.now() - t; } };
-  let result;
-  try {
-    result = await client.predict(message.model, message.rows);
-  } finally {
-    model.encrypt = encrypt;
-    model.decrypt = decrypt;
-  }
+  const result = await client.predict(message.model, message.rows, { stats });
   const total = performance.now() - start;
-  steps.service = total - (steps.keys ?? 0) - (steps.encrypt ?? 0) - (steps.decrypt ?? 0);
-  steps.total = total;
-  return { result, steps, bytesSent: client.bytesSent - sentBefore };
+  const keys = stats.keys ?? 0, encrypt = stats.encrypt ?? 0, decrypt = stats.decrypt ?? 0;
+  // request + service: the rest of the call (the requests, with the service's work, and the reading of the answer)
+  const steps = { keys, encrypt, service: total - keys - encrypt - decrypt, decrypt, total };
+  return { result, steps, bytesSent: stats.bytesSent ?? 0 };
 }
 
 self.onmessage = async (/** @type {MessageEvent} */ event) => {
@@ -57,7 +39,7 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     if (message.op === 'describe') {
       const client = clientFor(message.uri, message.token, message.store);
       const start = performance.now();
-      answer = { description: await client.describe(), steps: { describe: performance.now() - start }, bytesSent: client.bytesSent };
+      answer = { description: await client.describe(), steps: { describe: performance.now() - start } };
     } else if (message.op === 'predict') {
       answer = await predict(message);
     } else {

@@ -3,10 +3,16 @@
 Only regular files inside the folder, by exact relative path: no listing, no dot files, no symlink out of
 it. The HTML carries a Content-Security-Policy that lets the page load scripts and wasm from this origin
 only and send requests to this origin only (a page on the same origin as the service needs no CORS).
+
+Each file carries a strong ETag, the SHA-256 of its bytes, and `Cache-Control: no-cache`: the browser may keep
+a copy but asks each time, and a request whose If-None-Match names the file's current tag gets 304 without
+the body. A redeployed page (other bytes) has other tags, so no stale script is ever used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,21 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; "
     "style-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+ENTITY_TAG = re.compile(r'(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")')
+"""One entity tag of an If-None-Match list (RFC 9110 8.8.3), weak or strong; group 1 is its quoted value."""
+
+
+def entity_tag(body: bytes) -> str:
+    """The strong ETag of a file's bytes: its SHA-256, quoted."""
+    return f'"{hashlib.sha256(body).hexdigest()}"'
+
+
+def none_match(header: str, tag: str) -> bool:
+    """Whether If-None-Match `header` names `tag` (`*`, or a listed tag by the weak comparison RFC 9110 asks
+    for If-None-Match: W/ does not count)."""
+    if header.strip() == "*":
+        return True
+    return tag in ENTITY_TAG.findall(header)
 
 
 class StaticPage:
@@ -57,16 +78,19 @@ class StaticPage:
         if found is None:
             return error_answer(start_response, 404, "not_found", "no such file of the page")
         body = found.read_bytes()
+        tag = entity_tag(body)
         headers = [
-            ("Content-Type", TYPES[found.suffix]),
-            ("Content-Length", str(len(body))),
+            ("ETag", tag),
             ("Cache-Control", "no-cache"),
             ("X-Content-Type-Options", "nosniff"),
             ("Cross-Origin-Resource-Policy", "same-origin"),
         ]
         if found.suffix == ".html":
             headers += [("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("Referrer-Policy", "no-referrer")]
-        start_response("200 OK", headers)
+        if none_match(environ.get("HTTP_IF_NONE_MATCH", ""), tag):
+            start_response("304 Not Modified", headers)
+            return [b""]
+        start_response("200 OK", [("Content-Type", TYPES[found.suffix]), ("Content-Length", str(len(body))), *headers])
         return [b"" if method == "HEAD" else body]
 
     def find(self, relative: str) -> Path | None:

@@ -1,74 +1,40 @@
 // The client: describe, keys (kept in this origin), the inline key transport, encrypt, call, decrypt, read scores.
 import { KernelInputError, SeiError } from './errors.js';
-import { checkEndpoint, post, redactUri } from './http.js';
+import { checkEndpoint, jsonBody, post, redactUri } from './http.js';
 import { FINGERPRINT_FIELD, descriptionFingerprint } from './fingerprint.js';
 import { ClientKeys } from './keys.js';
 import { indexedDbKeyStore, memoryKeyStore } from './keystore.js';
+import { PackedModel } from './model.js';
 import { Params } from './params.js';
-import { Readout, checkDescribedRows, checkScores, outputGrid, provenAccuracy, roundScores, scoreLimit } from './readout.js';
-import { fromBase64, keyIdFor, toBase64 } from './ring.js';
+import { toBase64 } from './ring.js';
 
 /** @typedef {import('./keystore.js').KeyStore} KeyStore */
-/** @typedef {{ scores: number[][], predictions: any[], probabilities: number[][] | null }} Prediction */
+/** @typedef {import('./model.js').Prediction} Prediction */
+/**
+ * One call's own figures, added to the object the caller passes (`predict(..., { stats })`): milliseconds spent
+ * opening the model (`keys`: describe, load or make the key pair), encrypting, in requests (`request`: the
+ * service's work and the network, retries included) and decrypting, and `bytesSent`, the bytes of the bodies of
+ * its prediction requests (a describe it needed is counted in the client's `bytesSent` only). Concurrent calls
+ * with their own objects never mix.
+ * @typedef {{ keys?: number, encrypt?: number, request?: number, decrypt?: number, bytesSent?: number }} Stats
+ */
 
-/** One model's key pair and its encrypt / decrypt with the Python client's checks (packed.py PackedClient). */
-export class PackedModel {
-  /** @param {string} name @param {Record<string, any>} description @param {ClientKeys} keys @param {boolean} allowUnproven */
-  constructor(name, description, keys, allowUnproven) {
-    this.name = name;
-    this.description = description;
-    this.keys = keys;
-    this.params = keys.params;
-    this.readout = new Readout(description);
-    this.allowUnproven = allowUnproven;
-    this.publicKeys = keys.publicBytes();
-    this.keyId = keyIdFor(this.publicKeys);
-    this.batchRows = this.params.N;
-    this.maxRowsPerRequest = this.params.mode === 'bulk' ? this.batchRows : 16;
+/** `fn()`, its time added to `stats[step]` in milliseconds (also when it throws). @template T
+ * @param {Stats | undefined} stats @param {'keys' | 'encrypt' | 'request' | 'decrypt'} step @param {() => T} fn @returns {T} */
+function timed(stats, step, fn) {
+  if (!stats) return fn();
+  const start = performance.now();
+  const add = () => { stats[step] = (stats[step] ?? 0) + performance.now() - start; };
+  let out;
+  try {
+    out = fn();
+  } catch (error) {
+    add();
+    throw error;
   }
-
-  /** The request's `data` for `rows` (each an array of n_features numbers), refused outside the proven bounds. */
-  encrypt(/** @type {number[][]} */ rows) {
-    checkDescribedRows(provenAccuracy(this.description, this.allowUnproven), rows, this.readout.nFeatures);
-    let blobs;
-    try {
-      blobs = this.params.mode === 'bulk' ? this.keys.encryptBatch(rows) : rows.map((row) => this.keys.encryptRow(row));
-    } catch (error) {
-      if (error instanceof KernelInputError) throw new SeiError(error.message, 'invalid_request');
-      throw error;
-    }
-    return { n_features: this.readout.nFeatures, n_rows: rows.length, ciphertexts: blobs.map(toBase64) };
-  }
-
-  /** The scores of a predict answer's `result` for `nRows` rows: decrypted, range-checked, rounded to the proven grid. */
-  decrypt(/** @type {unknown} */ result, /** @type {number} */ nRows) {
-    const accuracy = provenAccuracy(this.description, this.allowUnproven);
-    if (!Array.isArray(result)) throw new SeiError("the service's result is not a list of ciphertexts", 'invalid_response');
-    /** @type {number[]} */
-    const sizes = [];
-    if (this.params.mode === 'bulk') for (let s = 0; s < nRows; s += this.batchRows) sizes.push(Math.min(this.batchRows, nRows - s));
-    else for (let i = 0; i < nRows; i += 1) sizes.push(1);
-    if (result.length !== sizes.length) throw new SeiError(`expected ${sizes.length} result ciphertexts, got ${result.length}`, 'invalid_response');
-    /** @type {number[][]} */
-    const scores = [];
-    try {
-      result.forEach((text, i) => {
-        const blob = fromBase64(text);
-        if (blob === null) throw new KernelInputError('result is not valid base64');
-        scores.push(...this.keys.decryptScores(blob, this.readout.nOutputs, sizes[i]));
-      });
-    } catch (error) {
-      if (error instanceof KernelInputError) throw new SeiError(`the service's result cannot be decrypted: ${error.message}`, 'invalid_response');
-      throw error;
-    }
-    checkScores(scores, scoreLimit(accuracy, this.keys.c.maxAbsScore));
-    return roundScores(scores, outputGrid(accuracy)); // nothing finer than the proof leaves the client
-  }
-
-  /** @param {number[][]} scores @returns {Prediction} */
-  interpret(scores) {
-    return { scores, predictions: this.readout.predict(scores), probabilities: this.readout.predictProba(scores) };
-  }
+  if (out instanceof Promise) return /** @type {T} */ (out.finally(add));
+  add();
+  return out;
 }
 
 export class Client {
@@ -93,11 +59,13 @@ export class Client {
     this.description = options.description ?? (options.descriptionText ? JSON.parse(options.descriptionText) : null);
     /** @type {string | undefined} the describe answer as the service wrote it (for the fingerprint) */
     this.descriptionText = options.descriptionText;
+    /** @type {Promise<{ json: any, text: string }> | null} the describe request in flight */
+    this.describing = null;
     /** @type {Map<string, Promise<PackedModel>>} */
     this.models = new Map();
     /** @type {Map<string, Record<string, string>>} key id -> fields to send once */
     this.pending = new Map();
-    /** Bytes of the last request bodies sent (what left the page). */
+    /** Bytes of the request bodies sent so far, by every call of this client (one call's own: `stats`). */
     this.bytesSent = 0;
     if (this.scoringUri) checkEndpoint(this.scoringUri, this.headers, this.allowInsecureHttp);
   }
@@ -107,19 +75,31 @@ export class Client {
     return (await this.send(body)).json;
   }
 
-  async send(/** @type {Record<string, any>} */ body) {
+  /** POST `body`, serialised once; its bytes are counted in `bytesSent` (and the call's `stats`). */
+  async send(/** @type {Record<string, any>} */ body, /** @type {Stats | undefined} */ stats = undefined) {
     if (!this.scoringUri) throw new SeiError('this client has no service endpoint: it encrypts and decrypts only', 'sei_error');
     checkEndpoint(this.scoringUri, this.headers, this.allowInsecureHttp);
-    this.bytesSent += new TextEncoder().encode(JSON.stringify(body)).length;
-    return post(this.scoringUri, this.headers, body, this.http);
+    const bytes = jsonBody(body);
+    this.bytesSent += bytes.length;
+    if (stats) stats.bytesSent = (stats.bytesSent ?? 0) + bytes.length;
+    return post(this.scoringUri, this.headers, bytes, this.http);
   }
 
-  /** The service's models, parameters and key transport (cached). */
+  /** The service's models, parameters and key transport (cached; calls at once share one request). */
   async describe() {
     if (this.description === null) {
-      const { json, text } = await this.send({ op: 'describe' });
-      this.description = json;
-      this.descriptionText = text;
+      const asking = this.describing ?? this.send({ op: 'describe' });
+      this.describing = asking;
+      let answer;
+      try {
+        answer = await asking;
+      } finally {
+        if (this.describing === asking) this.describing = null;
+      }
+      if (this.description === null) {
+        this.description = answer.json;
+        this.descriptionText = answer.text;
+      }
     }
     const d = /** @type {Record<string, any>} */ (this.description);
     if (typeof d.models !== 'object' || d.models === null) throw new SeiError("the service's description has no models", 'invalid_response');
@@ -169,6 +149,7 @@ export class Client {
     if (description?.adapter !== 'sklearn-packed') {
       throw new SeiError(`model ${JSON.stringify(name)} is served by ${JSON.stringify(description?.adapter)}; the JS client speaks sklearn-packed only`, 'unknown_plugin');
     }
+    const fingerprint = this.fingerprint(name); // once per description: a new one opens the model anew
     const params = Params.fromJson(description?.encryption?.params);
     const scheme = params.keyScheme;
     let pair = await this.keyStore.get(scheme);
@@ -188,40 +169,49 @@ export class Client {
       throw new SeiError(`the stored ${scheme} keys cannot be used (${error.message}); delete them ` +
         `(keyStore.delete('${scheme}')) to make new keys`, 'unusable_keys');
     }
-    return new PackedModel(name, description, keys, this.allowUnproven);
+    try {
+      return new PackedModel(name, description, keys, this.allowUnproven, fingerprint);
+    } catch (error) {
+      keys.delete(); // a description refused (unproven, unreadable): its keys' SEAL objects are freed now
+      throw error;
+    }
   }
 
-  /** Encrypt `rows`, score them on the service, return the decrypted, checked scores. */
-  async predictEncrypted(/** @type {string} */ name, /** @type {number[][]} */ rows) {
-    const model = await this.model(name);
-    const fingerprint = this.fingerprint(name);
-    const body = { model: name, key_id: model.keyId, data: model.encrypt(rows), ...(fingerprint ? { [FINGERPRINT_FIELD]: fingerprint } : {}) };
+  /** Encrypt `rows` for `model`, score them on the service, return the decrypted, checked scores. */
+  async predictEncrypted(/** @type {PackedModel} */ model, /** @type {number[][]} */ rows, /** @type {Stats | undefined} */ stats = undefined) {
+    const name = model.name;
+    const fingerprint = model.fingerprint;
+    const data = timed(stats, 'encrypt', () => model.encrypt(rows));
+    const body = { model: name, key_id: model.keyId, data, ...(fingerprint ? { [FINGERPRINT_FIELD]: fingerprint } : {}) };
     let publishedNow = false;
     if (!this.pending.has(model.keyId)) {
       await this.checkTransport();
       this.pending.set(model.keyId, { public_keys: toBase64(model.publicKeys) });
       publishedNow = true;
     }
+    const ask = () => timed(stats, 'request', async () => (await this.send({ ...body, ...this.pending.get(model.keyId) }, stats)).json);
     let answer;
     try {
-      answer = await this.call({ ...body, ...this.pending.get(model.keyId) });
+      answer = await ask();
     } catch (error) {
       const code = /** @type {SeiError} */ (error)?.code;
       if (!(error instanceof SeiError) || !['unknown_key_id', 'key_mismatch'].includes(code ?? '') || publishedNow) throw error;
       // the service forgot our keys (restart, eviction): publish them again
       this.pending.set(model.keyId, { public_keys: toBase64(model.publicKeys) });
-      answer = await this.call({ ...body, ...this.pending.get(model.keyId) });
+      answer = await ask();
     }
     this.pending.set(model.keyId, {});
-    return model.decrypt(answer.result, rows.length);
+    return timed(stats, 'decrypt', () => model.decrypt(answer.result, rows.length));
   }
 
   /**
-   * Encrypted predictions for every row, in batches of at most the service's row limit.
+   * Encrypted predictions for every row, in batches of at most the service's row limit. `stats`, an object of the
+   * caller's, gets this call's own times and bytes added (see Stats).
    * @param {string} name @param {ArrayLike<number>[] | ArrayLike<number>} X rows (or one row) of numbers
+   * @param {{ batchSize?: number, progress?: (n: number) => void, stats?: Stats }} [options]
    * @returns {Promise<Prediction>}
    */
-  async predict(name, X, { batchSize = /** @type {number | undefined} */ (undefined), progress = /** @type {((n: number) => void) | undefined} */ (undefined) } = {}) {
+  async predict(name, X, { batchSize, progress, stats } = {}) {
     let reported = 0;
     let scored = 0;
     const report = (/** @type {number} */ n) => { // a second pass reports only the rows the first did not
@@ -233,7 +223,7 @@ export class Client {
     };
     const attempt = () => {
       scored = 0;
-      return this.predictOnce(name, X, batchSize, report);
+      return this.predictOnce(name, X, batchSize, report, stats);
     };
     try {
       return await attempt();
@@ -243,6 +233,7 @@ export class Client {
     // the model was rebuilt or redeployed since it was described: describe again (same checks) and score again, once
     this.description = null;
     this.descriptionText = undefined;
+    this.describing = null;
     this.models.clear();
     this.pending.clear();
     try {
@@ -258,8 +249,8 @@ export class Client {
 
   /** @returns {Promise<Prediction>} */
   async predictOnce(/** @type {string} */ name, /** @type {ArrayLike<number>[] | ArrayLike<number>} */ X,
-    /** @type {number | undefined} */ batchSize, /** @type {(n: number) => void} */ progress) {
-    const model = await this.model(name);
+    /** @type {number | undefined} */ batchSize, /** @type {(n: number) => void} */ progress, /** @type {Stats | undefined} */ stats) {
+    const model = await timed(stats, 'keys', () => this.model(name));
     const described = (await this.describe()).models[name];
     const rows = toRows(X);
     const n = described.n_features;
@@ -271,7 +262,7 @@ export class Client {
     const scores = [];
     for (let start = 0; start < rows.length; start += size) {
       const batch = rows.slice(start, start + size);
-      scores.push(...(await this.predictEncrypted(name, batch)));
+      scores.push(...(await this.predictEncrypted(model, batch, stats)));
       progress(batch.length);
     }
     return model.interpret(scores);

@@ -48,20 +48,24 @@ export function checkEndpoint(/** @type {string} */ uri, /** @type {Record<strin
     "read and reuse it; use the service's https URI, or, on a network you trust, new Client(..., { allowInsecureHttp: true })", 'insecure_http');
 }
 
+/** A request body as the bytes of its JSON, serialised once: what is sent, and what is counted as sent. */
+export function jsonBody(/** @type {unknown} */ body) {
+  return new TextEncoder().encode(JSON.stringify(body));
+}
+
 /**
- * POST `body` as JSON; the JSON answer and its text, or a SeiError with the service's code (http.py HttpCaller.post).
- * Network errors and 502/503/504 are retried `retries` times after a full-jitter wait.
+ * POST `body` (JSON bytes, `jsonBody`); the JSON answer and its text, or a SeiError with the service's code
+ * (http.py HttpCaller.post). Network errors and 502/503/504 are retried `retries` times after a full-jitter wait.
  */
-export async function post(/** @type {string} */ uri, /** @type {Record<string, string>} */ headers, /** @type {unknown} */ body,
+export async function post(/** @type {string} */ uri, /** @type {Record<string, string>} */ headers, /** @type {Uint8Array<ArrayBuffer>} */ body,
   { retries = 4, backoff = 0.2, maxBackoff = 10, timeout = 600, fetchImpl = globalThis.fetch } = {}) {
   const shown = redactUri(uri);
-  const text = JSON.stringify(body);
   for (let attempt = 0; ; attempt += 1) {
     const last = attempt >= retries;
     let response;
     try {
       response = await fetchImpl(uri, {
-        method: 'POST', body: text, headers: { 'Content-Type': 'application/json', ...headers },
+        method: 'POST', body, headers: { 'Content-Type': 'application/json', ...headers },
         redirect: 'manual', credentials: 'omit', cache: 'no-store', signal: AbortSignal.timeout(timeout * 1000),
       });
     } catch (error) {

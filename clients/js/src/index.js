@@ -1,5 +1,6 @@
 // SEI's browser client for sklearn-packed models (clients/js/README.md).
-export { Client, PackedModel } from './client.js';
+export { Client } from './client.js';
+export { PackedModel } from './model.js';
 export { FINGERPRINT_FIELD, descriptionFingerprint } from './fingerprint.js';
 export { ClientKeys, ctxFor } from './keys.js';
 export { SeiError } from './errors.js';

@@ -122,16 +122,48 @@ function expandBounds(form, nFeatures) {
 /** Python's {:g} (6 significant digits) of a number, near enough for messages. */
 const g = (/** @type {number} */ v) => String(Number(v.toPrecision(6)));
 
+/**
+ * What a model's description proves, read and checked once when the model is opened (the description does not
+ * change under an open model: a new description opens the model anew): the accuracy (`provenAccuracy`, so an
+ * unproven or old description is refused here), the feature bounds, the score limit and the output grid.
+ */
+export class Proof {
+  /** @param {Record<string, any>} description @param {boolean} allowUnproven @param {number} nFeatures
+   * @param {number} fallbackLimit the |score| limit without a proof (the parameters' own) */
+  constructor(description, allowUnproven, nFeatures, fallbackLimit) {
+    /** @type {any} */
+    this.accuracy = provenAccuracy(description, allowUnproven);
+    if (this.accuracy !== null && typeof this.accuracy !== 'object') throw unreadable('not an object');
+    this.nFeatures = nFeatures;
+    /** @type {number[][] | null} per-feature [lo, hi] as two arrays; null without a proof */
+    this.bounds = this.accuracy === null ? null : expandBounds(this.accuracy.feature_bounds, nFeatures);
+    this.limit = scoreLimit(this.accuracy, fallbackLimit);
+    this.grid = outputGrid(this.accuracy);
+  }
+
+  /** Refuse rows of another width or outside the proven bounds, before encryption. @param {number[][]} rows */
+  checkRows(rows) {
+    checkDescribedRows(this.accuracy, rows, this.nFeatures, this.bounds ?? undefined);
+  }
+
+  /** Scores past the proven range are an error; the rest rounded to the proven grid. @param {number[][]} scores */
+  scores(scores) {
+    checkScores(scores, this.limit);
+    return roundScores(scores, this.grid); // nothing finer than the proof leaves the client
+  }
+}
+
 /** Refuse, before encryption, rows outside the described feature bounds (bounds.py check_described_rows).
- * @param {any} accuracy @param {number[][]} rows @param {number} nFeatures */
-export function checkDescribedRows(accuracy, rows, nFeatures) {
+ * @param {any} accuracy @param {number[][]} rows @param {number} nFeatures
+ * @param {number[][]} [expanded] the bounds already read from `accuracy` (Proof) */
+export function checkDescribedRows(accuracy, rows, nFeatures, expanded) {
   if (rows.some((r) => r.length !== nFeatures)) {
     const bad = rows.find((r) => r.length !== nFeatures);
     throw new SeiError(`the model takes rows of ${nFeatures} features, not ${bad?.length}`, 'wrong_features');
   }
   if (accuracy === null) return;
   if (typeof accuracy !== 'object') throw unreadable('not an object');
-  const [lo, hi] = expandBounds(accuracy.feature_bounds, nFeatures);
+  const [lo, hi] = expanded ?? expandBounds(accuracy.feature_bounds, nFeatures);
   const isBad = (/** @type {number} */ v, /** @type {number} */ f) => !Number.isFinite(v) || v < lo[f] || v > hi[f];
   const badRows = rows.filter((r) => r.some(isBad));
   if (badRows.length) {

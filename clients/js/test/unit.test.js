@@ -200,6 +200,72 @@ export const tests = {
     assert(typeof indexedDB !== 'undefined', 'restored');
   },
 
+  async 'a request body is serialised to JSON once, and its bytes counted'() {
+    let serialised = 0;
+    const probe = { toJSON() { serialised += 1; return null; } };
+    const client = new Client('/score', { keyStore: 'memory' });
+    try {
+      await client.call({ op: 'describe', probe });
+    } catch (error) {
+      if (!(error instanceof SeiError)) throw error; // the service may refuse the extra field: the count is the point
+    }
+    assert(serialised === 1, `serialised ${serialised} times`);
+    assert(client.bytesSent === new TextEncoder().encode('{"op":"describe","probe":null}').length, `${client.bytesSent} bytes`);
+  },
+
+  async 'the proven accuracy is read once per description, not at each call'() {
+    let reads = 0;
+    const counted = { ...DIGITS };
+    Object.defineProperty(counted, 'accuracy', { enumerable: true, get() { reads += 1; return DIGITS.accuracy; } });
+    const store = memoryKeyStore();
+    await store.put(V.key_scheme, { secret: fromBase64(V.secret), public: fromBase64(V.public) });
+    const client = new Client('/score', { keyStore: store, description: { ...D, models: { digits: counted } } });
+    const first = await client.predict('digits', V.rows);
+    const opened = reads;
+    assert(opened > 0, 'the accuracy was read');
+    for (let i = 0; i < 3; i += 1) {
+      const again = await client.predict('digits', V.rows);
+      assert(JSON.stringify(again.predictions) === JSON.stringify(first.predictions), 'the same predictions');
+    }
+    assert(reads === opened, `read ${reads - opened} more times after the model was opened`);
+    // a description without a proof is refused at each call, not once
+    const { accuracy, ...unproven } = DIGITS;
+    const refusing = new Client('', { keyStore: memoryKeyStore(), description: { ...D, models: { digits: unproven } } });
+    for (let i = 0; i < 2; i += 1) await throwsCode(async () => (await refusing.model('digits')).encrypt(V.rows), 'unproven_model');
+    void accuracy;
+  },
+
+  async 'describe calls at once share one request'() {
+    const client = new Client('/score', { keyStore: 'memory' });
+    const [a, b] = await Promise.all([client.describe(), client.describe()]);
+    assert(a === b && a.models.digits !== undefined, 'one description');
+    assert(client.bytesSent === '{"op":"describe"}'.length, `${client.bytesSent} bytes sent`);
+  },
+
+  async 'concurrent predictions each get their own times and bytes'() {
+    const client = await pythonKeyed();
+    await client.describe(); // its bytes are the client's, not a prediction's
+    /** @type {import('../src/client.js').Stats} */
+    const one = {};
+    /** @type {import('../src/client.js').Stats} */
+    const two = {};
+    const before = client.bytesSent;
+    const [a, b] = await Promise.all([client.predict('digits', [V.rows[0]], { stats: one }),
+      client.predict('digits', V.rows, { stats: two })]);
+    const sent = client.bytesSent - before;
+    const alone = await client.predict('digits', V.rows);
+    assert(JSON.stringify(a.predictions) === JSON.stringify(alone.predictions.slice(0, 1)), 'the first answer is its own');
+    assert(JSON.stringify(b.predictions) === JSON.stringify(alone.predictions), 'the second answer is its own');
+    for (const stats of [one, two]) {
+      for (const step of /** @type {const} */ (['keys', 'encrypt', 'request', 'decrypt'])) {
+        assert(typeof stats[step] === 'number' && /** @type {number} */ (stats[step]) >= 0, `${step}: ${stats[step]}`);
+      }
+    }
+    assert(one.encrypt !== two.encrypt && one.decrypt !== two.decrypt, 'each call timed its own encryption and decryption');
+    assert((one.bytesSent ?? 0) > 0 && (two.bytesSent ?? 0) > (one.bytesSent ?? 0), `bytes ${one.bytesSent} ${two.bytesSent}`);
+    assert((one.bytesSent ?? 0) + (two.bytesSent ?? 0) === sent, `${one.bytesSent} + ${two.bytesSent} bytes != ${sent} sent`);
+  },
+
   'SeiError carries its code'() {
     const error = new SeiError('m', 'redirect', 302);
     assert(error instanceof Error && error.code === 'redirect' && error.status === 302 && error.name === 'SeiError', 'fields');
