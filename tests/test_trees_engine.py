@@ -263,3 +263,24 @@ def test_a_dead_worker_fails_one_request_and_the_pool_starts_again(iris: Setup) 
         pooled.evaluate(iris.request)
     assert (iris.client.decrypt(pooled.evaluate(iris.request), len(iris.X)) == want).all()
     pooled._pool.close()
+
+
+def test_a_hung_worker_times_out_the_request_and_the_pool_starts_again(iris: Setup) -> None:
+    """A worker that stops answering (SIGSTOP: alive, reading nothing) fails that request as a timeout after the
+    pool's limit instead of holding the service; the next request is answered by fresh workers."""
+    import signal
+
+    from sei_adapter_trees.pool import PooledServer
+
+    from sei_framework import ProcessLost
+
+    want = iris.client.decrypt(iris.response, len(iris.X))
+    pooled = PooledServer(iris.plan, iris.client.relin_keys(), 2, timeout_s=2.0)
+    hung = pooled._pool._procs[0]
+    hung.send_signal(signal.SIGSTOP)
+    with pytest.raises(ProcessLost, match="timed out after 2 s") as caught:
+        pooled.evaluate(iris.request)
+    assert caught.value.code == "timeout"
+    assert hung.poll() is not None  # killed, not left stopped
+    assert (iris.client.decrypt(pooled.evaluate(iris.request), len(iris.X)) == want).all()
+    pooled._pool.close()

@@ -23,8 +23,8 @@ class PooledServer:
     """An engine server for one key set whose evaluations run on `workers` processes. A worker that dies or
     breaks the exchange fails that request (ProcessLost) and the pool is started afresh for the next one."""
 
-    def __init__(self, plan: Any, relin_keys: bytes, workers: int) -> None:
-        self._args = (plan, relin_keys, workers)
+    def __init__(self, plan: Any, relin_keys: bytes, workers: int, timeout_s: float = 240.0) -> None:
+        self._args = (plan, relin_keys, workers, timeout_s)
         self._lock = threading.Lock()
         self.key_bytes = len(relin_keys)
         """The key set's bytes as received (the adapter's `key_size` counts them once per process)."""
@@ -44,9 +44,14 @@ class PooledServer:
                 return bytes(self._pool.evaluate(request))
             except TreesInputError:
                 raise
-            except (OSError, EOFError, ValueError, RuntimeError) as exc:  # a worker died, hung up or answered garbage
-                log.warning("a trees-seal worker process failed (%s): starting the pool again", type(exc).__name__)
+            except (OSError, EOFError, ValueError, RuntimeError) as exc:  # a worker died, hung, or answered garbage
+                hung = isinstance(exc, TimeoutError)
+                log.warning("a trees-seal worker process %s (%s): starting the pool again",
+                            "did not answer in time" if hung else "failed", type(exc).__name__)
                 self._finalizer.detach()
                 self._pool.kill()
                 self._start()
+                if hung:
+                    raise ProcessLost(f"trees-seal evaluation timed out after {self._pool.timeout_s:g} s: a worker "
+                                      "process hung and was stopped; retry the request", timed_out=True) from None
                 raise ProcessLost("trees-seal evaluation failed: a worker process stopped; retry the request") from None

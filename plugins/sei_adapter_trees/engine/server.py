@@ -1,16 +1,15 @@
-"""The server side of the tree engine: walk each tree on encrypted split bits and sum leaf constants.
+"""The server side of the tree engine: evaluate each tree on encrypted split bits and sum over the trees.
 
-For an internal node with indicator I and split bit b: right = I * b, left = I - right (the root: right = b,
-left = 1 - b). A product is relinearized only when a child is internal (a leaf's indicator is only multiplied by
-a constant and summed), then switched down one prime. A bit needed below its upload level keeps only that level's
-primes (a fresh ciphertext stays valid; no modulus switch): every ciphertext of one level then carries the same
-BGV correction factor, so additions never rescale noise by a balancing factor of up to t. Leaf terms are summed per level and output, switched to
-the output level once per level, relinearized once per output. Constants are encoded once (cached).
-
-When one output is walked (the others derived from it, `derive.derived_outputs`), two sibling leaves with
-constants a (left) and c (right) under indicator I add I * (a + (c - a) * bit): one unrelinearized product
-instead of the right indicator, the left one and two constant products; its noise is at most the sum of the two
-leaves' terms, so `bound.chain_noise` still bounds it.
+On a flat modulus with one output walked (the others derived from it, `derive.derived_outputs`), each tree is
+evaluated bottom-up (`horner`). Otherwise it is walked down: for an internal node with indicator I and split bit b,
+right = I * b, left = I - right (the root: right = b, left = 1 - b). A product is relinearized only when a child is
+internal (a leaf's indicator is only multiplied by a constant and summed), then switched down one prime. A bit
+needed below its upload level keeps only that level's primes (a fresh ciphertext stays valid; no modulus switch):
+every ciphertext of one level then carries the same BGV correction factor, so additions never rescale noise by a
+balancing factor of up to t. Leaf terms are summed per level and output, switched to the output level once per
+level, relinearized once per output. Constants are encoded once (cached). With one output walked, two sibling
+leaves with constants a (left) and c (right) under indicator I add I * (a + (c - a) * bit): one unrelinearized
+product; its noise is at most the sum of the two leaves' terms, so `bound.chain_noise` still bounds it.
 """
 
 from __future__ import annotations

@@ -11,69 +11,33 @@ in place (and range-checking those no tree reads), then adds the partial sums.
 
 from __future__ import annotations
 
-import json
-import struct
 import subprocess
 import sys
-from collections.abc import Sequence
-from typing import IO, Any
+import time
 
 import numpy as np
 
-from . import wire
+from . import frames, wire
 from .seal_plan import ServerPlan
 from .server import TreeServer
 
 __all__ = ["WorkerPool"]
 
-_FRAME = struct.Struct("<II")  # JSON length, number of payloads
-_PAYLOAD = struct.Struct("<Q")
-MAX_JSON = 1 << 20
 WHOLE_TREES_PER_WORKER = 4  # from this many trees per worker, work is split by whole trees
-MAX_PAYLOAD = 1 << 34
-
-
-def _write(out: IO[bytes], header: dict[str, Any], payloads: Sequence[bytes | list[memoryview]]) -> None:
-    """One frame; a payload given as pieces is written piece by piece (no joined copy)."""
-    js = json.dumps(header).encode()
-    out.write(_FRAME.pack(len(js), len(payloads)) + js)
-    for p in payloads:
-        pieces = p if isinstance(p, list) else [memoryview(p)]
-        out.write(_PAYLOAD.pack(sum(len(x) for x in pieces)))
-        for x in pieces:
-            out.write(x)
-    out.flush()
-
-
-def _read_exact(inp: IO[bytes], n: int) -> bytes:
-    buf = inp.read(n)
-    if len(buf) != n:
-        raise EOFError("worker pipe closed")
-    return buf
-
-
-def _read(inp: IO[bytes]) -> tuple[dict[str, Any], list[bytes]]:
-    n_js, n_p = _FRAME.unpack(_read_exact(inp, _FRAME.size))
-    if n_js > MAX_JSON or n_p > 4096:
-        raise ValueError("oversized frame")
-    header = json.loads(_read_exact(inp, n_js))
-    payloads = []
-    for _ in range(n_p):
-        (ln,) = _PAYLOAD.unpack(_read_exact(inp, _PAYLOAD.size))
-        if ln > MAX_PAYLOAD:
-            raise ValueError("oversized payload")
-        payloads.append(_read_exact(inp, ln))
-    return header, payloads
+START_TIMEOUT_S = 60.0
 
 
 class WorkerPool:
     """Evaluates requests for one plan and one client's keys on ``workers`` processes, this one included
     (1: all in this process)."""
 
-    def __init__(self, plan: ServerPlan, relin_keys: bytes, workers: int = 2):
+    def __init__(self, plan: ServerPlan, relin_keys: bytes, workers: int = 2, timeout_s: float = 240.0):
         self.server = TreeServer(plan, relin_keys)
         self.n_workers = max(1, int(workers))
+        self.timeout_s = timeout_s
+        """Longest a request waits for the workers (then TimeoutError: a hung worker fails it, not the service)."""
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._pipes: list[frames.Pipe] = []
         if self.n_workers == 1:
             return
         shares: list[list[tuple[int, int]]] = [[] for _ in range(self.n_workers)]
@@ -98,12 +62,14 @@ class WorkerPool:
             self._ranges.append([(self._starts[x], self._starts[x] + sizes[x]) for x in splits])
             proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert proc.stdin is not None
-            _write(proc.stdin, {"units": share, "splits": splits}, [plan_bytes, relin_keys])
             self._procs.append(proc)
-        for proc in self._procs:
-            assert proc.stdout is not None
-            header, _ = _read(proc.stdout)
+            self._pipes.append(frames.Pipe(proc))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for pipe, share in zip(self._pipes, shares[1:], strict=True):
+            pipe.send({"units": share, "splits": sorted(self.server.splits_of(share))}, [plan_bytes, relin_keys],
+                      deadline)
+        for pipe in self._pipes:
+            header, _ = pipe.recv(deadline)
             if not header.get("ready"):
                 raise RuntimeError(f"tree worker failed to start: {header.get('error')}")
 
@@ -118,9 +84,9 @@ class WorkerPool:
         cp = server.plan.client
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, wire.request_size(cp), cp.n_splits)
         view = memoryview(request)
-        for proc, ranges in zip(self._procs, self._ranges, strict=True):
-            assert proc.stdin is not None
-            _write(proc.stdin, {"op": "eval", "rows": n_rows}, [[view[a:b] for a, b in ranges]])
+        deadline = time.monotonic() + self.timeout_s
+        for pipe, ranges in zip(self._pipes, self._ranges, strict=True):
+            pipe.send({"op": "eval", "rows": n_rows}, [[view[a:b] for a, b in ranges]], deadline)
         error: str | None = None
         try:
             bits = server.parse_splits(view, self._own_splits, self._own_needed, self._starts[:-1])
@@ -129,9 +95,8 @@ class WorkerPool:
             error, bits, sums = str(e), [], [None] * server.plan.params.n_outputs
         ev = server.c.evaluator
         spare = next((b for b in bits if b is not None), None)  # a fresh bit, for outputs no leaf feeds
-        for proc in self._procs:
-            assert proc.stdout is not None
-            header, payloads = _read(proc.stdout)
+        for pipe in self._pipes:
+            header, payloads = pipe.recv(deadline)
             if "error" in header:
                 error = error or header["error"]
                 continue
@@ -156,7 +121,7 @@ class WorkerPool:
             proc.wait(timeout=30)
             if proc.stdout is not None:
                 proc.stdout.close()
-        self._procs = []
+        self._procs, self._pipes = [], []
 
     def kill(self) -> None:
         """Stop every worker at once (one died or broke the exchange: its pipes can no longer be trusted)."""
@@ -168,9 +133,9 @@ class WorkerPool:
                 if pipe is not None:
                     try:
                         pipe.close()
-                    except OSError:  # a half-written frame to a dead worker: closing flushes into a broken pipe
+                    except OSError:  # a dead worker's pipe
                         pass
-        self._procs = []
+        self._procs, self._pipes = [], []
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -182,7 +147,7 @@ class WorkerPool:
 def _main() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     try:
-        header, (plan_bytes, relin) = _read(inp)
+        header, (plan_bytes, relin) = frames.read_from(inp)
         server = TreeServer(ServerPlan.from_bytes(plan_bytes), relin)
         units = [(int(a), int(b)) for a, b in header["units"]]
         needed = server.splits_of(units)
@@ -190,12 +155,12 @@ def _main() -> None:
         if not needed <= set(splits) or not all(0 <= x < server.plan.client.n_splits for x in splits):
             raise ValueError("the splits sent do not cover the work units")
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
-        _write(out, {"error": f"start: {type(e).__name__}: {e}"}, [])
+        frames.write(out, {"error": f"start: {type(e).__name__}: {e}"}, [])
         return
-    _write(out, {"ready": True}, [])
+    frames.write(out, {"ready": True}, [])
     while True:
         try:
-            header, payloads = _read(inp)
+            header, payloads = frames.read_from(inp)
         except EOFError:
             return
         try:
@@ -203,12 +168,12 @@ def _main() -> None:
             bits = server.parse_splits(payloads[0], splits, needed)
             outs = server.partial(bits, units)
         except wire.TreesInputError as e:
-            _write(out, {"error": str(e)}, [])
+            frames.write(out, {"error": str(e)}, [])
             continue
         # where an output gets nothing from this worker, a fresh bit lets the parent make a zero if no worker feeds it
         empty = any(ct is None and o not in server.derived for o, ct in enumerate(outs))
         spare = bytes(next(b for b in bits if b is not None).to_string()) if empty else b""
-        _write(out, {"rows": n_rows}, [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
+        frames.write(out, {"rows": n_rows}, [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
 
 
 if __name__ == "__main__":
