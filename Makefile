@@ -6,7 +6,7 @@ AZURITE_DIR := tools/azurite
 export SEI_HOME ?= $(CURDIR)/.sei
 DEPS := pyproject.toml tests/fixtures/sei-transport-sqlite/pyproject.toml
 
-.PHONY: install install-test floors concrete azurite js-client chromium page demo test test-main test-main-split test-floors test-concrete bench bench-batch bench-browser bench-concrete bench-trees example-concrete dist lint clean
+.PHONY: install install-test floors concrete azurite js-client chromium page demo test test-main test-main-split test-floors test-concrete bench bench-batch bench-browser bench-concrete bench-trees bench-trees-batch example-concrete dist lint clean
 
 # --no-compile: pip does not byte-compile every module it installs (three quarters of its CPU time for
 # scikit-learn and pandas into a fresh venv); Python compiles each module the first time it is imported.
@@ -173,6 +173,10 @@ bench-concrete: concrete
 # Tree ensembles on SEAL (trees engine) beside Concrete ML's predict(fhe="execute") and SEI's concrete-ml adapter.
 bench-trees: install concrete
 	SEI_CONCRETE_PYTHON=$(CURDIR)/$(CONCRETE_BUILD_VENV)/bin/python SEI_CONCRETE_SEI_PYTHON=$(CURDIR)/$(CONCRETE_PY) $(PY) -m bench.trees
+
+# A 100,000-row trees-seal job through sei build and sei batch encrypt, score (1 and 2 workers), decrypt.
+bench-trees-batch: install
+	$(PY) -m bench.trees_batch
 
 clean:
 	rm -rf $(VENV) $(FLOORS_VENV) $(CONCRETE_VENV) $(CONCRETE_BUILD_VENV) .sei examples/models $(AZURITE_DIR)/node_modules $(JS_CLIENT_DIR)/node_modules dist
