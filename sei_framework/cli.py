@@ -155,7 +155,9 @@ def predict(
         trust_service_transport=trust_service_transport,
         allow_insecure_http=allow_insecure_http,
     )
-    rows = read_rows(Path(input_path), header=csv_header)  # before any request: a bad file sends nothing
+    # before any request: a bad file sends nothing. NaN (a missing value) is read: a tree model routes it, and the
+    # client refuses it for any other model once the description names the adapter, before any row is sent
+    rows = read_rows(Path(input_path), header=csv_header, allow_nan=True)
     with tqdm(total=len(rows.values), unit="row", disable=len(rows.values) < 2, file=sys.stderr) as bar:
         result = client.predict(model, rows, progress=bar.update)
     if as_json:

@@ -22,7 +22,8 @@ EXTRAS: dict[str, dict[str, str]] = {
         "skops": "skops",
         "seal-python": "seal",
     },
-    "client": {"encrypted-inference": "encrypted.inference", "seal-python": "seal", "scipy": "scipy"},
+    "client": {"encrypted-inference": "encrypted.inference", "seal-python": "seal", "scipy": "scipy",
+               "cryptography": "cryptography"},
     "serve": {"azureml-inference-server-http": "azureml_inference_server_http", "gevent": "gevent", "gunicorn": "gunicorn"},
     "batch": {"distributed": "distributed", "pyarrow": "pyarrow", "fsspec": "fsspec", "cryptography": "cryptography"},
     "batch-azure": {"adlfs": "adlfs"},
@@ -32,7 +33,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "redis": {"redis": "redis"},
     "mlflow": {"mlflow-skinny": "mlflow", "pandas": "pandas"},
     "bench": {"matplotlib": "matplotlib"},
-    "trees": {"treelite": "treelite"},
+    "trees": {"treelite": "treelite", "cryptography": "cryptography"},
 }
 """Each extra of pyproject.toml (but `test` and the `azure` bundle): its distributions and their import names."""
 

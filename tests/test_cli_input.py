@@ -1,4 +1,5 @@
-"""`sei predict` input files: what cannot be predicted is a one-line error before anything is sent."""
+"""`sei predict` input files: what cannot be predicted by any model is a one-line error before anything is sent
+(NaN is a missing value a tree model routes: the client refuses it for other models, tests/test_trees_service.py)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ def _write(path, content) -> None:
         ("empty.npy", b"", "not a readable .npy array"),
         ("truncated.npy", b"\x93NUMPY\x01\x00", "not a readable .npy array"),
         ("zero-rows.npy", np.zeros((0, 4)), "has no rows"),
-        ("nan.csv", b"a,b,c\n1,nan,3\n", "row 0, column 'b': every value must be a finite number"),
+        ("inf.csv", b"a,b,c\n1,inf,3\n", "row 0, column 'b': every value must be a number or NaN, never infinite"),
         ("numbers.csv", b"1,2,3\n", "is its first line a header or data?"),
-        ("inf.npy", np.array([[1.0, np.inf]]), "row 0, column 1: every value must be a finite number"),
+        ("inf.npy", np.array([[1.0, np.inf]]), "row 0, column 1: every value must be a number or NaN, never infinite"),
         ("words.npy", np.array([["a", "b"]]), "must hold a 2-D C-ordered array of numbers"),
         ("flat.npy", np.zeros(3), "must hold a 2-D C-ordered array of numbers"),
         ("rows.txt", b"1,2\n", "use a .csv, .parquet or .npy file"),

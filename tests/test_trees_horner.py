@@ -11,6 +11,7 @@ import pytest
 import seal
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
 
 from sei_adapter_trees.engine import bound, frontends, reference, wire
 from sei_adapter_trees.engine.bits import split_bits
@@ -115,3 +116,36 @@ def test_identical_subtrees_have_a_zero_difference(forest: Flat) -> None:
     b = next(x for x in bits if x is not None)
     assert s._ops.difference(seal.Ciphertext(b), seal.Ciphertext(b)) is None
     assert isinstance(s._ops, Ops)
+
+
+def test_one_tree_split_at_its_root_between_two_processes_equals_one_process() -> None:
+    """One tree: this process evaluates one root half ((1 - bit) x left or bit x right), a worker the other."""
+    X, y = load_breast_cancer(return_X_y=True)
+    tree = Flat(DecisionTreeClassifier(max_depth=5, random_state=0).fit(X, y), X)
+    assert tree.server._horner
+    with WorkerPool(tree.plan, tree.keys, 2) as pool:
+        assert len(pool._own) == 1 and pool._own[0][1] in (0, 1)  # a root half, the other in the worker
+        got = tree.sums(pool.evaluate(tree.request))
+    assert np.array_equal(got, tree.sums(tree.server.evaluate(tree.request)))
+
+
+def test_an_unexpected_failure_mid_request_leaves_no_answer_in_the_pipes(forest: Flat) -> None:
+    """This process fails its share after the worker was sent its own (here MemoryError): the worker's answer must
+    not be read as the next request's. The pool stops its workers and the next answer is exact."""
+    from sei_adapter_trees.pool import PooledServer
+
+    want = forest.sums(forest.server.evaluate(forest.request))
+    pooled = PooledServer(forest.plan, forest.keys, 2)
+    server = pooled._pool.server
+    real = server.partial
+
+    def fails_once(*args: object) -> object:
+        server.partial = real  # type: ignore[method-assign]
+        raise MemoryError("injected")
+
+    server.partial = fails_once  # type: ignore[method-assign]
+    with pytest.raises(MemoryError, match="injected"):
+        pooled.evaluate(forest.request)
+    assert np.array_equal(forest.sums(pooled.evaluate(forest.request)), want)
+    assert len(pooled._pool._procs) == 1  # fresh workers, not a fall-back to one process
+    pooled._pool.close()

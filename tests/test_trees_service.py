@@ -173,3 +173,31 @@ def test_a_batch_job_equals_the_library(service, tree_models, tmp_path):
     table = read_predictions(tmp_path / "out.csv")
     assert list(table["row"]) == list(range(len(rows)))
     assert (table["prediction"].to_numpy() == model.predict(rows)).all()
+
+
+def test_sei_predict_routes_missing_values_for_trees_and_refuses_them_for_a_linear_model(service, tree_models,
+                                                                                        tmp_path):
+    """`sei predict` reads NaN (a missing value): a trees-seal model routes it as the library does; a
+    sklearn-packed model refuses it by row and column before any row is sent, and the service keeps serving."""
+    from click.testing import CliRunner
+
+    from sei_framework.cli import cli
+
+    endpoint, _ = service
+    _, xgb, X = tree_models["cancer"]
+    rows = X[:12].copy()
+    rows[::3, 0] = np.nan  # XGBoost's default direction for each split on feature 0
+    path = tmp_path / "missing.csv"
+    np.savetxt(path, rows, delimiter=",", header=",".join(f"f{i}" for i in range(X.shape[1])), comments="")
+    env = {"SEI_HOME": str(tmp_path / "home")}
+    got = CliRunner().invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "cancer", "--input",
+                                   str(path), "--json"], env=env)
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.stdout)["predictions"] == xgb.predict(rows).tolist()
+    refused = CliRunner().invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "digits", "--input",
+                                       str(path)], env=env)
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "row 0, column 0: every value must be a finite number" in refused.output
+    again = CliRunner().invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "cancer", "--input",
+                                     str(path), "--json"], env=env)
+    assert again.exit_code == 0 and json.loads(again.stdout)["predictions"] == xgb.predict(rows).tolist()

@@ -55,3 +55,9 @@ class PooledServer:
                     raise ProcessLost(f"trees-seal evaluation timed out after {self._pool.timeout_s:g} s: a worker "
                                       "process hung and was stopped; retry the request", timed_out=True) from None
                 raise ProcessLost("trees-seal evaluation failed: a worker process stopped; retry the request") from None
+            except Exception:  # unexpected (a bug, or memory): the pool killed its workers; fresh ones for the next
+                log.warning("trees-seal evaluation failed unexpectedly: starting the pool again")
+                self._finalizer.detach()
+                self._pool.kill()
+                self._start()
+                raise

@@ -31,7 +31,8 @@ def expand_a(seed: bytes, primes: tuple[int, ...], n: int, out: np.ndarray | Non
     AES-256-CTR keystream (key SHA-256(label | seed), initial counter block j << 64) as little-endian words (4
     bytes for primes of up to 32 bits, else 8), masks each to the prime's bit length and keeps, in order, the
     first n below the prime. Both sides call this; the seed is what travels instead of c1. AES-CTR is a standard
-    pseudorandom generator and runs at several GB/s with AES-NI (SHAKE-256 took 2.5x as long here)."""
+    pseudorandom generator and runs at several GB/s with AES-NI (SHAKE-256 of the same bytes took about 7x as
+    long here: bench/trees_walks.py)."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     key = hashlib.sha256(_A_LABEL + seed).digest()

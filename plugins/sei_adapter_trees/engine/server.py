@@ -85,7 +85,8 @@ class TreeServer:
         key = (int(c) % self.c.t, k)
         ct = self._const_cts.get(key)
         if ct is None:
-            c0 = np.array([[key[0] % q] * self.c.n for q in self.c.primes[:k]], dtype=np.uint64)
+            v = key[0] - self.c.t if key[0] > self.c.t // 2 else key[0]  # centred: its noise is |v| <= t/2
+            c0 = np.array([[v % q] * self.c.n for q in self.c.primes[:k]], dtype=np.uint64)
             ct = self._const_cts[key] = self.c.ct_from_residues(c0, np.zeros_like(c0))
         return ct
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+import seal
 
 from . import frames, wire
 from .seal_plan import ServerPlan
@@ -38,6 +39,7 @@ class WorkerPool:
         """Longest a request waits for the workers (then TimeoutError: a hung worker fails it, not the service)."""
         self._procs: list[subprocess.Popen[bytes]] = []
         self._pipes: list[frames.Pipe] = []
+        self._seq = 0  # each request's number, echoed by every worker's answer
         if self.n_workers == 1:
             return
         shares: list[list[tuple[int, int]]] = [[] for _ in range(self.n_workers)]
@@ -57,21 +59,25 @@ class WorkerPool:
         self._starts = [int(x) for x in np.cumsum((wire.HEADER.size, *sizes))]
         plan_bytes = plan.to_bytes()
         self._ranges: list[list[tuple[int, int]]] = []
-        for share in shares[1:]:
-            splits = sorted(self.server.splits_of(share))
-            self._ranges.append([(self._starts[x], self._starts[x] + sizes[x]) for x in splits])
-            proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            self._procs.append(proc)
-            self._pipes.append(frames.Pipe(proc))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        for pipe, share in zip(self._pipes, shares[1:], strict=True):
-            pipe.send({"units": share, "splits": sorted(self.server.splits_of(share))}, [plan_bytes, relin_keys],
-                      deadline)
-        for pipe in self._pipes:
-            header, _ = pipe.recv(deadline)
-            if not header.get("ready"):
-                raise RuntimeError(f"tree worker failed to start: {header.get('error')}")
+        try:
+            for share in shares[1:]:
+                splits = sorted(self.server.splits_of(share))
+                self._ranges.append([(self._starts[x], self._starts[x] + sizes[x]) for x in splits])
+                proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                self._procs.append(proc)
+                self._pipes.append(frames.Pipe(proc))
+            deadline = time.monotonic() + START_TIMEOUT_S
+            for pipe, share in zip(self._pipes, shares[1:], strict=True):
+                pipe.send({"units": share, "splits": sorted(self.server.splits_of(share))}, [plan_bytes, relin_keys],
+                          deadline)
+            for pipe in self._pipes:
+                header, _ = pipe.recv(deadline)
+                if not header.get("ready"):
+                    raise RuntimeError(f"tree worker failed to start: {header.get('error')}")
+        except BaseException:
+            self.kill()  # no worker outlives a failed start
+            raise
 
     def _weight(self, unit: tuple[int, int]) -> int:
         t = self.server.plan.trees[unit[0]]
@@ -85,18 +91,35 @@ class WorkerPool:
         n_rows = wire.parse_header(request, wire.KIND_REQUEST, cp, wire.request_size(cp), cp.n_splits)
         view = memoryview(request)
         deadline = time.monotonic() + self.timeout_s
-        for pipe, ranges in zip(self._pipes, self._ranges, strict=True):
-            pipe.send({"op": "eval", "rows": n_rows}, [[view[a:b] for a, b in ranges]], deadline)
+        self._seq += 1
+        try:
+            for pipe, ranges in zip(self._pipes, self._ranges, strict=True):
+                pipe.send({"op": "eval", "rows": n_rows, "seq": self._seq}, [[view[a:b] for a, b in ranges]], deadline)
+            sums, spare, error = self._collect(view, deadline)
+        except BaseException:  # the pipes may be out of step with the workers: none of them is trusted again
+            self.kill()
+            raise
+        if error is not None:
+            raise wire.TreesInputError(error)
+        return server.pack_response(n_rows, server.finish(sums, [spare] if spare is not None else []))
+
+    def _collect(self, view: memoryview, deadline: float
+                 ) -> tuple[list[seal.Ciphertext | None], seal.Ciphertext | None, str | None]:
+        """This process's share and every worker's answer (all read, so the pipes stay in step): the summed
+        partials, a fresh bit (for outputs no leaf feeds) and the first refusal, if any."""
+        server = self.server
         error: str | None = None
         try:
             bits = server.parse_splits(view, self._own_splits, self._own_needed, self._starts[:-1])
             sums = server.partial(bits, self._own)
-        except wire.TreesInputError as e:  # still read every worker's answer: the pipes stay in step
+        except wire.TreesInputError as e:
             error, bits, sums = str(e), [], [None] * server.plan.params.n_outputs
         ev = server.c.evaluator
-        spare = next((b for b in bits if b is not None), None)  # a fresh bit, for outputs no leaf feeds
+        spare = next((b for b in bits if b is not None), None)
         for pipe in self._pipes:
             header, payloads = pipe.recv(deadline)
+            if header.get("seq") != self._seq:
+                raise RuntimeError("a tree worker answered out of step")
             if "error" in header:
                 error = error or header["error"]
                 continue
@@ -109,18 +132,22 @@ class WorkerPool:
                     ct = server.c.ctx.from_cipher_str(p)
                     prev = sums[o]
                     sums[o] = ct if prev is None else ev.add(prev, ct)
-        if error is not None:
-            raise wire.TreesInputError(error)
-        return server.pack_response(n_rows, server.finish(sums, [spare] if spare is not None else []))
+        return sums, spare, error
 
     def close(self) -> None:
         for proc in self._procs:
             if proc.stdin is not None:
                 proc.stdin.close()
         for proc in self._procs:
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # hung: it does not see its stdin close
+                proc.kill()
+                proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+        for ends in self._pipes:
+            ends.close()
         self._procs, self._pipes = [], []
 
     def kill(self) -> None:
@@ -135,6 +162,8 @@ class WorkerPool:
                         pipe.close()
                     except OSError:  # a dead worker's pipe
                         pass
+        for ends in self._pipes:
+            ends.close()
         self._procs, self._pipes = [], []
 
     def __enter__(self) -> WorkerPool:
@@ -163,17 +192,19 @@ def _main() -> None:
             header, payloads = frames.read_from(inp)
         except EOFError:
             return
+        seq = header.get("seq")
         try:
             n_rows = int(header["rows"])  # the parent validated the request's header and size
             bits = server.parse_splits(payloads[0], splits, needed)
             outs = server.partial(bits, units)
         except wire.TreesInputError as e:
-            frames.write(out, {"error": str(e)}, [])
+            frames.write(out, {"error": str(e), "seq": seq}, [])
             continue
         # where an output gets nothing from this worker, a fresh bit lets the parent make a zero if no worker feeds it
         empty = any(ct is None and o not in server.derived for o, ct in enumerate(outs))
         spare = bytes(next(b for b in bits if b is not None).to_string()) if empty else b""
-        frames.write(out, {"rows": n_rows}, [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
+        frames.write(out, {"rows": n_rows, "seq": seq},
+                     [b"" if ct is None else bytes(ct.to_string()) for ct in outs] + [spare])
 
 
 if __name__ == "__main__":
