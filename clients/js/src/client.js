@@ -61,6 +61,8 @@ export class Client {
     this.descriptionText = options.descriptionText;
     /** @type {Promise<{ json: any, text: string }> | null} the describe request in flight */
     this.describing = null;
+    /** How many times the description was forgotten: an answer asked for before the last time is stale. */
+    this.generation = 0;
     /** @type {Map<string, Promise<PackedModel>>} */
     this.models = new Map();
     /** @type {Map<string, Record<string, string>>} key id -> fields to send once */
@@ -85,9 +87,19 @@ export class Client {
     return post(this.scoringUri, this.headers, bytes, this.http);
   }
 
+  /** Forget the cached description (the service's changed): the next describe asks again, and an answer to one
+   * sent before now is not taken. */
+  forgetDescription() {
+    this.description = null;
+    this.descriptionText = undefined;
+    this.describing = null;
+    this.generation += 1;
+  }
+
   /** The service's models, parameters and key transport (cached; calls at once share one request). */
   async describe() {
-    if (this.description === null) {
+    while (this.description === null) {
+      const generation = this.generation;
       const asking = this.describing ?? this.send({ op: 'describe' });
       this.describing = asking;
       let answer;
@@ -96,7 +108,8 @@ export class Client {
       } finally {
         if (this.describing === asking) this.describing = null;
       }
-      if (this.description === null) {
+      // an answer to a describe sent before the description was forgotten may be stale: ask (or join) anew
+      if (this.description === null && this.generation === generation) {
         this.description = answer.json;
         this.descriptionText = answer.text;
       }
@@ -231,9 +244,7 @@ export class Client {
       if (!(error instanceof SeiError) || error.code !== 'description_changed' || !this.scoringUri) throw error;
     }
     // the model was rebuilt or redeployed since it was described: describe again (same checks) and score again, once
-    this.description = null;
-    this.descriptionText = undefined;
-    this.describing = null;
+    this.forgetDescription();
     this.models.clear();
     this.pending.clear();
     try {

@@ -242,6 +242,24 @@ export const tests = {
     assert(client.bytesSent === '{"op":"describe"}'.length, `${client.bytesSent} bytes sent`);
   },
 
+  async 'an answer to a describe sent before the description was forgotten is not taken'() {
+    const client = new Client('/score', { keyStore: 'memory' });
+    /** @type {Array<(answer: { json: any, text: string }) => void>} */
+    const answer = [];
+    client.send = () => new Promise((resolve) => { answer.push(resolve); });
+    const before = client.describe(); // sent before the service changed
+    client.forgetDescription(); // as a prediction does on description_changed
+    const after = client.describe();
+    const stale = { models: { digits: { version: 'old' } } };
+    const fresh = { models: { digits: { version: 'new' } } };
+    answer[0]({ json: stale, text: JSON.stringify(stale) }); // the stale answer lands first
+    answer[1]({ json: fresh, text: JSON.stringify(fresh) });
+    const [a, b] = await Promise.all([before, after]);
+    assert(a.models.digits.version === 'new' && b.models.digits.version === 'new', 'both calls see the new description');
+    assert(client.description?.models.digits.version === 'new', 'the client keeps the new description');
+    assert(answer.length === 2, `${answer.length} describe requests`);
+  },
+
   async 'concurrent predictions each get their own times and bytes'() {
     const client = await pythonKeyed();
     await client.describe(); // its bytes are the client's, not a prediction's
