@@ -197,7 +197,7 @@ def test_sei_predict_routes_missing_values_for_trees_and_refuses_them_for_a_line
     refused = CliRunner().invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "digits", "--input",
                                        str(path)], env=env)
     assert refused.exit_code != 0 and "Traceback" not in refused.output
-    assert "row 0, column 0: every value must be a finite number" in refused.output
+    assert "row 0, column 'f0': every value must be a finite number" in refused.output
     again = CliRunner().invoke(cli, ["predict", "--endpoint", endpoint.scoring_uri, "--model", "cancer", "--input",
                                      str(path), "--json"], env=env)
     assert again.exit_code == 0 and json.loads(again.stdout)["predictions"] == xgb.predict(rows).tolist()
