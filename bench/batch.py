@@ -114,8 +114,8 @@ def agreement(model, folder: Path) -> tuple[float, int]:
     return same / total, total
 
 
-def run(rows: int, out: Path, mnist: int) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="sei-batch-bench-"))
+def run(rows: int, out: Path, mnist: int, folder: Path) -> dict:
+    """The whole bench in ``folder`` (data, build, job: gigabytes for a million rows; removed by `main`)."""
     env = {**os.environ, "SEI_HOME": str(folder / "home")}
     model, build = make_data(folder, rows)
     job = folder / "job"
@@ -220,7 +220,8 @@ def main() -> None:
     parser.add_argument("--mnist", type=int, default=10_000, help="MNIST rows compared batch vs online (0: skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch")
     args = parser.parse_args()
-    figures = run(args.rows, args.out, args.mnist)
+    with tempfile.TemporaryDirectory(prefix="sei-batch-bench-") as folder:
+        figures = run(args.rows, args.out, args.mnist, Path(folder))
     print(json.dumps(figures, indent=1))
 
 

@@ -24,14 +24,14 @@ from bench.batch import SEI, peak_rss
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(rows: int) -> dict:
+def run(rows: int, folder: Path) -> dict:
+    """The job in ``folder`` (removed by `main`)."""
     import joblib
     import pyarrow.parquet as pq
     import yaml
     from sklearn.datasets import load_breast_cancer
     from sklearn.tree import DecisionTreeClassifier
 
-    folder = Path(tempfile.mkdtemp(prefix="sei-trees-batch-"))
     env = {**os.environ, "SEI_HOME": str(folder / "home")}
     X, y = load_breast_cancer(return_X_y=True)
     model = DecisionTreeClassifier(max_depth=5, random_state=0).fit(X, y)
@@ -76,7 +76,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "trees-batch")
     args = ap.parse_args()
     started = time.perf_counter()
-    figures = run(args.rows)
+    with tempfile.TemporaryDirectory(prefix="sei-trees-batch-") as folder:
+        figures = run(args.rows, Path(folder))
     figures["bench_seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "trees-batch.json").write_text(json.dumps(figures, indent=1))
