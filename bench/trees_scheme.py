@@ -16,6 +16,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import seal
@@ -33,6 +34,35 @@ def _timed(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(ts)
 
 
+def _walk(ev: Any, rk: Any, bit: Any, ind: Any, depth: int, reps: int, drop: Callable[[Any], None],
+          fix: Callable[[Any], None] = lambda ct: None) -> tuple[list[float], float, Any]:
+    """Time a node product (multiply, relinearize, `drop` a prime) at each of `depth - 2` levels, then a last-level
+    product without relinearization; `fix` resets a result (CKKS: its scale). Returns the per-level times, the last
+    one's and a leaf indicator."""
+    per_level = []
+    for _ in range(depth - 2):
+        b = ev.mod_switch_to(bit, ind.parms_id())
+
+        def prod(ind: Any = ind, b: Any = b) -> Any:
+            r = ev.multiply(ind, b)
+            ev.relinearize_inplace(r, rk)
+            drop(r)
+            return r
+        per_level.append(_timed(prod, reps))
+        ind = prod()
+        fix(ind)
+    b = ev.mod_switch_to(bit, ind.parms_id())
+
+    def last(ind: Any = ind, b: Any = b) -> Any:
+        r = ev.multiply(ind, b)
+        drop(r)
+        return r
+    t_last = _timed(last, reps)
+    leaf = last()
+    fix(leaf)
+    return per_level, t_last, leaf
+
+
 def ckks(depth: int, reps: int) -> dict[str, float]:
     bits = [60] + [40] * depth + [60]
     p = seal.EncryptionParameters(seal.scheme_type.ckks)
@@ -48,27 +78,8 @@ def ckks(depth: int, reps: int) -> dict[str, float]:
     scale = 2.0 ** 40
     bit = enc.encrypt_symmetric(cod.encode(np.ones(rows), scale))
     ind = enc.encrypt_symmetric(cod.encode(np.ones(rows), scale))
-    per_level = []
-    for _ in range(depth - 2):
-        b = ev.mod_switch_to(bit, ind.parms_id())
-
-        def prod(ind=ind, b=b) -> seal.Ciphertext:
-            r = ev.multiply(ind, b)
-            ev.relinearize_inplace(r, rk)
-            ev.rescale_to_next_inplace(r)
-            return r
-        per_level.append(_timed(prod, reps))
-        ind = prod()
-        ind.scale(scale)
-    b = ev.mod_switch_to(bit, ind.parms_id())
-
-    def last() -> seal.Ciphertext:
-        r = ev.multiply(ind, b)
-        ev.rescale_to_next_inplace(r)
-        return r
-    t_last = _timed(last, reps)
-    leaf = last()
-    leaf.scale(scale)
+    per_level, t_last, leaf = _walk(ev, rk, bit, ind, depth, reps, ev.rescale_to_next_inplace,
+                                    lambda ct: ct.scale(scale))
     pv = cod.encode(0.123, scale)
     ev.mod_switch_to_inplace(pv, leaf.parms_id())
     acc = ev.multiply_plain(leaf, pv)
@@ -96,25 +107,7 @@ def bgv(depth: int, reps: int, t_bits: int) -> dict[str, float]:
     rows = N
     bit = enc.encrypt_symmetric(cod.encode(np.ones(rows, dtype=np.int64)))
     ind = enc.encrypt_symmetric(cod.encode(np.ones(rows, dtype=np.int64)))
-    per_level = []
-    for _ in range(depth - 2):
-        b = ev.mod_switch_to(bit, ind.parms_id())
-
-        def prod(ind=ind, b=b) -> seal.Ciphertext:
-            r = ev.multiply(ind, b)
-            ev.relinearize_inplace(r, rk)
-            ev.mod_switch_to_next_inplace(r)
-            return r
-        per_level.append(_timed(prod, reps))
-        ind = prod()
-    b = ev.mod_switch_to(bit, ind.parms_id())
-
-    def last() -> seal.Ciphertext:
-        r = ev.multiply(ind, b)
-        ev.mod_switch_to_next_inplace(r)
-        return r
-    t_last = _timed(last, reps)
-    leaf = last()
+    per_level, t_last, leaf = _walk(ev, rk, bit, ind, depth, reps, ev.mod_switch_to_next_inplace)
     pv = cod.encode(np.full(rows, 12345, dtype=np.int64))
     acc = ev.multiply_plain(leaf, pv)
     t_leaf = _timed(lambda: ev.add_inplace(acc, ev.multiply_plain(leaf, pv)), reps)

@@ -59,18 +59,17 @@ class WorkerPool:
         self._starts = [int(x) for x in np.cumsum((wire.HEADER.size, *sizes))]
         plan_bytes = plan.to_bytes()
         self._ranges: list[list[tuple[int, int]]] = []
+        worker_splits = [sorted(self.server.splits_of(share)) for share in shares[1:]]
         try:
-            for share in shares[1:]:
-                splits = sorted(self.server.splits_of(share))
+            for splits in worker_splits:
                 self._ranges.append([(self._starts[x], self._starts[x] + sizes[x]) for x in splits])
                 proc = subprocess.Popen([sys.executable, "-m", "sei_adapter_trees.engine.workers"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 self._procs.append(proc)
                 self._pipes.append(frames.Pipe(proc))
             deadline = time.monotonic() + START_TIMEOUT_S
-            for pipe, share in zip(self._pipes, shares[1:], strict=True):
-                pipe.send({"units": share, "splits": sorted(self.server.splits_of(share))}, [plan_bytes, relin_keys],
-                          deadline)
+            for pipe, share, splits in zip(self._pipes, shares[1:], worker_splits, strict=True):
+                pipe.send({"units": share, "splits": splits}, [plan_bytes, relin_keys], deadline)
             for pipe in self._pipes:
                 header, _ = pipe.recv(deadline)
                 if not header.get("ready"):
